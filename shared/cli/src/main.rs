@@ -1,0 +1,102 @@
+//! `segment-amplitude`: the project's command line.
+//!
+//! * `map --settings SETTINGS.json [INPUT]`: Segment events (JSON Lines) → the Amplitude
+//!   requests the destination sends for each, one JSON line per input line.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mapping::Settings;
+
+#[derive(Parser)]
+#[command(
+    name = "segment-amplitude",
+    version,
+    about = "Self-hosted Amplitude destination for Segment"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the Amplitude requests each Segment event (one JSON per line) becomes.
+    Map {
+        /// Segment's settings JSON for the Amplitude destination (its own keys, e.g. `apiKey`).
+        #[arg(long)]
+        settings: PathBuf,
+        /// JSON Lines file of Segment events; standard input when absent.
+        input: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Map { settings, input } => map(&settings, input.as_deref()),
+    }
+}
+
+fn map(settings_path: &std::path::Path, input: Option<&std::path::Path>) -> ExitCode {
+    let settings = match fs::read_to_string(settings_path)
+        .map_err(|e| format!("settings: cannot read {}: {e}", settings_path.display()))
+        .and_then(|text| Settings::from_json_str(&text).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let reader: Box<dyn Read> = match input {
+        Some(path) => match fs::File::open(path) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                eprintln!("input: cannot read {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => Box::new(io::stdin().lock()),
+    };
+    match run_map(&settings, BufReader::new(reader), io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("map: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One output line per input line; blank lines are skipped and `index` is the 0-based line
+/// number. A line that is not UTF-8 is a rejected event like a line that is not JSON.
+fn run_map(settings: &Settings, mut input: impl BufRead, mut out: impl Write) -> io::Result<()> {
+    let mut raw = Vec::new();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut index = 0;
+    loop {
+        raw.clear();
+        if input.read_until(b'\n', &mut raw)? == 0 {
+            break;
+        }
+        let line = String::from_utf8_lossy(&raw);
+        if !line.trim().is_empty() {
+            mapping::output::write_line(
+                index,
+                line.trim_end_matches(['\n', '\r']),
+                settings,
+                &mut buf,
+            );
+        }
+        index += 1;
+        if buf.len() >= 32 * 1024 {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    out.write_all(&buf)?;
+    out.flush()
+}

@@ -1,0 +1,48 @@
+//! The pure Segment → Amplitude mapping of this project: one Segment message plus the
+//! destination [`Settings`] in, the exact Amplitude requests Segment's Amplitude destination
+//! (cloud mode) would send out, as a typed [`Plan`] — or a typed [`Rejection`].
+//!
+//! No I/O, no async, no panics on any JSON. Where each rule lives: see [`rules`].
+//!
+//! ```
+//! let settings = mapping::Settings::with_api_key("KEY");
+//! let input = r#"{"type":"track","event":"Signed Up","userId":"u1","messageId":"m1"}"#;
+//! let message: serde_json_borrow::Value = serde_json::from_str(input).unwrap();
+//! let plan = mapping::plan(&message, &settings).unwrap();
+//! assert_eq!(plan.requests[0].url, "https://api2.amplitude.com/2/httpapi");
+//! ```
+
+pub mod amplitude;
+pub mod json;
+pub mod locale;
+pub mod message;
+pub mod output;
+pub mod plan;
+pub mod props;
+pub mod rules;
+pub mod settings;
+pub mod time;
+pub mod user_agent;
+
+pub use message::Call;
+pub use plan::{Body, Endpoint, Plan, Rejection, Request};
+pub use settings::{QueryParamTarget, Region, Settings, SettingsError};
+
+use message::Message;
+use serde_json_borrow::Value;
+
+/// Maps one Segment message (already parsed) to the Amplitude requests it becomes.
+pub fn plan<'a>(message: &'a Value<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
+    let msg = Message::parse(message)?;
+    if msg.disabled {
+        return Ok(Plan::default());
+    }
+    match msg.call {
+        Call::Track => rules::track::plan(&msg, settings),
+        Call::Page | Call::Screen => rules::page::plan(&msg, settings),
+        Call::Identify => rules::identify::plan(&msg, settings),
+        Call::Group => rules::group::plan(&msg, settings),
+        Call::Alias => rules::alias::plan(&msg, settings),
+        Call::Delete => rules::delete::plan(&msg, settings),
+    }
+}

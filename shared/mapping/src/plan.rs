@@ -1,0 +1,180 @@
+//! The typed result of mapping one Segment message: the Amplitude requests to send, or why none.
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+use crate::amplitude::{Deletion, Event, GroupIdentification, Identification, UserMapping};
+use crate::settings::Region;
+
+/// The Amplitude API a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// HTTP V2, `/2/httpapi` (JSON).
+    HttpApi,
+    /// Batch Event Upload, `/batch` (JSON), when `sendToBatchEndpoint` is on.
+    Batch,
+    /// Identify, `/identify` (form-encoded).
+    Identify,
+    /// Group Identify, `/groupidentify` (form-encoded).
+    GroupIdentify,
+    /// User Mapping, `/usermap` (form-encoded).
+    UserMap,
+    /// User Privacy API, `/api/2/deletions/users` (JSON, Basic auth).
+    Deletion,
+}
+
+impl Endpoint {
+    /// The name used in the `map` command's output and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::HttpApi => "httpapi",
+            Endpoint::Batch => "batch",
+            Endpoint::Identify => "identify",
+            Endpoint::GroupIdentify => "groupidentify",
+            Endpoint::UserMap => "usermap",
+            Endpoint::Deletion => "deletion",
+        }
+    }
+
+    /// The URL on Amplitude's hosts for a region (spec §2.2).
+    pub fn url(self, region: Region) -> &'static str {
+        match (region, self) {
+            (Region::Standard, Endpoint::HttpApi) => "https://api2.amplitude.com/2/httpapi",
+            (Region::Standard, Endpoint::Batch) => "https://api2.amplitude.com/batch",
+            (Region::Standard, Endpoint::Identify) => "https://api2.amplitude.com/identify",
+            (Region::Standard, Endpoint::GroupIdentify) => {
+                "https://api2.amplitude.com/groupidentify"
+            }
+            (Region::Standard, Endpoint::UserMap) => "https://api.amplitude.com/usermap",
+            (Region::Standard, Endpoint::Deletion) => "https://amplitude.com/api/2/deletions/users",
+            (Region::Eu, Endpoint::HttpApi) => "https://api.eu.amplitude.com/2/httpapi",
+            (Region::Eu, Endpoint::Batch) => "https://api.eu.amplitude.com/batch",
+            (Region::Eu, Endpoint::Identify) => "https://api.eu.amplitude.com/identify",
+            (Region::Eu, Endpoint::GroupIdentify) => "https://api.eu.amplitude.com/groupidentify",
+            (Region::Eu, Endpoint::UserMap) => "https://api.eu.amplitude.com/usermap",
+            (Region::Eu, Endpoint::Deletion) => {
+                "https://analytics.eu.amplitude.com/api/2/deletions/users"
+            }
+        }
+    }
+
+    /// The path part of the URL (the same on every host), for clients with a base-URL override.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::HttpApi => "/2/httpapi",
+            Endpoint::Batch => "/batch",
+            Endpoint::Identify => "/identify",
+            Endpoint::GroupIdentify => "/groupidentify",
+            Endpoint::UserMap => "/usermap",
+            Endpoint::Deletion => "/api/2/deletions/users",
+        }
+    }
+
+    /// Form-encoded endpoints carry their JSON in form fields.
+    pub fn is_form(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Identify | Endpoint::GroupIdentify | Endpoint::UserMap
+        )
+    }
+}
+
+/// What a request carries. Each variant holds a list so a transport can merge the bodies of
+/// several messages into one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body<'a> {
+    Events(Vec<Event<'a>>),
+    Identify(Vec<Identification<'a>>),
+    GroupIdentify(Vec<GroupIdentification<'a>>),
+    UserMap(Vec<UserMapping<'a>>),
+    Deletion(Deletion<'a>),
+}
+
+/// One planned Amplitude request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request<'a> {
+    pub endpoint: Endpoint,
+    pub url: &'static str,
+    pub body: Body<'a>,
+}
+
+impl<'a> Request<'a> {
+    pub(crate) fn new(endpoint: Endpoint, region: Region, body: Body<'a>) -> Self {
+        Request {
+            endpoint,
+            url: endpoint.url(region),
+            body,
+        }
+    }
+
+    /// The body as Amplitude receives it, with the API key where Amplitude expects it. Form
+    /// endpoints are shown as an object of their fields with the JSON fields decoded; deletions
+    /// carry no key in the body (it is in the Basic auth header).
+    pub fn body_with_key<'r>(&'r self, api_key: &'r str) -> impl Serialize + 'r {
+        KeyedBody {
+            api_key,
+            body: &self.body,
+        }
+    }
+}
+
+struct KeyedBody<'r, 'a> {
+    api_key: &'r str,
+    body: &'r Body<'a>,
+}
+
+impl Serialize for KeyedBody<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if let Body::Deletion(d) = self.body {
+            return d.serialize(s);
+        }
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("api_key", self.api_key)?;
+        match self.body {
+            Body::Events(e) => map.serialize_entry("events", e)?,
+            Body::Identify(i) => map.serialize_entry("identification", i)?,
+            Body::GroupIdentify(g) => map.serialize_entry("identification", g)?,
+            Body::UserMap(m) => map.serialize_entry("mapping", m)?,
+            Body::Deletion(_) => unreachable!("handled above"),
+        }
+        map.end()
+    }
+}
+
+/// The requests one Segment message becomes, in the order they must be sent. Empty when the
+/// settings skip the message (e.g. a page with no page setting on, or `Amplitude: false`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan<'a> {
+    pub requests: Vec<Request<'a>>,
+}
+
+/// Why a message produces no request. None of these can succeed on a retry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The message lacks what Amplitude needs (spec §13); the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// A call type or feature this destination does not handle with these settings.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The settings do not allow the call (e.g. a deletion without a secret key).
+    #[error("{0}")]
+    Configuration(String),
+}
+
+impl Rejection {
+    /// `invalid`, `unsupported` or `configuration`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::Invalid(_) => "invalid",
+            Rejection::Unsupported(_) => "unsupported",
+            Rejection::Configuration(_) => "configuration",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Rejection::Invalid(m) | Rejection::Unsupported(m) | Rejection::Configuration(m) => m,
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! What every event of a track, page or screen call shares (spec §3, §3.4 `insert_id`, §3.15),
+//! and the request that carries them (§2.3).
+
+use std::borrow::Cow;
+
+use serde_json_borrow::Value;
+
+use crate::amplitude::{DeviceFields, Event, Revenue};
+use crate::message::Message;
+use crate::plan::{Body, Endpoint, Rejection, Request};
+use crate::props::{Prop, PropMap};
+use crate::rules::{device, require_ids, user_properties};
+use crate::settings::Settings;
+
+/// The fields all events of one message have in common.
+pub struct EventBase<'a> {
+    device: DeviceFields<'a>,
+    message_id: Option<Cow<'a, str>>,
+    session_id: Option<i64>,
+    event_id: Option<i64>,
+    user_properties: PropMap<'a>,
+    groups: Option<&'a Value<'a>>,
+}
+
+impl<'a> EventBase<'a> {
+    pub fn new(msg: &Message<'a>, settings: &Settings) -> Result<Self, Rejection> {
+        let device = device::device_fields(msg, settings);
+        require_ids(&device)?;
+        Ok(EventBase {
+            device,
+            message_id: msg.message_id(),
+            session_id: device::session_id(msg),
+            event_id: device::event_id(msg),
+            user_properties: user_properties::for_event(msg, settings),
+            groups: user_properties::groups(msg),
+        })
+    }
+
+    /// The event at 1-based `position` in this message's output (§3.4: the first keeps the bare
+    /// `messageId`, the others get `-<position>`, so a redelivery cannot double-count).
+    pub fn event(
+        &self,
+        position: usize,
+        event_type: Cow<'a, str>,
+        event_properties: PropMap<'a>,
+        revenue: Option<Revenue<'a>>,
+    ) -> Event<'a> {
+        let insert_id = self.message_id.as_ref().map(|id| match position {
+            1 => id.clone(),
+            p => Cow::Owned(format!("{id}-{p}")),
+        });
+        Event {
+            device: self.device.clone(),
+            event_type,
+            insert_id,
+            session_id: self.session_id,
+            event_id: self.event_id,
+            event_properties,
+            user_properties: self.user_properties.clone(),
+            groups: self.groups.map(Prop::Ref),
+            revenue,
+        }
+    }
+}
+
+/// §2.3: one request to `/2/httpapi`, or `/batch` when `sendToBatchEndpoint` is on.
+pub fn request<'a>(settings: &Settings, events: Vec<Event<'a>>) -> Request<'a> {
+    let endpoint = if settings.send_to_batch_endpoint {
+        Endpoint::Batch
+    } else {
+        Endpoint::HttpApi
+    };
+    Request::new(endpoint, settings.region, Body::Events(events))
+}

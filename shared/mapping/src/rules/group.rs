@@ -1,0 +1,87 @@
+//! Spec §9: group → a user's link to the group (`/identify`) and, for typed groups, the
+//! group's properties (`/groupidentify`).
+
+use std::borrow::Cow;
+
+use serde_json_borrow::Value;
+
+use crate::amplitude::{GroupIdentification, GroupLink, Identification};
+use crate::json::{self, text};
+use crate::message::Message;
+use crate::plan::{Body, Endpoint, Plan, Rejection, Request};
+use crate::props::{Prop, PropMap};
+use crate::rules::device;
+use crate::settings::Settings;
+
+/// The legacy group type (§9.2.2).
+const LEGACY_TYPE: &str = "[Segment] Group";
+
+pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
+    let group_id = json::id(msg.field("groupId"))
+        .ok_or_else(|| Rejection::Invalid("group: `groupId` is required".into()))?;
+    let traits = msg.traits();
+    let typed = typed_group(traits, settings);
+    let (group_type, group_value) = match &typed {
+        Some((t, v)) => (t.clone(), v.clone()),
+        None => (
+            Cow::Borrowed(LEGACY_TYPE),
+            Prop::Owned(Value::Str(group_id)),
+        ),
+    };
+
+    let mut requests = Vec::with_capacity(2);
+    let user_id = msg.user_id.clone();
+    let device_id = device::device_id(msg, settings);
+    if user_id.is_some() || device_id.is_some() {
+        let pair = || {
+            let mut m = PropMap::new();
+            m.insert(group_type.clone(), group_value.clone());
+            m
+        };
+        let link = GroupLink {
+            user_id,
+            device_id,
+            time: device::event_time(msg),
+            groups: pair(),
+            user_properties: pair(),
+        };
+        requests.push(Request::new(
+            Endpoint::Identify,
+            settings.region,
+            Body::Identify(vec![Identification::GroupLink(link)]),
+        ));
+    }
+    if typed.is_some() {
+        requests.push(Request::new(
+            Endpoint::GroupIdentify,
+            settings.region,
+            Body::GroupIdentify(vec![GroupIdentification {
+                group_type,
+                group_value,
+                group_properties: PropMap::from_object(traits),
+            }]),
+        ));
+    }
+    if requests.is_empty() {
+        return Err(Rejection::Invalid(
+            "group: `userId` or `anonymousId` is required to link a user to a legacy group".into(),
+        ));
+    }
+    Ok(Plan { requests })
+}
+
+/// §9.2.1: type and value from the configured traits, when both are set and present. The type
+/// is text; the value is text, or an array of strings kept as it is.
+fn typed_group<'a>(traits: &'a Value<'a>, settings: &Settings) -> Option<(Cow<'a, str>, Prop<'a>)> {
+    let type_trait = settings.group_type_trait.as_deref()?;
+    let value_trait = settings.group_value_trait.as_deref()?;
+    let group_type = text(json::get(traits, type_trait))?;
+    let value = json::get(traits, value_trait);
+    let group_value = match value {
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => {
+            Prop::Ref(value)
+        }
+        other => Prop::Owned(Value::Str(text(other)?)),
+    };
+    Some((group_type, group_value))
+}

@@ -1,0 +1,243 @@
+//! Spec §3.14 (base and normal form), §3.15 (groups), §8.2 (trait operations), §8.3 (Engage),
+//! §11.1 (UTM) and the user-property half of §4.4 (query params).
+
+use std::borrow::Cow;
+
+use serde_json_borrow::Value;
+
+use crate::json;
+use crate::message::Message;
+use crate::props::{Prop, PropMap};
+use crate::settings::{QueryParamTarget, Settings};
+
+/// Amplitude's user-property operations. A trait with one of these keys and an object value is
+/// an operation the caller wrote (Decision, §3.14.3).
+const OPERATIONS: [&str; 9] = [
+    "$set",
+    "$setOnce",
+    "$add",
+    "$append",
+    "$prepend",
+    "$unset",
+    "$preInsert",
+    "$postInsert",
+    "$remove",
+];
+
+/// `context.campaign` key → (`$set` key, `$setOnce` key) (§11.1).
+const UTM: [(&str, &str, &str); 5] = [
+    ("source", "utm_source", "initial_utm_source"),
+    ("medium", "utm_medium", "initial_utm_medium"),
+    ("name", "utm_campaign", "initial_utm_campaign"),
+    ("term", "utm_term", "initial_utm_term"),
+    ("content", "utm_content", "initial_utm_content"),
+];
+
+/// The `groups` option (§3.15.1): used only when it is a non-empty object.
+pub fn groups<'a>(msg: &Message<'a>) -> Option<&'a Value<'a>> {
+    let g = msg.option("groups");
+    g.as_object().filter(|o| !o.is_empty()).map(|_| g)
+}
+
+/// `user_properties` of a track, page or screen event: `context.traits` (§3.14), query params
+/// targeted at user properties (§4.4.4) and UTM values (§11.1). Trait operations are
+/// identify-only (§5.4).
+pub fn for_event<'a>(msg: &Message<'a>, settings: &Settings) -> PropMap<'a> {
+    let mut props = base(json::get(msg.context, "traits"), msg);
+    for (name, target) in &settings.map_query_params {
+        if *target == QueryParamTarget::UserProperties
+            && let Some(search) = page_search(msg)
+        {
+            props.insert(name.clone(), Prop::Ref(search));
+        }
+    }
+    Assembled::plain(props).with_utm(msg, settings).finish()
+}
+
+/// `user_properties` of an identify (§8.2): traits, query params, legacy groups, trait
+/// operations, UTM, in normal form.
+pub fn for_identify<'a>(msg: &Message<'a>, settings: &Settings) -> PropMap<'a> {
+    let mut props = base(msg.traits(), msg);
+    engage_booleans(msg, &mut props);
+    if let Some(search) = page_search(msg) {
+        for (name, _) in &settings.map_query_params {
+            props.insert(name.clone(), Prop::Ref(search));
+        }
+    }
+    if let Some(Value::Object(groups)) = groups(msg) {
+        for (k, v) in groups.iter() {
+            props.insert(k, Prop::Ref(v));
+        }
+    }
+    let mut assembled = Assembled::plain(props);
+    assembled.apply_trait_lists(settings);
+    assembled.with_utm(msg, settings).finish()
+}
+
+/// §3.14.1: a copy of the traits without `address`, plus `id` = `userId`.
+fn base<'a>(traits: &'a Value<'a>, msg: &Message<'a>) -> PropMap<'a> {
+    let mut props = PropMap::from_object(traits);
+    props.remove_loose("address");
+    if let Some(user_id) = &msg.user_id {
+        props.insert("id", Prop::Owned(Value::Str(user_id.clone())));
+    }
+    props
+}
+
+/// §8.3: Engage keys an audience by `context.personas.computation_key`; Journeys send the
+/// membership as the strings "true"/"false", which Amplitude should see as booleans.
+fn engage_booleans<'a>(msg: &Message<'a>, props: &mut PropMap<'a>) {
+    let Some(key) = msg.ctx("personas", "computation_key").as_str() else {
+        return;
+    };
+    if let Some(slot) = props.get_mut(key) {
+        let flag = match slot.value().and_then(Value::as_str) {
+            Some("true") => true,
+            Some("false") => false,
+            _ => return,
+        };
+        *slot = Prop::Owned(Value::Bool(flag));
+    }
+}
+
+/// `context.page.search` when it is there (an empty string counts, §4.4.2).
+pub fn page_search<'a>(msg: &Message<'a>) -> Option<&'a Value<'a>> {
+    let search = msg.ctx("page", "search");
+    (!search.is_null()).then_some(search)
+}
+
+/// User properties being assembled: plain keys, operations the caller wrote, operations the
+/// trait-list settings produce, and derived UTM values.
+struct Assembled<'a> {
+    plain: PropMap<'a>,
+    /// One map per entry of [`OPERATIONS`], in that order.
+    ops: [PropMap<'a>; 9],
+    caller_set: PropMap<'a>,
+    derived_set: PropMap<'a>,
+}
+
+fn op_index(op: &str) -> usize {
+    OPERATIONS.iter().position(|o| *o == op).expect("known op")
+}
+
+impl<'a> Assembled<'a> {
+    /// Splits caller-written operations (`{"$set": {...}}` traits) from plain keys.
+    fn plain(props: PropMap<'a>) -> Self {
+        let mut a = Assembled {
+            plain: PropMap::new(),
+            ops: Default::default(),
+            caller_set: PropMap::new(),
+            derived_set: PropMap::new(),
+        };
+        for (key, prop) in props.into_entries() {
+            let op = OPERATIONS.iter().position(|o| *o == key);
+            match (op, &prop) {
+                (Some(i), Prop::Ref(v)) if v.is_object() => {
+                    let target = if i == 0 {
+                        &mut a.caller_set
+                    } else {
+                        &mut a.ops[i]
+                    };
+                    for (k, inner) in PropMap::from_object(v).into_entries() {
+                        target.insert_missing(k, inner);
+                    }
+                }
+                _ => a.plain.insert(key, prop),
+            }
+        }
+        a
+    }
+
+    /// §8.2.2: the first matching list decides each trait's operation.
+    fn apply_trait_lists(&mut self, settings: &Settings) {
+        let lists: [(&[String], &str); 4] = [
+            (&settings.traits_to_increment, "$add"),
+            (&settings.traits_to_set_once, "$setOnce"),
+            (&settings.traits_to_append, "$append"),
+            (&settings.traits_to_prepend, "$prepend"),
+        ];
+        if lists.iter().all(|(l, _)| l.is_empty()) {
+            return;
+        }
+        let plain = std::mem::take(&mut self.plain);
+        for (key, prop) in plain.into_entries() {
+            let listed = |l: &[String]| l.iter().any(|n| *n == key);
+            let mut chosen = None;
+            for (list, op) in lists {
+                if !listed(list) {
+                    continue;
+                }
+                if op == "$add" {
+                    // Only numeric traits can be incremented; otherwise try the next list.
+                    match prop.value().and_then(json::amount) {
+                        Some(n) => {
+                            let value = match prop.value() {
+                                Some(Value::Number(_)) => prop.clone(),
+                                _ => Prop::Owned(json::number(n)),
+                            };
+                            chosen = Some((op, value));
+                            break;
+                        }
+                        None => continue,
+                    }
+                }
+                chosen = Some((op, prop.clone()));
+                break;
+            }
+            match chosen {
+                Some((op, value)) => self.ops[op_index(op)].insert_missing(key, value),
+                None => self.plain.insert(key, prop),
+            }
+        }
+    }
+
+    /// §11.1: `context.campaign` → `$set` `utm_*` and `$setOnce` `initial_utm_*`.
+    fn with_utm(mut self, msg: &Message<'a>, settings: &Settings) -> Self {
+        if !settings.track_utm_properties {
+            return self;
+        }
+        let campaign = json::get(msg.context, "campaign");
+        for (source, set_key, set_once_key) in UTM {
+            let value = json::get(campaign, source);
+            if json::is_present(value) {
+                self.derived_set.insert_missing(set_key, Prop::Ref(value));
+                self.ops[op_index("$setOnce")].insert_missing(set_once_key, Prop::Ref(value));
+            }
+        }
+        self
+    }
+
+    /// §3.14.3 normal form: flat without operations; otherwise every plain key under `$set`
+    /// (caller `$set` first, then plain traits, then derived values), a key used by another
+    /// operation removed from `$set`, and empty operations dropped.
+    fn finish(self) -> PropMap<'a> {
+        let has_ops = !self.caller_set.is_empty()
+            || !self.derived_set.is_empty()
+            || self.ops.iter().any(|m| !m.is_empty());
+        if !has_ops {
+            return self.plain;
+        }
+        let mut set = self.caller_set;
+        for (k, v) in self.plain.into_entries() {
+            set.insert_missing(k, v);
+        }
+        for (k, v) in self.derived_set.into_entries() {
+            set.insert_missing(k, v);
+        }
+        set.retain(|k, _| !self.ops.iter().any(|m| m.contains_key(k)));
+        let mut out = PropMap::new();
+        for (i, map) in self.ops.into_iter().enumerate() {
+            if i == 0 {
+                if !set.is_empty() {
+                    out.insert(
+                        Cow::Borrowed(OPERATIONS[0]),
+                        Prop::Map(std::mem::take(&mut set)),
+                    );
+                }
+            } else if !map.is_empty() {
+                out.insert(Cow::Borrowed(OPERATIONS[i]), Prop::Map(map));
+            }
+        }
+        out
+    }
+}

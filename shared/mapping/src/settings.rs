@@ -1,0 +1,264 @@
+//! Destination settings (mapping spec §1): Segment's own settings keys, validated once.
+//!
+//! The 37 rows of the seed's Settings table are all accepted. The 20 that act in cloud mode are
+//! typed fields of [`Settings`]; the 17 device-mode-only ones are accepted with any value and
+//! ignored (their type cannot matter when they have no effect). Keys that are not Segment keys
+//! at all are ignored too, so a full export of a destination's settings loads as it is.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+
+/// A configuration error: nothing is sent, and the message names the settings key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("settings: `{0}` is required")]
+    Missing(&'static str),
+    #[error("settings: `{key}` must be {expected}")]
+    WrongType {
+        key: &'static str,
+        expected: &'static str,
+    },
+    #[error(
+        "settings: `endpoint` has the unknown value {0:?} (expected \"\", \"standard\", \"north_america\", \"us\", \"europe\" or \"eu\")"
+    )]
+    UnknownEndpoint(String),
+    #[error("settings: the settings must be a JSON object")]
+    NotAnObject,
+    #[error("settings: not valid JSON ({0})")]
+    NotJson(String),
+}
+
+/// Amplitude data region (§2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Region {
+    #[default]
+    Standard,
+    Eu,
+}
+
+/// Where a `mapQueryParams` entry writes the page's query string (§4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryParamTarget {
+    UserProperties,
+    EventProperties,
+}
+
+/// The validated destination settings. Built once; the mapping never looks at raw JSON settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    api_key: SecretString,
+    secret_key: Option<SecretString>,
+    pub region: Region,
+    pub group_type_trait: Option<String>,
+    pub group_value_trait: Option<String>,
+    pub map_query_params: Vec<(String, QueryParamTarget)>,
+    pub prefer_anonymous_id_for_device_id: bool,
+    pub send_alias: bool,
+    pub send_to_batch_endpoint: bool,
+    pub track_all_pages: bool,
+    pub track_categorized_pages: bool,
+    pub track_named_pages: bool,
+    pub track_products_once: bool,
+    pub track_revenue_per_product: bool,
+    /// Opt-in (spec §16.2): Segment exports always carry the key, so the default only matters
+    /// for hand-written settings files.
+    pub track_utm_properties: bool,
+    pub traits_to_append: Vec<String>,
+    pub traits_to_increment: Vec<String>,
+    pub traits_to_prepend: Vec<String>,
+    pub traits_to_set_once: Vec<String>,
+    pub use_custom_amplitude_properties: bool,
+}
+
+/// Settings rows that only change device-mode SDK behaviour (§1.2, "Cloud = no").
+pub const DEVICE_MODE_ONLY_KEYS: [&str; 17] = [
+    "appendFieldsToEventProps",
+    "batchEvents",
+    "deviceIdFromUrlParam",
+    "enableLocationListening",
+    "eventUploadPeriodMillis",
+    "eventUploadThreshold",
+    "forceHttps",
+    "saveParamsReferrerOncePerSession",
+    "trackAllPagesV2",
+    "trackGclid",
+    "trackReferrer",
+    "trackSessionEvents",
+    "unsetParamsReferrerOnNewSession",
+    "useAdvertisingIdForDeviceId",
+    "useAmplitudeReferral",
+    "useLogRevenueV2",
+    "versionName",
+];
+
+impl Settings {
+    /// Parses Segment's settings JSON text.
+    pub fn from_json_str(text: &str) -> Result<Self, SettingsError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| SettingsError::NotJson(e.to_string()))?;
+        Self::from_json(&value)
+    }
+
+    /// Validates Segment's settings object. `null` values count as absent.
+    pub fn from_json(value: &Value) -> Result<Self, SettingsError> {
+        let map = value.as_object().ok_or(SettingsError::NotAnObject)?;
+        let r = Reader(map);
+        let api_key = r
+            .string("apiKey")?
+            .filter(|k| !k.trim().is_empty())
+            .ok_or(SettingsError::Missing("apiKey"))?;
+        let region = match r.string("endpoint")? {
+            None => Region::Standard,
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "" | "standard" | "north_america" | "us" => Region::Standard,
+                "europe" | "eu" => Region::Eu,
+                _ => return Err(SettingsError::UnknownEndpoint(v)),
+            },
+        };
+        Ok(Settings {
+            api_key: api_key.into(),
+            secret_key: r
+                .string("secretKey")?
+                .filter(|k| !k.is_empty())
+                .map(Into::into),
+            region,
+            group_type_trait: r.string("groupTypeTrait")?.filter(|s| !s.is_empty()),
+            group_value_trait: r.string("groupValueTrait")?.filter(|s| !s.is_empty()),
+            map_query_params: r.query_params("mapQueryParams")?,
+            prefer_anonymous_id_for_device_id: r.bool("preferAnonymousIdForDeviceId")?,
+            send_alias: r.bool_aliased("sendAlias", "enableAlias")?,
+            send_to_batch_endpoint: r.bool("sendToBatchEndpoint")?,
+            track_all_pages: r.bool("trackAllPages")?,
+            track_categorized_pages: r.bool("trackCategorizedPages")?,
+            track_named_pages: r.bool("trackNamedPages")?,
+            track_products_once: r.bool("trackProductsOnce")?,
+            track_revenue_per_product: r.bool("trackRevenuePerProduct")?,
+            track_utm_properties: r.bool("trackUtmProperties")?,
+            traits_to_append: r.trait_list("traitsToAppend")?,
+            traits_to_increment: r.trait_list("traitsToIncrement")?,
+            traits_to_prepend: r.trait_list("traitsToPrepend")?,
+            traits_to_set_once: r.trait_list("traitsToSetOnce")?,
+            use_custom_amplitude_properties: r.bool_aliased(
+                "useCustomAmplitudeProperties",
+                "sendCustomLanguageAndCountry",
+            )?,
+        })
+    }
+
+    /// Settings with only an API key; every other setting at its default.
+    pub fn with_api_key(api_key: &str) -> Self {
+        Self::from_json(&serde_json::json!({ "apiKey": api_key }))
+            .expect("an API key alone is valid settings")
+    }
+
+    /// The Amplitude API key, for request bodies only. Never log it.
+    pub fn api_key(&self) -> &str {
+        self.api_key.expose_secret()
+    }
+
+    /// The Amplitude secret key (deletions only), if configured. Never log it.
+    pub fn secret_key(&self) -> Option<&str> {
+        self.secret_key.as_ref().map(|k| k.expose_secret())
+    }
+
+    /// Replaces the secret key (the Lambda reads it from its own secret, not the settings JSON).
+    pub fn set_secret_key(&mut self, key: Option<String>) {
+        self.secret_key = key.filter(|k| !k.is_empty()).map(Into::into);
+    }
+
+    /// Replaces the API key (the Lambda reads it from Secrets Manager).
+    pub fn set_api_key(&mut self, key: String) {
+        self.api_key = key.into();
+    }
+}
+
+struct Reader<'a>(&'a Map<String, Value>);
+
+impl Reader<'_> {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
+    fn string(&self, key: &'static str) -> Result<Option<String>, SettingsError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(SettingsError::WrongType {
+                key,
+                expected: "a string",
+            }),
+        }
+    }
+
+    fn bool(&self, key: &'static str) -> Result<bool, SettingsError> {
+        match self.get(key) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(SettingsError::WrongType {
+                key,
+                expected: "true or false",
+            }),
+        }
+    }
+
+    /// The canonical key wins over its display-name alias (§1.1).
+    fn bool_aliased(&self, key: &'static str, alias: &'static str) -> Result<bool, SettingsError> {
+        if self.get(key).is_some() {
+            self.bool(key)
+        } else {
+            self.bool(alias)
+        }
+    }
+
+    /// A JSON array of names; elements may also be `{"traits": "<name>"}`; empty names ignored.
+    fn trait_list(&self, key: &'static str) -> Result<Vec<String>, SettingsError> {
+        let wrong = SettingsError::WrongType {
+            key,
+            expected: "an array of trait names",
+        };
+        let Some(value) = self.get(key) else {
+            return Ok(Vec::new());
+        };
+        let items = value.as_array().ok_or(wrong.clone())?;
+        let mut names = Vec::with_capacity(items.len());
+        for item in items {
+            let name = match item {
+                Value::String(s) => s.as_str(),
+                Value::Object(o) => o
+                    .get("traits")
+                    .and_then(Value::as_str)
+                    .ok_or(wrong.clone())?,
+                _ => return Err(wrong),
+            };
+            if !name.is_empty() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    /// `{prop: "user_properties" | "event_properties"}`; any target other than exactly
+    /// `event_properties` means `user_properties` (§4.4.1).
+    fn query_params(
+        &self,
+        key: &'static str,
+    ) -> Result<Vec<(String, QueryParamTarget)>, SettingsError> {
+        let wrong = SettingsError::WrongType {
+            key,
+            expected: "an object of property name to \"user_properties\" or \"event_properties\"",
+        };
+        let Some(value) = self.get(key) else {
+            return Ok(Vec::new());
+        };
+        let map = value.as_object().ok_or(wrong.clone())?;
+        map.iter()
+            .map(|(name, target)| {
+                let target = match target.as_str().ok_or(wrong.clone())? {
+                    "event_properties" => QueryParamTarget::EventProperties,
+                    _ => QueryParamTarget::UserProperties,
+                };
+                Ok((name.clone(), target))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,120 @@
+//! User-agent parsing for analytics.js events (spec §3.9).
+//!
+//! The classic integration used Amplitude's fork of `ua-parser-js` and set `os_name` to the
+//! browser name, `os_version` to the browser's major version and `device_model` to the operating
+//! system. We parse with `woothee` (pure Rust, no regex tables to load at cold start) and rename
+//! its families to the ua-parser-js spelling, so Amplitude charts keep the names they had.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+/// What the classic mapping takes from a user agent. `None` keeps the `context` value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ParsedAgent {
+    pub browser: Option<Cow<'static, str>>,
+    pub browser_major: Option<String>,
+    pub os: Option<Cow<'static, str>>,
+}
+
+thread_local! {
+    /// One event stream usually repeats the same few agents; remembering the last one parsed
+    /// saves most of the parsing cost on batches. Pure: the result depends only on the input.
+    static LAST: RefCell<Option<(String, ParsedAgent)>> = const { RefCell::new(None) };
+}
+
+/// Parses a user-agent string.
+pub fn parse(agent: &str) -> ParsedAgent {
+    if let Some(hit) = LAST.with_borrow(|last| {
+        last.as_ref()
+            .filter(|(ua, _)| ua == agent)
+            .map(|(_, p)| p.clone())
+    }) {
+        return hit;
+    }
+    let parsed = parse_uncached(agent);
+    LAST.set(Some((agent.to_owned(), parsed.clone())));
+    parsed
+}
+
+fn parse_uncached(agent: &str) -> ParsedAgent {
+    let Some(r) = woothee::parser::Parser::new().parse(agent) else {
+        return ParsedAgent::default();
+    };
+    let known = |s: &str| !s.is_empty() && s != woothee::woothee::VALUE_UNKNOWN;
+    let os = known(r.os).then(|| os_name(r.os));
+    let browser = known(r.name).then(|| browser_name(r.name, os.as_deref()));
+    let browser_major = known(r.version)
+        .then(|| r.version.split('.').next().unwrap_or_default().to_owned())
+        .filter(|v| !v.is_empty());
+    ParsedAgent {
+        browser,
+        browser_major,
+        os,
+    }
+}
+
+/// woothee OS families → ua-parser-js `os.name`.
+fn os_name(os: &str) -> Cow<'static, str> {
+    Cow::Borrowed(match os {
+        o if o.starts_with("Windows") => "Windows",
+        "Mac OSX" | "Mac OS Classic" => "Mac OS",
+        "iPhone" | "iPad" | "iPod" | "iOS" => "iOS",
+        "ChromeOS" => "Chromium OS",
+        "BlackBerry" | "BlackBerry 10" => "BlackBerry",
+        other => return Cow::Owned(other.to_owned()),
+    })
+}
+
+/// woothee browser names → ua-parser-js `browser.name`.
+fn browser_name(name: &str, os: Option<&str>) -> Cow<'static, str> {
+    Cow::Borrowed(match (name, os) {
+        ("Internet Explorer", _) => "IE",
+        ("Safari", Some("iOS")) => "Mobile Safari",
+        ("Opera", _) => "Opera",
+        ("Webview", Some("iOS")) => "WebKit",
+        ("Webview", _) => "Chrome WebView",
+        ("Samsung Internet Browser", _) | ("SamsungBrowser", _) => "Samsung Browser",
+        (other, _) => return Cow::Owned(other.to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_3_9_fixture_agent_is_ie_10_on_windows() {
+        let p = parse("Mozilla/5.0 (compatible; MSIE 10.0; Windows NT 6.2; Trident/6.0)");
+        assert_eq!(
+            p,
+            ParsedAgent {
+                browser: Some("IE".into()),
+                browser_major: Some("10".into()),
+                os: Some("Windows".into())
+            }
+        );
+    }
+
+    #[test]
+    fn spec_3_9_names_follow_ua_parser_js() {
+        let chrome_mac = parse(
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+        );
+        assert_eq!(chrome_mac.browser.as_deref(), Some("Chrome"));
+        assert_eq!(chrome_mac.browser_major.as_deref(), Some("120"));
+        assert_eq!(chrome_mac.os.as_deref(), Some("Mac OS"));
+        let iphone = parse(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+        );
+        assert_eq!(
+            (iphone.browser.as_deref(), iphone.os.as_deref()),
+            (Some("Mobile Safari"), Some("iOS"))
+        );
+    }
+
+    #[test]
+    fn unknown_agent_yields_nothing() {
+        assert_eq!(parse("curl/8.0"), ParsedAgent::default());
+        assert_eq!(parse(""), ParsedAgent::default());
+    }
+}
