@@ -66,7 +66,11 @@ fn classic_cases_match_expect_exactly() {
             ));
         }
     }
-    println!("conformance: {} cases, {} failed", paths.len(), failures.len());
+    println!(
+        "conformance: {} cases, {} failed",
+        paths.len(),
+        failures.len()
+    );
     assert_eq!(paths.len(), 41, "the classic set has 41 cases");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

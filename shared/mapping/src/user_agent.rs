@@ -42,8 +42,10 @@ fn parse_uncached(agent: &str) -> ParsedAgent {
     };
     let known = |s: &str| !s.is_empty() && s != woothee::woothee::VALUE_UNKNOWN;
     let os = known(r.os).then(|| os_name(r.os));
-    let browser = known(r.name).then(|| browser_name(r.name, os.as_deref()));
-    let browser_major = known(r.version)
+    // Crawlers and HTTP libraries are not browsers; ua-parser-js names no browser for them.
+    let is_browser = r.browser_type == "browser";
+    let browser = (is_browser && known(r.name)).then(|| browser_name(r.name, os.as_deref()));
+    let browser_major = (is_browser && known(r.version))
         .then(|| r.version.split('.').next().unwrap_or_default().to_owned())
         .filter(|v| !v.is_empty());
     ParsedAgent {

@@ -1,0 +1,922 @@
+//! One test per mapping rule that has no classic conformance case, named by its section of
+//! `../shared/spec/mapping.md`. Each asserts the exact output of the `map` contract.
+
+use mapping::Settings;
+use serde_json::{Value, json};
+
+/// The `map` command's record for one message: `{"index", "requests", "error"}`.
+fn map(settings: Value, message: Value) -> Value {
+    let settings = Settings::from_json(&settings).expect("valid test settings");
+    let mut out = Vec::new();
+    mapping::output::write_line(0, &message.to_string(), &settings, &mut out);
+    serde_json::from_slice(&out).expect("output is JSON")
+}
+
+/// The bodies' objects of the one request a message becomes.
+fn only_request(settings: Value, message: Value) -> Value {
+    let record = map(settings, message);
+    assert_eq!(record["error"], Value::Null, "{record}");
+    let requests = record["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 1, "{record}");
+    requests[0].clone()
+}
+
+fn events(settings: Value, message: Value) -> Vec<Value> {
+    only_request(settings, message)["body"]["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn error(settings: Value, message: Value) -> Value {
+    let record = map(settings, message);
+    assert_eq!(record["requests"], json!([]), "{record}");
+    record["error"].clone()
+}
+
+fn key() -> Value {
+    json!({"apiKey": "K"})
+}
+
+fn with(extra: Value) -> Value {
+    let mut s = key();
+    s.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    s
+}
+
+// §1 Settings ---------------------------------------------------------------------------------
+
+#[test]
+fn s1_all_37_seed_settings_are_accepted() {
+    let all = json!({
+        "apiKey": "K", "appendFieldsToEventProps": {}, "batchEvents": false,
+        "deviceIdFromUrlParam": false, "enableLocationListening": true, "endpoint": "",
+        "eventUploadPeriodMillis": 30000, "eventUploadThreshold": 30, "forceHttps": true,
+        "groupTypeTrait": "", "groupValueTrait": "", "mapQueryParams": {},
+        "preferAnonymousIdForDeviceId": false, "saveParamsReferrerOncePerSession": true,
+        "secretKey": "", "sendAlias": false, "sendToBatchEndpoint": false,
+        "trackAllPages": false, "trackAllPagesV2": true, "trackCategorizedPages": true,
+        "trackGclid": false, "trackNamedPages": true, "trackProductsOnce": false,
+        "trackReferrer": false, "trackRevenuePerProduct": false, "trackSessionEvents": false,
+        "trackUtmProperties": true, "traitsToAppend": [], "traitsToIncrement": [],
+        "traitsToPrepend": [], "traitsToSetOnce": [], "unsetParamsReferrerOnNewSession": false,
+        "useAdvertisingIdForDeviceId": false, "useAmplitudeReferral": false,
+        "useCustomAmplitudeProperties": false, "useLogRevenueV2": true, "versionName": "1.0"
+    });
+    assert_eq!(all.as_object().unwrap().len(), 37);
+    let s = Settings::from_json(&all).unwrap();
+    assert!(s.track_named_pages && s.track_categorized_pages && !s.track_all_pages);
+    assert_eq!(
+        mapping::settings::DEVICE_MODE_ONLY_KEYS.len() + 20,
+        37,
+        "20 cloud settings + 17 device-mode-only ones"
+    );
+}
+
+#[test]
+fn s1_1_display_name_aliases_and_canonical_key_wins() {
+    let s = Settings::from_json(&json!({"apiKey": "K", "enableAlias": true,
+        "sendCustomLanguageAndCountry": true, "trackAllScreens": true}))
+    .unwrap();
+    assert!(s.send_alias && s.use_custom_amplitude_properties);
+    let s = Settings::from_json(&json!({"apiKey": "K", "sendAlias": false, "enableAlias": true}))
+        .unwrap();
+    assert!(!s.send_alias);
+}
+
+#[test]
+fn s1_configuration_errors_name_the_key() {
+    let err = |v: Value| Settings::from_json(&v).unwrap_err().to_string();
+    assert_eq!(err(json!({})), "settings: `apiKey` is required");
+    assert_eq!(err(json!({"apiKey": ""})), "settings: `apiKey` is required");
+    assert_eq!(
+        err(json!({"apiKey": "K", "trackAllPages": "yes"})),
+        "settings: `trackAllPages` must be true or false"
+    );
+    assert_eq!(
+        err(json!({"apiKey": "K", "traitsToAppend": "a"})),
+        "settings: `traitsToAppend` must be an array of trait names"
+    );
+    assert_eq!(
+        err(json!({"apiKey": "K", "endpoint": "asia"})),
+        "settings: `endpoint` has the unknown value \"asia\" (expected \"\", \"standard\", \"north_america\", \"us\", \"europe\" or \"eu\")"
+    );
+    assert_eq!(
+        err(json!([1])),
+        "settings: the settings must be a JSON object"
+    );
+}
+
+#[test]
+fn s1_2_trait_lists_accept_object_elements_and_ignore_empty_names() {
+    let s = Settings::from_json(&json!({"apiKey": "K",
+        "traitsToIncrement": [{"traits": "logins"}, "", "visits"]}))
+    .unwrap();
+    assert_eq!(s.traits_to_increment, vec!["logins", "visits"]);
+}
+
+#[test]
+fn s1_secrets_never_appear_in_debug_output() {
+    let s =
+        Settings::from_json(&json!({"apiKey": "SECRET-API", "secretKey": "SECRET-KEY"})).unwrap();
+    let debug = format!("{s:?}");
+    assert!(
+        !debug.contains("SECRET-API") && !debug.contains("SECRET-KEY"),
+        "{debug}"
+    );
+}
+
+// §2 Endpoints ---------------------------------------------------------------------------------
+
+#[test]
+fn s2_2_eu_region_hosts_for_every_endpoint() {
+    let eu = with(
+        json!({"endpoint": "europe", "sendAlias": true, "secretKey": "S",
+        "groupTypeTrait": "t", "groupValueTrait": "v"}),
+    );
+    let url = |m: Value| -> Vec<String> {
+        map(eu.clone(), m)["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["url"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        url(json!({"type": "track", "event": "e", "userId": "u"})),
+        ["https://api.eu.amplitude.com/2/httpapi"]
+    );
+    assert_eq!(
+        url(json!({"type": "identify", "userId": "u"})),
+        ["https://api.eu.amplitude.com/identify"]
+    );
+    assert_eq!(
+        url(
+            json!({"type": "group", "userId": "u", "groupId": "g", "traits": {"t": "org", "v": "acme"}})
+        ),
+        [
+            "https://api.eu.amplitude.com/identify",
+            "https://api.eu.amplitude.com/groupidentify"
+        ]
+    );
+    assert_eq!(
+        url(json!({"type": "alias", "userId": "u", "previousId": "p"})),
+        ["https://api.eu.amplitude.com/usermap"]
+    );
+    assert_eq!(
+        url(json!({"type": "delete", "userId": "u"})),
+        ["https://analytics.eu.amplitude.com/api/2/deletions/users"]
+    );
+}
+
+#[test]
+fn s2_3_batch_endpoint_takes_the_same_body() {
+    let r = only_request(
+        with(json!({"sendToBatchEndpoint": true})),
+        json!({"type": "track", "event": "e", "userId": "u", "messageId": "m"}),
+    );
+    assert_eq!(
+        r,
+        json!({"endpoint": "batch", "method": "POST", "url": "https://api2.amplitude.com/batch",
+            "body": {"api_key": "K", "events": [{"user_id": "u", "library": "segment",
+            "event_type": "e", "insert_id": "m", "event_properties": {},
+            "user_properties": {"id": "u"}}]}})
+    );
+}
+
+#[test]
+fn s2_6_amplitude_false_skips_but_all_false_does_not() {
+    let skipped = map(
+        key(),
+        json!({"type": "track", "event": "e", "userId": "u", "integrations": {"Amplitude": false}}),
+    );
+    assert_eq!(skipped, json!({"index": 0, "requests": [], "error": null}));
+    let engage = events(
+        key(),
+        json!({"type": "track", "event": "e", "userId": "u", "integrations": {"All": false, "Webhook": true}}),
+    );
+    assert_eq!(engage.len(), 1);
+}
+
+// §3 Shared fields ----------------------------------------------------------------------------
+
+#[test]
+fn s3_1_numbers_as_ids_and_odd_contexts() {
+    for context in [json!(null), json!([]), json!("x")] {
+        let e = &events(
+            key(),
+            json!({"type": "track", "event": "e", "userId": 42, "anonymousId": 7, "context": context}),
+        )[0];
+        assert_eq!(
+            e,
+            &json!({"user_id": "42", "device_id": "7", "library": "segment", "event_type": "e",
+                "event_properties": {}, "user_properties": {"id": "42"}})
+        );
+    }
+}
+
+#[test]
+fn s3_2_prefer_anonymous_id_for_device_id() {
+    let msg = json!({"type": "track", "event": "e", "anonymousId": "anon",
+        "context": {"device": {"id": "dev"}}});
+    assert_eq!(events(key(), msg.clone())[0]["device_id"], "dev");
+    assert_eq!(
+        events(with(json!({"preferAnonymousIdForDeviceId": true})), msg)[0]["device_id"],
+        "anon"
+    );
+}
+
+#[test]
+fn s3_3_time_falls_back_to_original_timestamp_then_received_at() {
+    let e = &events(
+        key(),
+        json!({"type": "track", "event": "e", "userId": "u", "timestamp": "garbage",
+            "originalTimestamp": "2020-01-01T00:00:00+01:00", "receivedAt": "2021"}),
+    )[0];
+    assert_eq!(e["time"], 1_577_833_200_000i64);
+    let e = &events(
+        key(),
+        json!({"type": "track", "event": "e", "userId": "u", "receivedAt": 1_600_000_000}),
+    )[0];
+    assert_eq!(e["time"], 1_600_000_000_000i64);
+}
+
+#[test]
+fn s3_4_insert_id_is_message_id_suffixed_per_extra_event() {
+    let evs = events(
+        with(
+            json!({"trackAllPages": true, "trackCategorizedPages": true, "trackNamedPages": true}),
+        ),
+        json!({"type": "page", "userId": "u", "messageId": "abc", "name": "Settings", "category": "Merchant"}),
+    );
+    let got: Vec<(&str, &str)> = evs
+        .iter()
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["insert_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("Loaded a Page", "abc"),
+            ("Viewed Merchant Page", "abc-2"),
+            ("Viewed Merchant Settings Page", "abc-3")
+        ]
+    );
+}
+
+#[test]
+fn s3_7_context_location_first_then_locale_country() {
+    let e = &events(
+        key(),
+        json!({"type": "track", "event": "e", "userId": "u",
+            "properties": {"city": "Paris"},
+            "context": {"location": {"city": "Berlin", "region": "BE"}, "locale": "de-DE",
+                "traits": {"address": {"region": "ignored"}}}}),
+    )[0];
+    assert_eq!(
+        (&e["city"], &e["region"], &e["country"], &e["language"]),
+        (
+            &json!("Berlin"),
+            &json!("BE"),
+            &json!("Germany"),
+            &json!("German")
+        )
+    );
+}
+
+#[test]
+fn s3_7_numeric_string_coordinates_become_numbers() {
+    let e = &events(
+        key(),
+        json!({"type": "track", "event": "e", "userId": "u",
+            "context": {"location": {"latitude": "52.5", "longitude": "x"}}}),
+    )[0];
+    assert_eq!(e["location_lat"], json!(52.5));
+    assert!(e.get("location_lng").is_none());
+}
+
+#[test]
+fn s3_11_session_id_digits_iso_and_session_plugin() {
+    let sid = |integrations: Value| {
+        events(
+            key(),
+            json!({"type": "track", "event": "e", "userId": "u", "integrations": integrations}),
+        )[0]
+        .get("session_id")
+        .cloned()
+    };
+    assert_eq!(
+        sid(json!({"Amplitude": {"session_id": "1577836800000"}})),
+        Some(json!(1_577_836_800_000i64))
+    );
+    assert_eq!(
+        sid(json!({"Amplitude": {"sessionId": "2020-01-01T00:00:00Z"}})),
+        Some(json!(1_577_836_800_000i64))
+    );
+    assert_eq!(
+        sid(json!({"Actions Amplitude": {"session_id": 1234}})),
+        Some(json!(1234))
+    );
+    assert_eq!(sid(json!({"Amplitude": {"session_id": "abc"}})), None);
+}
+
+#[test]
+fn s3_13_advertising_id_by_os() {
+    let e = |os: &str| {
+        events(
+            key(),
+            json!({"type": "track", "event": "e", "userId": "u",
+                "context": {"os": {"name": os}, "device": {"advertisingId": "AD"}}}),
+        )[0]
+        .clone()
+    };
+    assert_eq!(
+        (e("iOS").get("idfa"), e("iOS").get("adid")),
+        (Some(&json!("AD")), None)
+    );
+    assert_eq!(
+        (e("android").get("adid"), e("android").get("idfa")),
+        (Some(&json!("AD")), None)
+    );
+    assert_eq!(
+        (e("Linux").get("adid"), e("Linux").get("idfa")),
+        (None, None)
+    );
+}
+
+#[test]
+fn s3_15_event_level_groups_stay_off_the_user() {
+    let e = &events(
+        key(),
+        json!({"type": "track", "event": "e", "userId": "u",
+            "integrations": {"Amplitude": {"groups": {"company": "acme"}}}}),
+    )[0];
+    assert_eq!(e["groups"], json!({"company": "acme"}));
+    assert_eq!(e["user_properties"], json!({"id": "u"}));
+}
+
+// §4 Event properties -------------------------------------------------------------------------
+
+#[test]
+fn s4_2_custom_language_and_country_are_kept() {
+    let msg = json!({"type": "track", "event": "e", "userId": "u",
+        "properties": {"language": "fr", "country": "FR", "event_id": 3}});
+    assert_eq!(events(key(), msg.clone())[0]["event_properties"], json!({}));
+    let kept = &events(with(json!({"useCustomAmplitudeProperties": true})), msg)[0];
+    assert_eq!(
+        kept["event_properties"],
+        json!({"language": "fr", "country": "FR"})
+    );
+    assert!(
+        kept.get("country").is_none(),
+        "properties.country is skipped as a source"
+    );
+}
+
+#[test]
+fn s4_4_query_params_to_user_properties_on_track_and_all_entries_apply() {
+    let e = &events(
+        with(json!({"mapQueryParams": {"qs": "user_properties", "query": "event_properties"}})),
+        json!({"type": "track", "event": "e", "userId": "u",
+            "context": {"page": {"search": "?a=1"}, "traits": {"qs": "old"}}}),
+    )[0];
+    assert_eq!(e["user_properties"], json!({"id": "u", "qs": "?a=1"}));
+    assert_eq!(e["event_properties"], json!({"query": "?a=1"}));
+}
+
+#[test]
+fn s4_4_query_param_does_not_overwrite_an_event_property() {
+    let e = &events(
+        with(json!({"mapQueryParams": {"search": "event_properties"}})),
+        json!({"type": "track", "event": "e", "userId": "u", "properties": {"search": "mine"},
+            "context": {"page": {"search": ""}}}),
+    )[0];
+    assert_eq!(e["event_properties"], json!({"search": "mine"}));
+}
+
+// §5 Revenue ----------------------------------------------------------------------------------
+
+#[test]
+fn s5_2_revenue_strings_are_parsed_strictly() {
+    let e = &events(
+        key(),
+        json!({"type": "track", "event": "Bought", "userId": "u",
+            "properties": {"revenue": "$1,000.50", "quantity": "2", "price": "500.25"}}),
+    )[0];
+    assert_eq!(
+        (
+            &e["revenue"],
+            &e["price"],
+            &e["quantity"],
+            &e["event_properties"]
+        ),
+        (
+            &json!(1000.5),
+            &json!(500.25),
+            &json!(2),
+            &json!({"revenue": "$1,000.50"})
+        )
+    );
+    let none = &events(
+        key(),
+        json!({"type": "track", "event": "Bought", "userId": "u", "properties": {"revenue": "12abc"}}),
+    )[0];
+    assert!(none.get("revenue").is_none() && none.get("price").is_none());
+}
+
+#[test]
+fn s5_2_zero_revenue_is_no_revenue_and_order_falls_back_to_total() {
+    let zero = &events(
+        key(),
+        json!({"type": "track", "event": "Bought", "userId": "u", "properties": {"revenue": 0, "price": 2}}),
+    )[0];
+    assert_eq!(zero["event_properties"], json!({"revenue": 0, "price": 2}));
+    let order = &events(
+        key(),
+        json!({"type": "track", "event": "order_completed", "userId": "u", "properties": {"total": 30}}),
+    )[0];
+    assert_eq!(
+        (
+            &order["revenue"],
+            &order["price"],
+            &order["quantity"],
+            &order["revenueType"]
+        ),
+        (&json!(30), &json!(30), &json!(1), &json!("Purchase"))
+    );
+}
+
+#[test]
+fn s5_3_quantity_is_rounded_half_away_from_zero() {
+    let e = &events(
+        key(),
+        json!({"type": "track", "event": "e", "userId": "u",
+            "properties": {"revenue": 10, "price": 4, "quantity": 2.5, "product_id": "p", "revenue_type": "refund"}}),
+    )[0];
+    assert_eq!(
+        (
+            &e["quantity"],
+            &e["productId"],
+            &e["revenueType"],
+            &e["event_properties"]
+        ),
+        (
+            &json!(3),
+            &json!("p"),
+            &json!("refund"),
+            &json!({"revenue": 10})
+        )
+    );
+}
+
+// §6 Order Completed ---------------------------------------------------------------------------
+
+fn order() -> Value {
+    json!({"type": "track", "event": "Order Completed", "userId": "u", "messageId": "m",
+        "properties": {"orderId": "o1", "revenue": 25, "currency": "USD", "products": [
+            {"productId": "p1", "price": 19, "quantity": 1},
+            {"productId": "p2", "price": 3, "quantity": 2}]}})
+}
+
+#[test]
+fn s6_7_order_completed_revenue_on_the_order() {
+    assert_eq!(
+        events(key(), order()),
+        vec![
+            json!({"user_id": "u", "library": "segment", "event_type": "Order Completed",
+                "insert_id": "m", "event_properties": {"orderId": "o1", "revenue": 25, "currency": "USD"},
+                "user_properties": {"id": "u"}, "revenue": 25, "price": 25, "quantity": 1,
+                "revenueType": "Purchase"}),
+            json!({"user_id": "u", "library": "segment", "event_type": "Product Purchased",
+                "insert_id": "m-2", "event_properties": {"productId": "p1", "price": 19, "quantity": 1},
+                "user_properties": {"id": "u"}}),
+            json!({"user_id": "u", "library": "segment", "event_type": "Product Purchased",
+                "insert_id": "m-3", "event_properties": {"productId": "p2", "price": 3, "quantity": 2},
+                "user_properties": {"id": "u"}}),
+        ]
+    );
+}
+
+#[test]
+fn s6_7_track_revenue_per_product() {
+    assert_eq!(
+        events(with(json!({"trackRevenuePerProduct": true})), order()),
+        vec![
+            json!({"user_id": "u", "library": "segment", "event_type": "Order Completed",
+                "insert_id": "m", "event_properties": {"orderId": "o1", "revenue": 25, "currency": "USD"},
+                "user_properties": {"id": "u"}}),
+            json!({"user_id": "u", "library": "segment", "event_type": "Product Purchased",
+                "insert_id": "m-2", "event_properties": {}, "user_properties": {"id": "u"},
+                "price": 19, "quantity": 1, "revenue": 19, "productId": "p1", "revenueType": "Purchase"}),
+            json!({"user_id": "u", "library": "segment", "event_type": "Product Purchased",
+                "insert_id": "m-3", "event_properties": {}, "user_properties": {"id": "u"},
+                "price": 3, "quantity": 2, "revenue": 6, "productId": "p2", "revenueType": "Purchase"}),
+        ]
+    );
+}
+
+#[test]
+fn s6_5_track_products_once() {
+    assert_eq!(
+        events(
+            with(json!({"trackProductsOnce": true, "trackRevenuePerProduct": true})),
+            order()
+        ),
+        vec![
+            json!({"user_id": "u", "library": "segment", "event_type": "Order Completed",
+            "insert_id": "m", "event_properties": {"orderId": "o1", "revenue": 25, "currency": "USD",
+            "products": [{"productId": "p1", "price": 19, "quantity": 1},
+                         {"productId": "p2", "price": 3, "quantity": 2}]},
+            "user_properties": {"id": "u"}, "revenue": 25, "price": 25, "quantity": 1,
+            "revenueType": "Purchase"})
+        ]
+    );
+}
+
+#[test]
+fn s6_3_product_without_price_or_revenue_still_produces_its_event() {
+    let evs = events(
+        with(json!({"trackRevenuePerProduct": true})),
+        json!({"type": "track", "event": "Completed Order", "userId": "u",
+            "properties": {"revenueType": "gift", "products": [{"sku": "s"}, {"revenue": 5}, "junk"]}}),
+    );
+    assert_eq!(evs.len(), 3);
+    assert_eq!(evs[1]["event_properties"], json!({"sku": "s"}));
+    assert!(evs[1].get("revenue").is_none());
+    assert_eq!(
+        (
+            &evs[2]["revenue"],
+            &evs[2]["price"],
+            &evs[2]["quantity"],
+            &evs[2]["revenueType"]
+        ),
+        (&json!(5), &json!(5), &json!(1), &json!("gift"))
+    );
+}
+
+// §7 Page and screen ----------------------------------------------------------------------------
+
+#[test]
+fn s7_3_page_settings_combinations() {
+    let names = |settings: Value, msg: Value| -> Vec<String> {
+        map(with(settings), msg)["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["body"]["events"].as_array().unwrap().clone())
+            .map(|e| e["event_type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let named = json!({"type": "screen", "userId": "u", "name": "Cart"});
+    let both = json!({"type": "page", "userId": "u", "name": "Settings", "category": "Merchant"});
+    assert_eq!(
+        names(json!({"trackNamedPages": true}), named.clone()),
+        ["Viewed Cart Screen"]
+    );
+    assert_eq!(
+        names(json!({"trackCategorizedPages": true}), named.clone()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        names(
+            json!({"trackAllPages": true, "trackNamedPages": true}),
+            named
+        ),
+        ["Loaded a Screen", "Viewed Cart Screen"]
+    );
+    assert_eq!(
+        names(
+            json!({"trackCategorizedPages": true, "trackNamedPages": true}),
+            both
+        ),
+        ["Viewed Merchant Page", "Viewed Merchant Settings Page"]
+    );
+}
+
+// §8 Identify -----------------------------------------------------------------------------------
+
+fn identification(settings: Value, message: Value) -> Value {
+    let r = only_request(settings, message);
+    assert_eq!(r["endpoint"], "identify");
+    let ids = r["body"]["identification"].as_array().unwrap();
+    assert_eq!(ids.len(), 1);
+    ids[0].clone()
+}
+
+#[test]
+fn s8_2_trait_operations_example() {
+    let i = identification(
+        with(json!({"traitsToIncrement": ["logins"], "traitsToSetOnce": ["first_seen"]})),
+        json!({"type": "identify", "userId": "u1",
+            "traits": {"logins": 1, "first_seen": "2020-01-01", "plan": "pro"}}),
+    );
+    assert_eq!(
+        i["user_properties"],
+        json!({"$add": {"logins": 1}, "$setOnce": {"first_seen": "2020-01-01"},
+            "$set": {"plan": "pro", "id": "u1"}})
+    );
+}
+
+#[test]
+fn s8_2_first_list_wins_and_non_numeric_increment_falls_through() {
+    let i = identification(
+        with(
+            json!({"traitsToIncrement": ["a", "b"], "traitsToAppend": ["b", "c"],
+            "traitsToPrepend": ["c", "d"]}),
+        ),
+        json!({"type": "identify", "anonymousId": "x",
+            "traits": {"a": "5", "b": "tag", "c": 1, "d": [2]}}),
+    );
+    assert_eq!(
+        i["user_properties"],
+        json!({"$add": {"a": 5}, "$append": {"b": "tag", "c": 1}, "$prepend": {"d": [2]}})
+    );
+}
+
+#[test]
+fn s3_14_3_normal_form_with_a_caller_set() {
+    let i = identification(
+        key(),
+        json!({"type": "identify", "userId": "u",
+            "traits": {"$set": {"plan": "caller"}, "plan": "plain", "$unset": {"old": "-"}, "age": 3}}),
+    );
+    assert_eq!(
+        i["user_properties"],
+        json!({"$set": {"plan": "caller", "id": "u", "age": 3}, "$unset": {"old": "-"}})
+    );
+}
+
+#[test]
+fn s11_1_utm_from_context_campaign_when_enabled() {
+    let msg = json!({"type": "identify", "userId": "u",
+        "context": {"campaign": {"source": "google", "name": "spring", "medium": ""}}});
+    assert_eq!(
+        identification(key(), msg.clone())["user_properties"],
+        json!({"id": "u"})
+    );
+    assert_eq!(
+        identification(with(json!({"trackUtmProperties": true})), msg)["user_properties"],
+        json!({"$set": {"id": "u", "utm_source": "google", "utm_campaign": "spring"},
+            "$setOnce": {"initial_utm_source": "google", "initial_utm_campaign": "spring"}})
+    );
+}
+
+#[test]
+fn s8_1_identify_options_paying_start_version_and_no_event_fields() {
+    let i = identification(
+        key(),
+        json!({"type": "identify", "userId": "u", "messageId": "m",
+            "integrations": {"Amplitude": {"paying": true, "startVersion": "1.0", "session_id": 5}}}),
+    );
+    assert_eq!(
+        i,
+        json!({"user_id": "u", "library": "segment", "user_properties": {"id": "u"},
+            "paying": true, "start_version": "1.0"})
+    );
+}
+
+#[test]
+fn s8_3_engage_audience_identify_with_string_booleans() {
+    let msg = |value: Value| {
+        json!({"type": "identify", "userId": "u", "traits": {"first_time_shopper": value},
+            "context": {"personas": {"computation_class": "audience",
+                "computation_key": "first_time_shopper", "computation_id": "aud_1"}},
+            "integrations": {"All": false, "My Webhook": true}})
+    };
+    for (value, expect) in [
+        (json!("true"), true),
+        (json!("false"), false),
+        (json!(true), true),
+    ] {
+        assert_eq!(
+            identification(key(), msg(value))["user_properties"],
+            json!({"first_time_shopper": expect, "id": "u"})
+        );
+    }
+    let computed = identification(
+        key(),
+        json!({"type": "identify", "userId": "u", "traits": {"ltv": "true", "orders": 4},
+            "context": {"personas": {"computation_class": "trait", "computation_key": "orders"}}}),
+    );
+    assert_eq!(
+        computed["user_properties"],
+        json!({"ltv": "true", "orders": 4, "id": "u"})
+    );
+}
+
+// §9 Group --------------------------------------------------------------------------------------
+
+fn typed() -> Value {
+    with(json!({"groupTypeTrait": "kind", "groupValueTrait": "name"}))
+}
+
+#[test]
+fn s9_typed_group_links_user_and_sends_group_properties() {
+    let record = map(
+        typed(),
+        json!({"type": "group", "userId": "u", "groupId": "g1", "timestamp": "2014",
+            "traits": {"kind": "company", "name": "Acme", "employees": 10}}),
+    );
+    assert_eq!(
+        record["requests"],
+        json!([
+            {"endpoint": "identify", "method": "POST", "url": "https://api2.amplitude.com/identify",
+             "body": {"api_key": "K", "identification": [{"user_id": "u", "time": 1_388_534_400_000i64,
+                "groups": {"company": "Acme"}, "user_properties": {"company": "Acme"}}]}},
+            {"endpoint": "groupidentify", "method": "POST", "url": "https://api2.amplitude.com/groupidentify",
+             "body": {"api_key": "K", "identification": [{"group_type": "company", "group_value": "Acme",
+                "group_properties": {"kind": "company", "name": "Acme", "employees": 10}}]}}
+        ])
+    );
+}
+
+#[test]
+fn s9_typed_group_without_ids_sends_only_group_properties() {
+    let record = map(
+        typed(),
+        json!({"type": "group", "groupId": "g1", "traits": {"kind": "team", "name": ["a", "b"]}}),
+    );
+    let requests = record["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0]["body"]["identification"],
+        json!([{"group_type": "team", "group_value": ["a", "b"],
+            "group_properties": {"kind": "team", "name": ["a", "b"]}}])
+    );
+}
+
+#[test]
+fn s9_2_missing_type_trait_falls_back_to_legacy_group() {
+    let r = only_request(
+        typed(),
+        json!({"type": "group", "anonymousId": "a", "groupId": 99, "traits": {"name": "Acme"}}),
+    );
+    assert_eq!(
+        r["body"]["identification"],
+        json!([{"device_id": "a", "groups": {"[Segment] Group": "99"},
+            "user_properties": {"[Segment] Group": "99"}}])
+    );
+}
+
+// §10 Alias -------------------------------------------------------------------------------------
+
+#[test]
+fn s10_alias_maps_previous_id_to_user_id() {
+    let r = only_request(
+        with(json!({"sendAlias": true})),
+        json!({"type": "alias", "previousId": "old", "userId": "new"}),
+    );
+    assert_eq!(
+        r,
+        json!({"endpoint": "usermap", "method": "POST", "url": "https://api.amplitude.com/usermap",
+            "body": {"api_key": "K", "mapping": [{"user_id": "old", "global_user_id": "new"}]}})
+    );
+}
+
+#[test]
+fn s10_2_unmap() {
+    let r = only_request(
+        with(json!({"sendAlias": true})),
+        json!({"type": "alias", "previousId": "old", "userId": "new",
+            "integrations": {"Amplitude": {"unmap": "old"}}}),
+    );
+    assert_eq!(
+        r["body"]["mapping"],
+        json!([{"user_id": "old", "unmap": true}])
+    );
+}
+
+// §12 Deletion ----------------------------------------------------------------------------------
+
+#[test]
+fn s12_deletion_body_without_credentials() {
+    let r = only_request(
+        with(json!({"secretKey": "SECRET"})),
+        json!({"type": "delete", "userId": "u1", "context": null, "integrations": [],
+            "originalTimestamp": "2020-01-01 00:00:00 +0000 UTC"}),
+    );
+    assert_eq!(
+        r,
+        json!({"endpoint": "deletion", "method": "POST",
+            "url": "https://amplitude.com/api/2/deletions/users",
+            "body": {"user_ids": ["u1"], "requester": "segment"}})
+    );
+    assert!(!r.to_string().contains("SECRET"));
+}
+
+// §13 Validation and rejection --------------------------------------------------------------------
+
+#[test]
+fn s13_rejection_table() {
+    let alias_on = with(json!({"sendAlias": true}));
+    let cases = [
+        (
+            key(),
+            json!({"type": "track", "userId": "u"}),
+            "invalid",
+            "track: `event` is required",
+        ),
+        (
+            key(),
+            json!({"type": "track", "event": "e"}),
+            "invalid",
+            "`userId` or `anonymousId` (or `context.device.id`) is required",
+        ),
+        (
+            key(),
+            json!({"type": "identify", "traits": {"a": 1}}),
+            "invalid",
+            "`userId` or `anonymousId` (or `context.device.id`) is required",
+        ),
+        (
+            key(),
+            json!({"type": "group", "userId": "u"}),
+            "invalid",
+            "group: `groupId` is required",
+        ),
+        (
+            key(),
+            json!({"type": "group", "groupId": "g"}),
+            "invalid",
+            "group: `userId` or `anonymousId` is required to link a user to a legacy group",
+        ),
+        (
+            key(),
+            json!({"type": "alias", "previousId": "a", "userId": "b"}),
+            "unsupported",
+            "alias: the `sendAlias` (Enable Alias) setting is off",
+        ),
+        (
+            alias_on.clone(),
+            json!({"type": "alias", "userId": "b"}),
+            "invalid",
+            "alias: `previousId` is required",
+        ),
+        (
+            alias_on,
+            json!({"type": "alias", "previousId": "a"}),
+            "invalid",
+            "alias: `userId` is required",
+        ),
+        (
+            key(),
+            json!({"type": "delete", "userId": "u"}),
+            "configuration",
+            "delete: Amplitude deletions need the `secretKey` setting, which is not configured",
+        ),
+        (
+            with(json!({"secretKey": "S"})),
+            json!({"type": "delete"}),
+            "invalid",
+            "delete: `userId` is required",
+        ),
+        (
+            key(),
+            json!({"userId": "u"}),
+            "invalid",
+            "`type` is required",
+        ),
+        (
+            key(),
+            json!({"type": 3}),
+            "invalid",
+            "`type` must be a string",
+        ),
+        (
+            key(),
+            json!({"type": "purchase"}),
+            "unsupported",
+            "`type`: the call type \"purchase\" is not sent to Amplitude",
+        ),
+        (
+            key(),
+            json!([1, 2]),
+            "invalid",
+            "the message must be a JSON object",
+        ),
+    ];
+    for (settings, msg, kind, message) in cases {
+        assert_eq!(
+            error(settings, msg.clone()),
+            json!({"kind": kind, "message": message}),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn s13_page_without_applicable_setting_is_skipped_without_error() {
+    assert_eq!(
+        map(
+            key(),
+            json!({"type": "page", "userId": "u", "name": "Home"})
+        ),
+        json!({"index": 0, "requests": [], "error": null})
+    );
+}
