@@ -1,1 +1,57 @@
-fn main() {}
+//! Mapping throughput over the generated corpus (`shared/corpus`, seed 42, 10,000 messages):
+//! JSON bytes in → request JSON bytes out (the `map` command's lines), set against a plain
+//! `serde_json` parse to `Value` and `to_string` of the same lines.
+//!
+//! Run: `cargo bench -p mapping --bench mapping`. Figures are recorded in BENCHMARKS.md.
+
+use divan::counter::{BytesCount, ItemsCount};
+use divan::{Bencher, black_box};
+use mapping::Settings;
+
+const MESSAGES: usize = 10_000;
+
+fn main() {
+    divan::main();
+}
+
+fn corpus() -> (Vec<String>, Settings) {
+    let lines = corpus::lines(42, MESSAGES);
+    let settings = Settings::from_json(&corpus::settings()).expect("corpus settings are valid");
+    (lines, settings)
+}
+
+fn bytes(lines: &[String]) -> usize {
+    lines.iter().map(String::len).sum()
+}
+
+#[divan::bench(sample_count = 20)]
+fn map_to_request_json(bencher: Bencher) {
+    let (lines, settings) = corpus();
+    let mut out = Vec::with_capacity(64 << 20);
+    bencher
+        .counter(ItemsCount::new(lines.len()))
+        .counter(BytesCount::new(bytes(&lines)))
+        .bench_local(|| {
+            out.clear();
+            for (i, line) in lines.iter().enumerate() {
+                mapping::output::write_line(i, line, &settings, &mut out);
+            }
+            black_box(out.len())
+        });
+}
+
+#[divan::bench(sample_count = 20)]
+fn serde_json_parse_and_print(bencher: Bencher) {
+    let (lines, _) = corpus();
+    bencher
+        .counter(ItemsCount::new(lines.len()))
+        .counter(BytesCount::new(bytes(&lines)))
+        .bench_local(|| {
+            let mut total = 0;
+            for line in &lines {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                total += v.to_string().len();
+            }
+            black_box(total)
+        });
+}

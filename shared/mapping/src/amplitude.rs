@@ -92,6 +92,10 @@ pub struct Event<'a> {
 /// link to a group (group, spec §9.3).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per message and moved into a Vec; boxing would add an allocation per identify"
+)]
 pub enum Identification<'a> {
     User(UserIdentification<'a>),
     GroupLink(GroupLink<'a>),

@@ -1,0 +1,115 @@
+//! The `segment-amplitude map` contract, driven as other tools drive it: a real process with
+//! settings file, JSON Lines on stdin or in a file, one output line per input line.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_segment-amplitude"))
+}
+
+/// A file of its own per call, so tests running in parallel never share one.
+fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sa-map-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+fn run(settings: &str, stdin: &str) -> (i32, Vec<Value>, String) {
+    let settings = temp_file("settings.json", settings);
+    let mut child = bin()
+        .args(["map", "--settings"])
+        .arg(&settings)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (
+        out.status.code().unwrap(),
+        lines,
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn one_line_out_per_line_in_with_requests_errors_and_skips() {
+    let input = [
+        r#"{"type":"identify","userId":"u1","traits":{"plan":"pro"},"messageId":"m1"}"#,
+        "not json",
+        r#"{"type":"page","userId":"u1","name":"Home"}"#,
+        r#"{"type":"alias","previousId":"a","userId":"b"}"#,
+    ]
+    .join("\n");
+    let (code, lines, stderr) = run(r#"{"apiKey": "KEY"}"#, &input);
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert_eq!(
+        lines,
+        vec![
+            json!({"index": 0, "requests": [{"endpoint": "identify", "method": "POST",
+                "url": "https://api2.amplitude.com/identify",
+                "body": {"api_key": "KEY", "identification": [{"user_id": "u1", "library": "segment",
+                    "user_properties": {"plan": "pro", "id": "u1"}}]}}], "error": null}),
+            json!({"index": 1, "requests": [], "error": {"kind": "invalid",
+                "message": "the line is not valid JSON (expected ident at line 1 column 2)"}}),
+            json!({"index": 2, "requests": [], "error": null}),
+            json!({"index": 3, "requests": [], "error": {"kind": "unsupported",
+                "message": "alias: the `sendAlias` (Enable Alias) setting is off"}}),
+        ]
+    );
+}
+
+#[test]
+fn input_file_argument_and_blank_lines_keep_line_numbers() {
+    let input = temp_file(
+        "in.jsonl",
+        "{\"type\":\"track\",\"event\":\"e\",\"userId\":\"u\"}\n\n{\"type\":\"track\",\"userId\":\"u\"}\n",
+    );
+    let settings = temp_file("s.json", r#"{"apiKey": "KEY"}"#);
+    let out = bin()
+        .args(["map", "--settings"])
+        .arg(&settings)
+        .arg(&input)
+        .output()
+        .unwrap();
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["requests"][0]["body"]["events"][0]["event_type"], "e");
+    assert_eq!(
+        lines[1],
+        json!({"index": 2, "requests": [], "error": {"kind": "invalid", "message": "track: `event` is required"}})
+    );
+}
+
+#[test]
+fn settings_error_exits_2_with_one_line_naming_the_key() {
+    for (settings, message) in [
+        (r#"{"trackAllPages": true}"#, "settings: `apiKey` is required\n"),
+        (
+            r#"{"apiKey": "SECRET", "sendAlias": "yes"}"#,
+            "settings: `sendAlias` must be true or false\n",
+        ),
+    ] {
+        let (code, lines, stderr) = run(settings, "");
+        assert_eq!((code, lines.len(), stderr.as_str()), (2, 0, message));
+        assert!(!stderr.contains("SECRET"));
+    }
+}
