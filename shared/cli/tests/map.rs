@@ -32,7 +32,12 @@ fn run(settings: &str, stdin: &str) -> (i32, Vec<Value>, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let lines = String::from_utf8(out.stdout)
         .unwrap()
@@ -92,7 +97,10 @@ fn input_file_argument_and_blank_lines_keep_line_numbers() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2);
-    assert_eq!(lines[0]["requests"][0]["body"]["events"][0]["event_type"], "e");
+    assert_eq!(
+        lines[0]["requests"][0]["body"]["events"][0]["event_type"],
+        "e"
+    );
     assert_eq!(
         lines[1],
         json!({"index": 2, "requests": [], "error": {"kind": "invalid", "message": "track: `event` is required"}})
@@ -102,7 +110,10 @@ fn input_file_argument_and_blank_lines_keep_line_numbers() {
 #[test]
 fn settings_error_exits_2_with_one_line_naming_the_key() {
     for (settings, message) in [
-        (r#"{"trackAllPages": true}"#, "settings: `apiKey` is required\n"),
+        (
+            r#"{"trackAllPages": true}"#,
+            "settings: `apiKey` is required\n",
+        ),
         (
             r#"{"apiKey": "SECRET", "sendAlias": "yes"}"#,
             "settings: `sendAlias` must be true or false\n",
