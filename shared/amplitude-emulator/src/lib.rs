@@ -1,0 +1,400 @@
+//! A local Amplitude for tests and the local runner: a real HTTP server on 127.0.0.1 serving
+//! `/2/httpapi`, `/batch`, `/identify`, `/groupidentify`, `/usermap` and
+//! `/api/2/deletions/users` with the validations, limits and response bodies of
+//! `amplitude-api.md`, plus fault injection and inspection:
+//!
+//! * `POST /_emulator/faults` — a JSON array of [`Fault`]s to serve next, in order;
+//! * `GET /_emulator/ingested` — what was accepted ([`Ingested`]), with counts per `insert_id`;
+//! * `GET|PUT /_emulator/config` — the [`EmulatorConfig`];
+//! * `POST /_emulator/reset` — forget everything but the config.
+//!
+//! In-process, [`Emulator`] offers the same operations directly.
+
+pub mod config;
+pub mod events;
+pub mod faults;
+pub mod forms;
+pub mod privacy;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+pub use config::EmulatorConfig;
+pub use faults::{Fault, FaultAction};
+pub use store::{Ingested, InsertIdCount, Store};
+
+/// Shared state of one emulator.
+#[derive(Clone, Default)]
+pub struct AppState {
+    store: Arc<Mutex<Store>>,
+}
+
+impl AppState {
+    pub fn new(config: EmulatorConfig) -> Self {
+        AppState {
+            store: Arc::new(Mutex::new(Store::new(config))),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        // A handler never panics while holding the lock; recover the data if one ever did.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.lock().faults.extend(faults);
+    }
+
+    pub fn ingested(&self) -> Ingested {
+        self.lock().ingested.clone()
+    }
+
+    pub fn config(&self) -> EmulatorConfig {
+        self.lock().config.clone()
+    }
+
+    pub fn set_config(&self, config: EmulatorConfig) {
+        self.lock().config = config;
+    }
+
+    pub fn reset(&self) {
+        self.lock().reset();
+    }
+
+    /// Marks a user as known to Amplitude (deletions of unknown users are refused).
+    pub fn add_known_user(&self, user: &str) {
+        self.lock().known_users.insert(user.to_owned());
+    }
+
+    /// Counts the request and takes the next fault scripted for `route`, after its delay.
+    async fn begin(&self, route: &str) -> Option<FaultAction> {
+        let fault = {
+            let mut store = self.lock();
+            store.count_request(route);
+            store.take_fault(route)
+        }?;
+        if fault.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+        }
+        Some(fault.action)
+    }
+}
+
+/// The emulator's routes, for serving on a listener of one's own (the local runner mounts it).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/2/httpapi", post(httpapi))
+        .route("/batch", post(batch))
+        .route("/identify", post(identify))
+        .route("/groupidentify", post(groupidentify))
+        .route("/usermap", post(usermap))
+        .route(
+            "/api/2/deletions/users",
+            post(delete_users).get(list_deletions),
+        )
+        .route("/_emulator/faults", post(admin_faults))
+        .route("/_emulator/ingested", get(admin_ingested))
+        .route("/_emulator/config", get(admin_config).put(admin_set_config))
+        .route("/_emulator/reset", post(admin_reset))
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(64 << 20))
+        .with_state(state)
+}
+
+/// A running emulator on 127.0.0.1; stops when dropped.
+pub struct Emulator {
+    pub state: AppState,
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Emulator {
+    /// Starts on a free loopback port.
+    pub async fn start(config: EmulatorConfig) -> std::io::Result<Self> {
+        Self::start_on(config, 0).await
+    }
+
+    /// Starts on `127.0.0.1:port` (0 = any free port).
+    pub async fn start_on(config: EmulatorConfig, port: u16) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let state = AppState::new(config);
+        let app = router(state.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "emulator stopped");
+            }
+        });
+        Ok(Emulator { state, addr, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`: the base URL to give the client.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serves until the task ends (for the command line).
+    pub async fn wait(self) {
+        let _ = (&mut { self }.task).await;
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn respond((status, body): (u16, Value)) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match body {
+        Value::String(text) => (status, text).into_response(),
+        body => (status, axum::Json(body)).into_response(),
+    }
+}
+
+/// A response whose body fails after the headers: the client sees the connection cut.
+fn reset() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::other("connection reset by the emulator"))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_LENGTH, "64")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// The faults every route understands the same way; `None` means "handle normally", with
+/// `half` set when only the first half of the items is to be ingested.
+fn common_fault(action: Option<FaultAction>, half: &mut Option<u16>) -> Option<Response> {
+    match action? {
+        FaultAction::Reset => Some(reset()),
+        FaultAction::Status { status, body } => {
+            Some(respond((status, body.unwrap_or(json!({"code": status})))))
+        }
+        FaultAction::CodeInBody { code } => Some(respond((
+            200,
+            json!({"code": code, "error": "Too many requests for some devices and users"}),
+        ))),
+        FaultAction::AcceptHalf { status } => {
+            *half = Some(status);
+            None
+        }
+        FaultAction::InvalidIndices { indices, field } => Some(respond((
+            400,
+            json!({"code": 400, "error": "Invalid field values on some events",
+                "events_with_invalid_fields": {field: indices}}),
+        ))),
+        other => {
+            // Throttle / DailyQuota need the request's items: the route handles them.
+            let _ = other;
+            None
+        }
+    }
+}
+
+async fn httpapi(State(s): State<AppState>, body: Bytes) -> Response {
+    events_route(s, events::Kind::HttpApi, body).await
+}
+
+async fn batch(State(s): State<AppState>, body: Bytes) -> Response {
+    events_route(s, events::Kind::Batch, body).await
+}
+
+async fn events_route(s: AppState, kind: events::Kind, body: Bytes) -> Response {
+    let action = s.begin(kind.path()).await;
+    let targeted = match &action {
+        Some(FaultAction::Throttle { users, devices }) => {
+            Some((false, users.clone(), devices.clone()))
+        }
+        Some(FaultAction::DailyQuota { users, devices }) => {
+            Some((true, users.clone(), devices.clone()))
+        }
+        _ => None,
+    };
+    let mut half = None;
+    if let Some(r) = common_fault(action, &mut half) {
+        return r;
+    }
+    let mut store = s.lock();
+    let accepted = match events::validate(&store, kind, &body) {
+        Ok(a) => a,
+        Err(e) => return respond(e),
+    };
+    if let Some((quota, users, devices)) = targeted {
+        return respond(targeted_429(&accepted.events, quota, &users, &devices));
+    }
+    if let Some(status) = half {
+        let mut accepted = accepted;
+        let keep = accepted.events.len() / 2;
+        accepted.events.truncate(keep);
+        events::ingest(&mut store, kind, accepted, body.len());
+        return respond((status, json!({"code": status})));
+    }
+    if let Err(e) = events::throttle(&mut store, kind, &accepted) {
+        return respond(e);
+    }
+    respond(events::ingest(&mut store, kind, accepted, body.len()))
+}
+
+/// A scripted 429 for the events of the named users/devices.
+fn targeted_429(
+    events: &[Value],
+    quota: bool,
+    users: &[String],
+    devices: &[String],
+) -> (u16, Value) {
+    let over: Vec<((bool, String), u32)> = users
+        .iter()
+        .map(|u| ((true, u.clone()), 45))
+        .chain(devices.iter().map(|d| ((false, d.clone()), 45)))
+        .collect();
+    let (status, mut body) = events::throttled_body(30, events, &over);
+    if quota {
+        for (from, to) in [
+            ("throttled_users", "exceeded_daily_quota_users"),
+            ("throttled_devices", "exceeded_daily_quota_devices"),
+        ] {
+            body[to] = body[from].take();
+            body[from] = json!({});
+        }
+        body["throttled_events"] = json!([]);
+    }
+    (status, body)
+}
+
+async fn identify(State(s): State<AppState>, uri: Uri, body: Bytes) -> Response {
+    form_route(s, forms::Kind::Identify, uri, body).await
+}
+
+async fn groupidentify(State(s): State<AppState>, uri: Uri, body: Bytes) -> Response {
+    form_route(s, forms::Kind::GroupIdentify, uri, body).await
+}
+
+async fn usermap(State(s): State<AppState>, uri: Uri, body: Bytes) -> Response {
+    form_route(s, forms::Kind::UserMap, uri, body).await
+}
+
+async fn form_route(s: AppState, kind: forms::Kind, uri: Uri, body: Bytes) -> Response {
+    let action = s.begin(kind.path()).await;
+    let targeted = match &action {
+        Some(FaultAction::Throttle { users, devices }) => {
+            Some((false, users.clone(), devices.clone()))
+        }
+        Some(FaultAction::DailyQuota { users, devices }) => {
+            Some((true, users.clone(), devices.clone()))
+        }
+        _ => None,
+    };
+    let mut half = None;
+    if let Some(r) = common_fault(action, &mut half) {
+        return r;
+    }
+    let fields = forms::fields(uri.query(), &body);
+    let mut store = s.lock();
+    let accepted = match forms::validate(&store, kind, &fields, body.len()) {
+        Ok(a) => a,
+        Err(e) => return respond(e),
+    };
+    if let Some((quota, users, devices)) = targeted {
+        return respond(targeted_429(&accepted.items, quota, &users, &devices));
+    }
+    let mut items = accepted.items;
+    if let Some(status) = half {
+        items.truncate(items.len() / 2);
+        forms::ingest(&mut store, kind, items);
+        return respond((status, json!({"code": status})));
+    }
+    respond(forms::ingest(&mut store, kind, items))
+}
+
+const DELETIONS: &str = "/api/2/deletions/users";
+
+async fn delete_users(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let action = s.begin(DELETIONS).await;
+    let mut half = None;
+    if let Some(r) = common_fault(action, &mut half) {
+        return r;
+    }
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    let mut store = s.lock();
+    match privacy::authenticate(&store, auth) {
+        Ok(key) => respond(privacy::request(&mut store, &key, &body)),
+        Err(e) => respond(e),
+    }
+}
+
+async fn list_deletions(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let action = s.begin(DELETIONS).await;
+    let mut half = None;
+    if let Some(r) = common_fault(action, &mut half) {
+        return r;
+    }
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    let store = s.lock();
+    match privacy::authenticate(&store, auth) {
+        Ok(key) => respond(privacy::list(&store, &key, uri.query())),
+        Err(e) => respond(e),
+    }
+}
+
+async fn admin_faults(State(s): State<AppState>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Vec<Fault>>(&body) {
+        Ok(faults) => {
+            let n = faults.len();
+            s.push_faults(faults);
+            respond((200, json!({"queued": n})))
+        }
+        Err(e) => respond((400, json!({"error": format!("faults: {e}")}))),
+    }
+}
+
+async fn admin_ingested(State(s): State<AppState>) -> Response {
+    axum::Json(s.ingested()).into_response()
+}
+
+async fn admin_config(State(s): State<AppState>) -> Response {
+    axum::Json(s.config()).into_response()
+}
+
+async fn admin_set_config(State(s): State<AppState>, body: Bytes) -> Response {
+    match serde_json::from_slice::<EmulatorConfig>(&body) {
+        Ok(c) => {
+            s.set_config(c);
+            respond((200, json!({"ok": true})))
+        }
+        Err(e) => respond((400, json!({"error": format!("config: {e}")}))),
+    }
+}
+
+async fn admin_reset(State(s): State<AppState>) -> Response {
+    s.reset();
+    respond((200, json!({"ok": true})))
+}
+
+async fn fallback(request: Request) -> Response {
+    if request.uri().path().starts_with("/2/") {
+        respond((400, json!({"code": 400, "error": "Invalid request path"})))
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
