@@ -1,0 +1,332 @@
+//! One test per row of amplitude-api.md §2.7 ("What the client should do"): the client against
+//! the real emulator on loopback, asserting the exact per-message outcomes and exactly what the
+//! emulator ingested.
+
+mod common;
+
+use amplitude_client::Outcome;
+use amplitude_emulator::{Fault, FaultAction};
+use common::*;
+use serde_json::json;
+
+fn fault(action: FaultAction) -> Fault {
+    Fault {
+        route: None,
+        delay_ms: 0,
+        action,
+    }
+}
+
+fn retryable(reason: &str, throttled: bool) -> Outcome {
+    Outcome::Retryable {
+        reason: reason.into(),
+        throttled,
+    }
+}
+
+fn rejected(reason: &str) -> Outcome {
+    Outcome::Rejected {
+        reason: reason.into(),
+    }
+}
+
+#[tokio::test]
+async fn row_200_delivered_in_one_request() {
+    let emu = emulator().await;
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(3), 5.0).await;
+    assert_eq!(report.outcomes, vec![Outcome::Delivered; 3]);
+    assert_eq!(report.requests_sent, 1);
+    assert_eq!(stored_ids(&emu), ["m0", "m1", "m2"]);
+}
+
+#[tokio::test]
+async fn row_invalid_api_key_is_a_configuration_error_not_retried() {
+    let emu = emulator().await;
+    let mut config = emu.state.config();
+    config.api_keys = ["the-right-key".to_string()].into();
+    emu.state.set_config(config);
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
+    let reason = "configuration: Amplitude 400: Invalid API key";
+    assert_eq!(report.outcomes, vec![retryable(reason, false); 2]);
+    assert_eq!(report.bad_credentials.as_deref(), Some(reason));
+    assert_eq!(report.requests_sent, 1);
+    assert!(stored_ids(&emu).is_empty());
+    assert!(
+        !format!("{report:?}").contains(KEY),
+        "the key never appears in outcomes"
+    );
+}
+
+#[tokio::test]
+async fn row_400_missing_field_rejects_the_whole_request() {
+    let emu = emulator().await;
+    emu.state.push_faults([fault(FaultAction::Status {
+        status: 400,
+        body: Some(json!({"code": 400, "error": "Request missing required field", "missing_field": "events"})),
+    })]);
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
+    let reason = "Amplitude 400: Request missing required field (missing_field: events)";
+    assert_eq!(report.outcomes, vec![rejected(reason); 2]);
+    assert_eq!(report.requests_sent, 1);
+    assert!(stored_ids(&emu).is_empty());
+}
+
+#[tokio::test]
+async fn row_400_with_indices_drops_exactly_those_and_resends_the_rest_at_once() {
+    let emu = emulator().await;
+    let mut messages = tracks(4);
+    messages[1]["userId"] = json!("abc"); // shorter than Amplitude's minimum id length (5)
+    messages[3]["userId"] = json!("null"); // on Amplitude's invalid-id list
+    let report = deliver(&client(&emu), &settings(json!({})), &messages, 5.0).await;
+    assert_eq!(
+        report.outcomes,
+        vec![
+            Outcome::Delivered,
+            rejected(
+                "Amplitude 400: Invalid field values on some events (events_with_invalid_id_lengths: user_id)"
+            ),
+            Outcome::Delivered,
+            rejected(
+                "Amplitude 400: Invalid field values on some events (events_with_invalid_fields: user_id)"
+            ),
+        ]
+    );
+    assert_eq!(report.requests_sent, 2);
+    assert_eq!(stored_ids(&emu), ["m0", "m2"]);
+}
+
+#[tokio::test]
+async fn row_400_without_indices_isolates_the_bad_event_by_splitting() {
+    let emu = emulator().await;
+    let bad = || {
+        fault(FaultAction::Status {
+            status: 400,
+            body: Some(json!({"code": 400, "error": "Invalid event"})),
+        })
+    };
+    let pass = || fault(FaultAction::Pass);
+    // [0,1,2,3] → 400; [0,1] → ok; [2,3] → 400; [2] → ok; [3] → 400: only message 3 is bad.
+    emu.state.push_faults([bad(), pass(), bad(), pass(), bad()]);
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(4), 5.0).await;
+    assert_eq!(
+        report.outcomes,
+        vec![
+            Outcome::Delivered,
+            Outcome::Delivered,
+            Outcome::Delivered,
+            rejected("Amplitude 400: Invalid event")
+        ]
+    );
+    assert_eq!(report.requests_sent, 5);
+    assert_eq!(stored_ids(&emu), ["m0", "m1", "m2"]);
+}
+
+#[tokio::test]
+async fn row_403_is_permanent() {
+    let emu = emulator().await;
+    emu.state.push_faults([fault(FaultAction::Status {
+        status: 403,
+        body: Some(json!({"code": 403, "error": "Forbidden"})),
+    })]);
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
+    assert_eq!(
+        report.outcomes,
+        vec![rejected("Amplitude 403: Forbidden"); 2]
+    );
+    assert_eq!(report.requests_sent, 1);
+}
+
+#[tokio::test]
+async fn row_timeout_is_retried_and_delivered_once() {
+    let emu = emulator().await;
+    emu.state.push_faults([Fault {
+        route: None,
+        delay_ms: 1500,
+        action: FaultAction::Pass,
+    }]);
+    let c = client_with(&emu, |c| {
+        c.request_timeout = std::time::Duration::from_millis(300)
+    });
+    let report = deliver(&c, &settings(json!({})), &tracks(2), 5.0).await;
+    assert_eq!(report.outcomes, vec![Outcome::Delivered; 2]);
+    assert_eq!(report.requests_sent, 2);
+    // The emulator abandons a request whose client hung up (the partly-processed case is
+    // `row_500_after_accepting_half…`), so each event arrived once.
+    let ingested = emu.state.ingested();
+    assert_eq!(stored_ids(&emu), ["m0", "m1"]);
+    assert_eq!(
+        (
+            ingested.insert_ids["m0"].received,
+            ingested.insert_ids["m0"].stored
+        ),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
+async fn row_connection_reset_is_retried() {
+    let emu = emulator().await;
+    emu.state.push_faults([fault(FaultAction::Reset)]);
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
+    assert_eq!(report.outcomes, vec![Outcome::Delivered; 2]);
+    assert_eq!(report.requests_sent, 2);
+    assert_eq!(stored_ids(&emu), ["m0", "m1"]);
+}
+
+#[tokio::test]
+async fn row_413_splits_in_halves() {
+    let emu = emulator().await;
+    emu.state.push_faults([fault(FaultAction::Status {
+        status: 413,
+        body: None,
+    })]);
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(4), 5.0).await;
+    assert_eq!(report.outcomes, vec![Outcome::Delivered; 4]);
+    assert_eq!(report.requests_sent, 3);
+    assert_eq!(stored_ids(&emu), ["m0", "m1", "m2", "m3"]);
+}
+
+#[tokio::test]
+async fn row_413_single_too_large_event_is_dropped_as_permanent() {
+    let emu = emulator().await;
+    let mut config = emu.state.config();
+    config.httpapi_max_bytes = 2_000;
+    emu.state.set_config(config);
+    let mut messages = tracks(3);
+    messages[1]["properties"] = json!({"blob": "x".repeat(2_500)});
+    let report = deliver(&client(&emu), &settings(json!({})), &messages, 5.0).await;
+    assert_eq!(
+        report.outcomes,
+        vec![
+            Outcome::Delivered,
+            rejected("Amplitude 413: larger than Amplitude accepts in one request"),
+            Outcome::Delivered
+        ]
+    );
+    assert_eq!(stored_ids(&emu), ["m0", "m2"]);
+}
+
+#[tokio::test]
+async fn row_429_holds_throttled_users_and_resends_the_rest_at_once() {
+    let emu = emulator().await;
+    emu.state.push_faults([fault(FaultAction::Throttle {
+        users: vec!["user-1".into()],
+        devices: vec![],
+    })]);
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(3), 5.0).await;
+    assert_eq!(
+        report.outcomes,
+        vec![
+            Outcome::Delivered,
+            retryable("Amplitude throttled this user or device", true),
+            Outcome::Delivered
+        ]
+    );
+    assert_eq!(report.requests_sent, 2);
+    assert_eq!(stored_ids(&emu), ["m0", "m2"]);
+}
+
+#[tokio::test]
+async fn row_429_daily_quota_is_permanent() {
+    let emu = emulator().await;
+    emu.state.push_faults([fault(FaultAction::DailyQuota {
+        users: vec!["user-0".into()],
+        devices: vec![],
+    })]);
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
+    assert_eq!(
+        report.outcomes,
+        vec![
+            rejected("Amplitude 429: the user or device exceeded its daily quota"),
+            Outcome::Delivered
+        ]
+    );
+    assert_eq!(stored_ids(&emu), ["m1"]);
+}
+
+#[tokio::test]
+async fn row_429_from_the_emulators_rate_model() {
+    let emu = emulator().await;
+    let mut config = emu.state.config();
+    config.httpapi_eps = 1; // 30 events per user per 30 s
+    emu.state.set_config(config);
+    let mut messages = tracks(1);
+    for i in 0..40 {
+        let mut m = messages[0].clone();
+        m["messageId"] = json!(format!("busy-{i}"));
+        messages.push(m);
+    }
+    messages.extend(tracks(3).into_iter().skip(1));
+    let report = deliver(&client(&emu), &settings(json!({})), &messages, 5.0).await;
+    let throttled = report
+        .outcomes
+        .iter()
+        .filter(|o| **o == retryable("Amplitude throttled this user or device", true))
+        .count();
+    assert_eq!(throttled, 41, "every event of the busy user is held back");
+    assert_eq!(
+        &report.outcomes[41..],
+        &[Outcome::Delivered, Outcome::Delivered]
+    );
+    assert_eq!(stored_ids(&emu), ["m1", "m2"]);
+}
+
+#[tokio::test]
+async fn row_5xx_retried_with_backoff_then_delivered_once() {
+    for status in [500, 502, 503, 504] {
+        let emu = emulator().await;
+        emu.state.push_faults([
+            fault(FaultAction::Status { status, body: None }),
+            fault(FaultAction::Status { status, body: None }),
+        ]);
+        let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
+        assert_eq!(report.outcomes, vec![Outcome::Delivered; 2], "{status}");
+        assert_eq!(report.requests_sent, 3, "{status}");
+        assert_eq!(stored_ids(&emu), ["m0", "m1"], "{status}");
+    }
+}
+
+#[tokio::test]
+async fn row_500_after_accepting_half_resend_is_deduplicated() {
+    let emu = emulator().await;
+    emu.state
+        .push_faults([fault(FaultAction::AcceptHalf { status: 500 })]);
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(4), 5.0).await;
+    assert_eq!(report.outcomes, vec![Outcome::Delivered; 4]);
+    assert_eq!(stored_ids(&emu), ["m0", "m1", "m2", "m3"]);
+    let ids = emu.state.ingested().insert_ids;
+    assert_eq!((ids["m0"].received, ids["m0"].stored), (2, 1));
+    assert_eq!((ids["m3"].received, ids["m3"].stored), (1, 1));
+}
+
+#[tokio::test]
+async fn deadline_stops_retries_and_hands_events_back() {
+    let emu = emulator().await;
+    emu.state.push_faults((0..100).map(|_| {
+        fault(FaultAction::Status {
+            status: 503,
+            body: None,
+        })
+    }));
+    let started = std::time::Instant::now();
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 0.4).await;
+    assert!(started.elapsed() < std::time::Duration::from_millis(450));
+    assert_eq!(
+        report.outcomes,
+        vec![retryable("Amplitude 503: server error", false); 2]
+    );
+    assert!(stored_ids(&emu).is_empty());
+}
+
+#[tokio::test]
+async fn body_code_more_severe_than_http_status_is_trusted() {
+    let emu = emulator().await;
+    emu.state
+        .push_faults([fault(FaultAction::CodeInBody { code: 429 })]);
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
+    assert_eq!(
+        report.outcomes,
+        vec![retryable("Amplitude throttled this user or device", true); 2]
+    );
+    assert!(stored_ids(&emu).is_empty());
+}
