@@ -83,17 +83,15 @@ impl AmplitudeClient {
         }
 
         report.requests_sent = ctx.sent.load(Ordering::Relaxed);
-        report.outcomes = (0..plans.len())
-            .map(|m| {
-                fold(
-                    items
-                        .iter()
-                        .zip(&states)
-                        .filter(|(i, _)| i.message == m)
-                        .map(|(_, s)| s),
-                )
-            })
-            .collect();
+        // Items are in message order, so each message's states are one contiguous run.
+        let mut outcomes = Vec::with_capacity(plans.len());
+        let mut at = 0;
+        for m in 0..plans.len() {
+            let end = at + items[at..].iter().take_while(|i| i.message == m).count();
+            outcomes.push(fold(states[at..end].iter()));
+            at = end;
+        }
+        report.outcomes = outcomes;
         report
     }
 
@@ -116,6 +114,9 @@ impl AmplitudeClient {
             limits.max_bytes = limits
                 .max_bytes
                 .saturating_sub(self.shared.config.max_api_key_len * 3);
+            if let Some(cap) = self.shared.config.max_items_per_request {
+                limits.max_items = limits.max_items.min(cap.max(1));
+            }
             for batch in batch::pack(items, &indices, &frame, limits) {
                 queue.push_back(Job {
                     endpoint,

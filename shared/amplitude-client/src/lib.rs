@@ -40,6 +40,8 @@ pub struct ClientConfig {
     pub deletion_interval: Duration,
     /// Longest API key expected; batches leave room for its URL-encoded form.
     pub max_api_key_len: usize,
+    /// Caps items per request below Amplitude's limits (smaller requests fail smaller).
+    pub max_items_per_request: Option<usize>,
 }
 
 impl Default for ClientConfig {
@@ -55,6 +57,7 @@ impl Default for ClientConfig {
             min_id_length: None,
             deletion_interval: Duration::from_secs(1),
             max_api_key_len: 64,
+            max_items_per_request: None,
         }
     }
 }

@@ -195,15 +195,48 @@ fn common_fault(action: Option<FaultAction>, half: &mut Option<u16>) -> Option<R
             *half = Some(status);
             None
         }
-        FaultAction::InvalidIndices { indices, field } => Some(respond((
-            400,
-            json!({"code": 400, "error": "Invalid field values on some events",
-                "events_with_invalid_fields": {field: indices}}),
-        ))),
-        other => {
-            // Throttle / DailyQuota need the request's items: the route handles them.
-            let _ = other;
-            None
+        // Throttle, DailyQuota and InvalidIndices need the request's items: the route
+        // handles them.
+        _ => None,
+    }
+}
+
+/// A fault that needs the request's items to build its answer.
+enum Targeted {
+    Throttle(bool, Vec<String>, Vec<String>),
+    Invalid(Vec<usize>, String),
+}
+
+fn targeted(action: &Option<FaultAction>) -> Option<Targeted> {
+    match action {
+        Some(FaultAction::Throttle { users, devices }) => {
+            Some(Targeted::Throttle(false, users.clone(), devices.clone()))
+        }
+        Some(FaultAction::DailyQuota { users, devices }) => {
+            Some(Targeted::Throttle(true, users.clone(), devices.clone()))
+        }
+        Some(FaultAction::InvalidIndices { indices, field }) => {
+            Some(Targeted::Invalid(indices.clone(), field.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// The scripted answer for these items. Listed indices past the request's end are dropped
+/// (index 0 stands in when none is left), since Amplitude lists only events it received.
+fn targeted_answer(target: Targeted, items: &[Value]) -> (u16, Value) {
+    match target {
+        Targeted::Throttle(quota, users, devices) => targeted_429(items, quota, &users, &devices),
+        Targeted::Invalid(indices, field) => {
+            let mut idx: Vec<usize> = indices.into_iter().filter(|i| *i < items.len()).collect();
+            if idx.is_empty() {
+                idx.push(0);
+            }
+            (
+                400,
+                json!({"code": 400, "error": "Invalid field values on some events",
+                    "events_with_invalid_fields": {field: idx}}),
+            )
         }
     }
 }
@@ -218,15 +251,7 @@ async fn batch(State(s): State<AppState>, body: Bytes) -> Response {
 
 async fn events_route(s: AppState, kind: events::Kind, body: Bytes) -> Response {
     let action = s.begin(kind.path()).await;
-    let targeted = match &action {
-        Some(FaultAction::Throttle { users, devices }) => {
-            Some((false, users.clone(), devices.clone()))
-        }
-        Some(FaultAction::DailyQuota { users, devices }) => {
-            Some((true, users.clone(), devices.clone()))
-        }
-        _ => None,
-    };
+    let targeted = targeted(&action);
     let mut half = None;
     if let Some(r) = common_fault(action, &mut half) {
         return r;
@@ -236,8 +261,8 @@ async fn events_route(s: AppState, kind: events::Kind, body: Bytes) -> Response 
         Ok(a) => a,
         Err(e) => return respond(e),
     };
-    if let Some((quota, users, devices)) = targeted {
-        return respond(targeted_429(&accepted.events, quota, &users, &devices));
+    if let Some(t) = targeted {
+        return respond(targeted_answer(t, &accepted.events));
     }
     if let Some(status) = half {
         let mut accepted = accepted;
@@ -259,11 +284,38 @@ fn targeted_429(
     users: &[String],
     devices: &[String],
 ) -> (u16, Value) {
-    let over: Vec<((bool, String), u32)> = users
+    // Amplitude only names users and devices of the request itself: when none of the named
+    // ones is in it, the user (or device) of the request's first item is named instead.
+    let present = |field: &str, id: &String| {
+        events
+            .iter()
+            .any(|e| e.get(field).and_then(Value::as_str) == Some(id.as_str()))
+    };
+    let mut over: Vec<((bool, String), u32)> = users
         .iter()
+        .filter(|u| present("user_id", u))
         .map(|u| ((true, u.clone()), 45))
-        .chain(devices.iter().map(|d| ((false, d.clone()), 45)))
+        .chain(
+            devices
+                .iter()
+                .filter(|d| present("device_id", d))
+                .map(|d| ((false, d.clone()), 45)),
+        )
         .collect();
+    if over.is_empty() {
+        let first = events.first();
+        let pick = |f: &str| {
+            first
+                .and_then(|e| e.get(f))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        if let Some(u) = pick("user_id") {
+            over.push(((true, u), 45));
+        } else if let Some(d) = pick("device_id") {
+            over.push(((false, d), 45));
+        }
+    }
     let (status, mut body) = events::throttled_body(30, events, &over);
     if quota {
         for (from, to) in [
@@ -292,15 +344,7 @@ async fn usermap(State(s): State<AppState>, uri: Uri, body: Bytes) -> Response {
 
 async fn form_route(s: AppState, kind: forms::Kind, uri: Uri, body: Bytes) -> Response {
     let action = s.begin(kind.path()).await;
-    let targeted = match &action {
-        Some(FaultAction::Throttle { users, devices }) => {
-            Some((false, users.clone(), devices.clone()))
-        }
-        Some(FaultAction::DailyQuota { users, devices }) => {
-            Some((true, users.clone(), devices.clone()))
-        }
-        _ => None,
-    };
+    let targeted = targeted(&action);
     let mut half = None;
     if let Some(r) = common_fault(action, &mut half) {
         return r;
@@ -311,8 +355,8 @@ async fn form_route(s: AppState, kind: forms::Kind, uri: Uri, body: Bytes) -> Re
         Ok(a) => a,
         Err(e) => return respond(e),
     };
-    if let Some((quota, users, devices)) = targeted {
-        return respond(targeted_429(&accepted.items, quota, &users, &devices));
+    if let Some(t) = targeted {
+        return respond(targeted_answer(t, &accepted.items));
     }
     let mut items = accepted.items;
     if let Some(status) = half {
