@@ -143,7 +143,13 @@ pub fn list(store: &Store, api_key: &str, query: Option<&str>) -> (u16, Value) {
     let params: std::collections::HashMap<String, String> = query
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    let day = |k: &str| params.get(k).and_then(|d| d.parse::<Date>().ok());
+    // Only the dashed form: `20220201` is what the docs' examples show, but not what they ask.
+    let day = |k: &str| {
+        params
+            .get(k)
+            .filter(|d| d.len() == 10 && d.as_bytes()[4] == b'-' && d.as_bytes()[7] == b'-')
+            .and_then(|d| d.parse::<Date>().ok())
+    };
     let (Some(start), Some(end)) = (day("start_day"), day("end_day")) else {
         return error(400, "start_day and end_day (YYYY-MM-DD) are required");
     };
