@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value, json};
 
+use crate::config::EmulatorConfig;
 use crate::store::Store;
 
 /// Event types Amplitude reserves (amplitude-api §2.2).
@@ -63,8 +64,11 @@ pub fn error(status: u16, message: &str) -> (u16, Value) {
 }
 
 /// Checks a request up to (not including) rate limits; `Err` is the response to send.
-pub fn validate(store: &Store, kind: Kind, body: &[u8]) -> Result<Accepted, (u16, Value)> {
-    let config = &store.config;
+pub fn validate(
+    config: &EmulatorConfig,
+    kind: Kind,
+    body: &[u8],
+) -> Result<Accepted, (u16, Value)> {
     let max_bytes = match kind {
         Kind::HttpApi => config.httpapi_max_bytes,
         Kind::Batch => config.batch_max_bytes,
@@ -103,11 +107,15 @@ pub fn validate(store: &Store, kind: Kind, body: &[u8]) -> Result<Accepted, (u16
         .and_then(|o| o.get("min_id_length"))
         .and_then(Value::as_u64)
         .map_or(config.min_id_length, |n| n as usize);
-    check_events(store, &events, min_len)?;
+    check_events(config, &events, min_len)?;
     Ok(Accepted { api_key, events })
 }
 
-fn check_events(store: &Store, events: &[Value], min_len: usize) -> Result<(), (u16, Value)> {
+fn check_events(
+    config: &EmulatorConfig,
+    events: &[Value],
+    min_len: usize,
+) -> Result<(), (u16, Value)> {
     let mut invalid: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut missing: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut short: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -157,7 +165,7 @@ fn check_events(store: &Store, events: &[Value], min_len: usize) -> Result<(), (
     if invalid.is_empty() && missing.is_empty() && short.is_empty() {
         return Ok(());
     }
-    let first_only = store.config.first_index_only;
+    let first_only = config.first_index_only;
     let render = |m: BTreeMap<&str, Vec<usize>>| -> Value {
         let mut out = Map::new();
         for (k, mut v) in m {
@@ -187,14 +195,10 @@ fn check_events(store: &Store, events: &[Value], min_len: usize) -> Result<(), (
     Err((400, body))
 }
 
-fn ids(e: &Value) -> impl Iterator<Item = (bool, String)> + '_ {
+fn ids(e: &Value) -> impl Iterator<Item = (bool, &str)> + '_ {
     [("user_id", true), ("device_id", false)]
         .into_iter()
-        .filter_map(|(f, is_user)| {
-            e.get(f)
-                .and_then(Value::as_str)
-                .map(|id| (is_user, id.to_owned()))
-        })
+        .filter_map(|(f, is_user)| e.get(f).and_then(Value::as_str).map(|id| (is_user, id)))
 }
 
 /// Silenced devices, rate limit and daily quota; `Err` is the response to send.
@@ -219,7 +223,7 @@ pub fn throttle(store: &mut Store, kind: Kind, accepted: &Accepted) -> Result<()
                 "throttled_devices": {}, "throttled_events": [], "exceeded_daily_quota_devices": {}}),
         ));
     }
-    let mut counts: HashMap<(bool, String), u32> = HashMap::new();
+    let mut counts: HashMap<(bool, &str), u32> = HashMap::new();
     for e in &accepted.events {
         for id in ids(e) {
             *counts.entry(id).or_default() += 1;
@@ -229,7 +233,7 @@ pub fn throttle(store: &mut Store, kind: Kind, accepted: &Accepted) -> Result<()
         Kind::HttpApi => store.config.httpapi_eps,
         Kind::Batch => store.config.batch_eps,
     };
-    let unique: Vec<(bool, String)> = counts.keys().cloned().collect();
+    let unique: Vec<(bool, &str)> = counts.keys().copied().collect();
     let quota = store.over_daily_quota(&accepted.api_key, &unique);
     if !quota.is_empty() {
         let users: Map<String, Value> = quota

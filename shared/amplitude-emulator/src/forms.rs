@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
+use crate::config::EmulatorConfig;
 use crate::events::error;
 use crate::store::Store;
 
@@ -55,12 +56,12 @@ pub fn fields(query: Option<&str>, body: &[u8]) -> HashMap<String, String> {
 
 /// Validates a form request; `Err` is the response to send.
 pub fn validate(
-    store: &Store,
+    config: &EmulatorConfig,
     kind: Kind,
     fields: &HashMap<String, String>,
     body_len: usize,
 ) -> Result<Accepted, (u16, Value)> {
-    if body_len > store.config.form_max_bytes {
+    if body_len > config.form_max_bytes {
         return Err(error(413, "Payload too large"));
     }
     let Some(api_key) = fields.get("api_key") else {
@@ -69,7 +70,7 @@ pub fn validate(
             json!({"code": 400, "error": "Request missing required field", "missing_field": "api_key"}),
         ));
     };
-    if !store.config.key_ok(api_key) {
+    if !config.key_ok(api_key) {
         return Err(error(400, &format!("Invalid API key: {api_key}")));
     }
     let bad = || {

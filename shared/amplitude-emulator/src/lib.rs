@@ -60,11 +60,16 @@ impl AppState {
     }
 
     pub fn config(&self) -> EmulatorConfig {
-        self.lock().config.clone()
+        (*self.lock().config).clone()
     }
 
     pub fn set_config(&self, config: EmulatorConfig) {
-        self.lock().config = config;
+        self.lock().config = Arc::new(config);
+    }
+
+    /// The current config, without holding the lock afterwards.
+    fn shared_config(&self) -> Arc<EmulatorConfig> {
+        self.lock().config.clone()
     }
 
     pub fn reset(&self) {
@@ -256,14 +261,15 @@ async fn events_route(s: AppState, kind: events::Kind, body: Bytes) -> Response 
     if let Some(r) = common_fault(action, &mut half) {
         return r;
     }
-    let mut store = s.lock();
-    let accepted = match events::validate(&store, kind, &body) {
+    // Parsing and validation need only the config: do them outside the store's lock.
+    let accepted = match events::validate(&s.shared_config(), kind, &body) {
         Ok(a) => a,
         Err(e) => return respond(e),
     };
     if let Some(t) = targeted {
         return respond(targeted_answer(t, &accepted.events));
     }
+    let mut store = s.lock();
     if let Some(status) = half {
         let mut accepted = accepted;
         let keep = accepted.events.len() / 2;
@@ -350,14 +356,14 @@ async fn form_route(s: AppState, kind: forms::Kind, uri: Uri, body: Bytes) -> Re
         return r;
     }
     let fields = forms::fields(uri.query(), &body);
-    let mut store = s.lock();
-    let accepted = match forms::validate(&store, kind, &fields, body.len()) {
+    let accepted = match forms::validate(&s.shared_config(), kind, &fields, body.len()) {
         Ok(a) => a,
         Err(e) => return respond(e),
     };
     if let Some(t) = targeted {
         return respond(targeted_answer(t, &accepted.items));
     }
+    let mut store = s.lock();
     let mut items = accepted.items;
     if let Some(status) = half {
         items.truncate(items.len() / 2);

@@ -2,6 +2,7 @@
 //! per-user/per-device rate windows, deletion jobs, and request counts.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -15,11 +16,13 @@ const DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, Default)]
 pub struct Store {
-    pub config: EmulatorConfig,
+    /// Shared so request handlers can validate without holding the store's lock.
+    pub config: Arc<EmulatorConfig>,
     pub faults: VecDeque<Fault>,
     pub ingested: Ingested,
-    dedup: HashMap<(String, String, String), Instant>,
-    windows: HashMap<(String, String), VecDeque<(Instant, u32)>>,
+    /// `api_key \0 device_id \0 insert_id` → when it was first stored.
+    dedup: HashMap<String, Instant>,
+    windows: HashMap<(String, bool, String), VecDeque<(Instant, u32)>>,
     daily: HashMap<(String, String), u64>,
     pub known_users: HashSet<String>,
 }
@@ -34,7 +37,7 @@ pub struct Ingested {
     pub mappings: Vec<Value>,
     pub deletion_jobs: Vec<DeletionJob>,
     /// insert_id → times it arrived in an accepted request / times it was stored.
-    pub insert_ids: BTreeMap<String, InsertIdCount>,
+    pub insert_ids: HashMap<String, InsertIdCount>,
     /// Requests received per path (faults included).
     pub requests: BTreeMap<String, usize>,
 }
@@ -57,7 +60,7 @@ pub struct DeletionJob {
 impl Store {
     pub fn new(config: EmulatorConfig) -> Self {
         Store {
-            config,
+            config: Arc::new(config),
             ..Store::default()
         }
     }
@@ -76,37 +79,33 @@ impl Store {
     /// in the dedup window.
     pub fn store_events(&mut self, endpoint: &str, api_key: &str, events: Vec<Value>) {
         let now = Instant::now();
+        let count_daily = self.config.daily_quota.is_some();
         for mut event in events {
-            let user = event
-                .get("user_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            if let Some(u) = &user {
-                self.known_users.insert(u.clone());
-            }
-            for id in [
-                user,
-                event
-                    .get("device_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-            ]
-            .into_iter()
-            .flatten()
+            let user = event.get("user_id").and_then(Value::as_str);
+            let device = event.get("device_id").and_then(Value::as_str);
+            if let Some(u) = user
+                && !self.known_users.contains(u)
             {
-                *self.daily.entry((api_key.to_owned(), id)).or_default() += 1;
+                self.known_users.insert(u.to_owned());
+            }
+            if count_daily {
+                for id in [user, device].into_iter().flatten() {
+                    *self
+                        .daily
+                        .entry((api_key.to_owned(), id.to_owned()))
+                        .or_default() += 1;
+                }
             }
             if let Some(insert_id) = event.get("insert_id").and_then(Value::as_str) {
-                let device = event
-                    .get("device_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let key = (api_key.to_owned(), device.to_owned(), insert_id.to_owned());
-                let count = self
-                    .ingested
-                    .insert_ids
-                    .entry(insert_id.to_owned())
-                    .or_default();
+                let key = format!("{api_key}\0{}\0{insert_id}", device.unwrap_or_default());
+                let count = match self.ingested.insert_ids.get_mut(insert_id) {
+                    Some(c) => c,
+                    None => self
+                        .ingested
+                        .insert_ids
+                        .entry(insert_id.to_owned())
+                        .or_default(),
+                };
                 count.received += 1;
                 match self.dedup.get(&key) {
                     Some(seen) if now.duration_since(*seen) < DEDUP_WINDOW => continue,
@@ -139,39 +138,31 @@ impl Store {
         &mut self,
         api_key: &str,
         eps: u32,
-        counts: &HashMap<(bool, String), u32>,
+        counts: &HashMap<(bool, &str), u32>,
     ) -> Vec<((bool, String), u32)> {
         let window = Duration::from_secs(self.config.rate_window_secs.max(1));
         let now = Instant::now();
         let allowed = u64::from(eps) * window.as_secs();
         let mut over = Vec::new();
-        for ((is_user, id), n) in counts {
-            let q = self
-                .windows
-                .entry((
-                    api_key.to_owned(),
-                    format!("{}{id}", if *is_user { "u:" } else { "d:" }),
-                ))
-                .or_default();
+        for (&(is_user, id), &n) in counts {
+            let key = (api_key.to_owned(), is_user, id.to_owned());
+            let q = self.windows.entry(key).or_default();
             while q
                 .front()
                 .is_some_and(|(t, _)| now.duration_since(*t) >= window)
             {
                 q.pop_front();
             }
-            let current: u64 = q.iter().map(|(_, c)| u64::from(*c)).sum::<u64>() + u64::from(*n);
+            let current: u64 = q.iter().map(|(_, c)| u64::from(*c)).sum::<u64>() + u64::from(n);
             if current > allowed {
                 let eps_now = u32::try_from(current / window.as_secs()).unwrap_or(u32::MAX);
-                over.push(((*is_user, id.clone()), eps_now));
+                over.push(((is_user, id.to_owned()), eps_now));
             }
         }
         if over.is_empty() {
-            for ((is_user, id), n) in counts {
-                let key = (
-                    api_key.to_owned(),
-                    format!("{}{id}", if *is_user { "u:" } else { "d:" }),
-                );
-                self.windows.entry(key).or_default().push_back((now, *n));
+            for (&(is_user, id), &n) in counts {
+                let key = (api_key.to_owned(), is_user, id.to_owned());
+                self.windows.entry(key).or_default().push_back((now, n));
             }
         }
         over
@@ -181,7 +172,7 @@ impl Store {
     pub fn over_daily_quota(
         &self,
         api_key: &str,
-        ids: &[(bool, String)],
+        ids: &[(bool, &str)],
     ) -> Vec<((bool, String), u64)> {
         let Some(quota) = self.config.daily_quota else {
             return Vec::new();
@@ -190,15 +181,18 @@ impl Store {
             .filter_map(|(u, id)| {
                 let n = *self
                     .daily
-                    .get(&(api_key.to_owned(), id.clone()))
+                    .get(&(api_key.to_owned(), (*id).to_owned()))
                     .unwrap_or(&0);
-                (n >= quota).then(|| ((*u, id.clone()), n))
+                (n >= quota).then(|| ((*u, (*id).to_owned()), n))
             })
             .collect()
     }
 
     pub fn reset(&mut self) {
         let config = std::mem::take(&mut self.config);
-        *self = Store::new(config);
+        *self = Store {
+            config,
+            ..Store::default()
+        };
     }
 }

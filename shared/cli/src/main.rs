@@ -2,6 +2,8 @@
 //!
 //! * `map --settings SETTINGS.json [INPUT]`: Segment events (JSON Lines) → the Amplitude
 //!   requests the destination sends for each, one JSON line per input line.
+//! * `emulator [--port N] [--config FILE]`: a local Amplitude on 127.0.0.1 (see the
+//!   `amplitude-emulator` crate), for trying the destination by hand.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -32,12 +34,62 @@ enum Command {
         /// JSON Lines file of Segment events; standard input when absent.
         input: Option<PathBuf>,
     },
+    /// Run the Amplitude emulator on 127.0.0.1 until interrupted.
+    Emulator {
+        /// Port on 127.0.0.1 (0 = any free port).
+        #[arg(long, default_value_t = 8787)]
+        port: u16,
+        /// JSON file with the emulator's configuration (accepted keys, limits, rate model).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Map { settings, input } => map(&settings, input.as_deref()),
+        Command::Emulator { port, config } => emulator(port, config.as_deref()),
     }
+}
+
+fn emulator(port: u16, config: Option<&std::path::Path>) -> ExitCode {
+    let config = match config {
+        None => amplitude_emulator::EmulatorConfig::default(),
+        Some(path) => match fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("emulator: config {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("emulator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let emulator = match amplitude_emulator::Emulator::start_on(config, port).await {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("emulator: cannot listen on 127.0.0.1:{port}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let url = emulator.url();
+        println!("Amplitude emulator listening on {url}");
+        println!("  what it ingested:  curl {url}/_emulator/ingested");
+        println!("  script faults:     curl -X POST {url}/_emulator/faults -d '[{{\"kind\":\"status\",\"status\":503}}]'");
+        tokio::select! {
+            _ = emulator.wait() => ExitCode::FAILURE,
+            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        }
+    })
 }
 
 fn map(settings_path: &std::path::Path, input: Option<&std::path::Path>) -> ExitCode {
