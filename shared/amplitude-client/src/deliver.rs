@@ -38,13 +38,11 @@ struct Job {
 /// How a job ended.
 enum Resolution {
     Answered {
-        verdict: Verdict,
+        verdict: Box<Verdict>,
         body: Vec<u8>,
     },
     /// Transient failures until the deadline (or the attempt cap) left no room to retry.
-    GaveUp {
-        reason: String,
-    },
+    GaveUp { reason: String },
 }
 
 impl AmplitudeClient {
@@ -164,7 +162,7 @@ impl AmplitudeClient {
             match resolution {
                 Resolution::GaveUp { reason } => hold(states, &job.items, &reason, false),
                 Resolution::Answered { verdict, body } => {
-                    apply(ctx, job, verdict, &body, states, report, &mut queue)
+                    apply(ctx, job, *verdict, &body, states, report, &mut queue)
                 }
             }
         }
@@ -397,7 +395,7 @@ impl Context {
                             Verdict::Retry { reason } => last = reason,
                             verdict => {
                                 return Resolution::Answered {
-                                    verdict,
+                                    verdict: Box::new(verdict),
                                     body: b.to_vec(),
                                 };
                             }

@@ -208,7 +208,7 @@ async fn chaos_every_event_once_or_rejected_with_a_reason() {
         ingested.requests.values().sum::<usize>()
     );
     let mut reasons: Vec<_> = reasons.into_iter().collect();
-    reasons.sort_by(|a, b| b.1.cmp(&a.1));
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
     for (reason, n) in reasons {
         println!("chaos:   {n:>6} × {reason}");
     }

@@ -154,7 +154,7 @@ pub fn list(store: &Store, api_key: &str, query: Option<&str>) -> (u16, Value) {
         return error(400, "start_day and end_day (YYYY-MM-DD) are required");
     };
     let span = (end - start).get_days();
-    if span < 0 || span > MAX_RANGE_DAYS {
+    if !(0..=MAX_RANGE_DAYS).contains(&span) {
         return error(400, "end_day must be after start_day and within 6 months");
     }
     let jobs: Vec<Value> = store
