@@ -1,0 +1,37 @@
+//! What the four Lambda functions share, so each `main` is a few lines: the inbound request
+//! ([`inbound`]: API Gateway v2/v1 or direct invocation), Segment's body shapes ([`body`]),
+//! authentication ([`auth`]), keys from Secrets Manager ([`secrets`], the secret cache),
+//! configuration ([`config`]), the request pipeline ([`function`]) and the answer to Segment
+//! ([`reply`]).
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod function;
+pub mod inbound;
+pub mod reply;
+pub mod secrets;
+
+pub use config::{FunctionConfig, Route};
+pub use function::Function;
+
+/// Runs a function on the Lambda runtime: logging (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`, as
+/// the template sets), configuration from the environment, then one invocation after another.
+/// A configuration error stops the cold start with a message naming what is wrong.
+pub async fn run(route: Route) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let function = match Function::from_env(route).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return Err(e.into());
+        }
+    };
+    let function = &function;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+            function.invoke(event).await
+        },
+    ))
+    .await
+}
