@@ -1,0 +1,411 @@
+//! The request pipeline against the real Amplitude emulator, with secrets from a fixed source:
+//! every inbound shape, authentication, body shapes, and every answer to Segment.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use amplitude_emulator::{Emulator, EmulatorConfig, Fault, FaultAction};
+use base64::Engine;
+use lambda_glue::auth::sign;
+use lambda_glue::inbound::Inbound;
+use lambda_glue::secrets::SecretSource;
+use lambda_glue::{Function, FunctionConfig, Route};
+use serde_json::{Value, json};
+
+const SECRET: &str = "whsec-test";
+const TOKEN: &str = "bearer-test";
+
+struct Setup {
+    emu: Emulator,
+    function: Function,
+}
+
+async fn setup(route: Route, settings: Value, ingest: Value) -> Setup {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let vars = [
+        ("INGEST_SECRET_ID", "ingest".to_string()),
+        ("PRIVACY_SECRET_ID", "privacy".to_string()),
+        ("SEGMENT_SETTINGS", settings.to_string()),
+        ("AMPLITUDE_BASE_URL", emu.url()),
+    ];
+    let mut config = FunctionConfig::from_vars(route, |k| {
+        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    config.client.backoff.base = Duration::from_millis(5);
+    let source = SecretSource::Fixed(Arc::new(
+        [
+            ("ingest".to_string(), ingest.to_string()),
+            (
+                "privacy".to_string(),
+                json!({"secret_key": "sk"}).to_string(),
+            ),
+        ]
+        .into(),
+    ));
+    Setup {
+        emu,
+        function: Function::new(config, source).unwrap(),
+    }
+}
+
+fn keys() -> Value {
+    json!({"api_key": "amp-key", "webhook_secret": SECRET})
+}
+
+fn apigw_v2(body: &str, headers: Value, base64: bool) -> Value {
+    let body = if base64 {
+        base64::engine::general_purpose::STANDARD.encode(body)
+    } else {
+        body.to_owned()
+    };
+    json!({
+        "version": "2.0", "routeKey": "POST /events", "rawPath": "/events", "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "x", "domainPrefix": "x",
+            "http": {"method": "POST", "path": "/events", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "Segment.io/1.0"},
+            "requestId": "r", "routeKey": "POST /events", "stage": "$default", "time": "28/Nov/2026:10:00:00 +0000", "timeEpoch": 0},
+        "body": body, "isBase64Encoded": base64
+    })
+}
+
+fn signed(body: &str) -> Value {
+    json!({"content-type": "application/json", "X-Signature": sign(SECRET, body.as_bytes())})
+}
+
+async fn call(f: &Function, payload: Value) -> (u16, Value) {
+    let inbound = Inbound::from_payload(payload).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    let reply = f.handle(inbound, deadline, "test-request").await;
+    (reply.status, reply.body)
+}
+
+fn track(i: usize) -> Value {
+    json!({"type": "track", "event": "Played", "userId": format!("user-{i}"), "messageId": format!("m{i}")})
+}
+
+#[tokio::test]
+async fn signed_single_event_is_delivered_with_200_and_per_event_results() {
+    let s = setup(Route::Events, json!({}), keys()).await;
+    let body = track(1).to_string();
+    let (status, reply) = call(&s.function, apigw_v2(&body, signed(&body), false)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        reply,
+        json!({"status": 200, "counts": {"received": 1, "delivered": 1, "skipped": 0, "rejected": 0, "unsupported": 0, "retryable": 0},
+            "results": [{"index": 0, "message_id": "m1", "outcome": "delivered"}]})
+    );
+    assert_eq!(s.emu.state.ingested().events[0]["_api_key"], "amp-key");
+}
+
+#[tokio::test]
+async fn base64_bodies_rest_api_v1_and_direct_invocation() {
+    let s = setup(Route::Events, json!({}), keys()).await;
+    let body = track(1).to_string();
+    assert_eq!(
+        call(&s.function, apigw_v2(&body, signed(&body), true))
+            .await
+            .0,
+        200
+    );
+    let v1 = json!({"resource": "/events", "path": "/events", "httpMethod": "POST",
+        "headers": {"X-Signature": sign(SECRET, body.as_bytes())}, "multiValueHeaders": {},
+        "queryStringParameters": null, "requestContext": {"accountId": "1", "resourceId": "r", "stage": "prod",
+            "requestId": "q", "identity": {"sourceIp": "127.0.0.1"}, "resourcePath": "/events", "httpMethod": "POST", "apiId": "a"},
+        "body": body, "isBase64Encoded": false});
+    assert_eq!(call(&s.function, v1).await.0, 200);
+    // Direct invocation (Segment's AWS Lambda destination) is authenticated by IAM.
+    assert_eq!(call(&s.function, track(2)).await.0, 200);
+    assert_eq!(
+        s.emu.state.ingested().events.len(),
+        2,
+        "m1 twice is deduplicated by insert_id"
+    );
+}
+
+#[tokio::test]
+async fn authentication_fails_closed() {
+    let s = setup(Route::Events, json!({}), keys()).await;
+    let body = track(1).to_string();
+    let unsigned = json!({"content-type": "application/json"});
+    assert_eq!(
+        call(&s.function, apigw_v2(&body, unsigned, false)).await,
+        (
+            401,
+            json!({"status": 401, "error": "authentication: the X-Signature header is missing"})
+        )
+    );
+    let forged = json!({"x-signature": sign("not-the-secret", body.as_bytes())});
+    assert_eq!(
+        call(&s.function, apigw_v2(&body, forged, false)).await.0,
+        401
+    );
+    let tampered = json!({"X-SIGNATURE": sign(SECRET, b"{}")});
+    assert_eq!(
+        call(&s.function, apigw_v2(&body, tampered, false)).await.0,
+        401
+    );
+    assert!(s.emu.state.ingested().events.is_empty());
+
+    let none = setup(Route::Events, json!({}), json!({"api_key": "k"})).await;
+    assert_eq!(
+        call(&none.function, apigw_v2(&body, json!({}), false)).await,
+        (
+            401,
+            json!({"status": 401, "error": "authentication: no authentication is configured (set webhook_secret or bearer_token in the ingest secret)"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn bearer_token_alone_and_with_the_signature() {
+    let s = setup(
+        Route::Events,
+        json!({}),
+        json!({"api_key": "k", "bearer_token": TOKEN}),
+    )
+    .await;
+    let body = track(1).to_string();
+    assert_eq!(
+        call(
+            &s.function,
+            apigw_v2(
+                &body,
+                json!({"authorization": format!("Bearer {TOKEN}")}),
+                false
+            )
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &s.function,
+            apigw_v2(&body, json!({"Authorization": "Bearer wrong"}), false)
+        )
+        .await
+        .0,
+        401
+    );
+    let both = setup(
+        Route::Events,
+        json!({}),
+        json!({"api_key": "k", "bearer_token": TOKEN, "webhook_secret": SECRET}),
+    )
+    .await;
+    let mut h = signed(&body);
+    assert_eq!(
+        call(&both.function, apigw_v2(&body, h.clone(), false))
+            .await
+            .0,
+        401,
+        "both configured: both required"
+    );
+    h["Authorization"] = json!(format!("Bearer {TOKEN}"));
+    assert_eq!(call(&both.function, apigw_v2(&body, h, false)).await.0, 200);
+}
+
+#[tokio::test]
+async fn batch_array_is_signed_by_its_first_element_and_batch_object_merges_context() {
+    let s = setup(Route::Events, json!({}), keys()).await;
+    let first = track(1).to_string();
+    let body = format!("[{first},{},{}]", track(2), track(3));
+    let headers = json!({"X-Signature": sign(SECRET, first.as_bytes())});
+    let (status, reply) = call(&s.function, apigw_v2(&body, headers, false)).await;
+    assert_eq!(
+        (status, reply["counts"]["delivered"].clone()),
+        (200, json!(3))
+    );
+
+    let batch =
+        json!({"batch": [{"type": "identify", "userId": "user-9"}], "context": {"ip": "9.9.9.9"}})
+            .to_string();
+    let (status, _) = call(&s.function, apigw_v2(&batch, signed(&batch), false)).await;
+    assert_eq!(status, 200);
+    assert_eq!(s.emu.state.ingested().identifies[0]["ip"], "9.9.9.9");
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_bodies() {
+    let s = setup(Route::Events, json!({}), keys()).await;
+    let bad = "{not json";
+    let (status, reply) = call(&s.function, apigw_v2(bad, signed(bad), false)).await;
+    assert_eq!(status, 400);
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("body: not valid JSON")
+    );
+    let only_invalid = json!({"type": "track", "userId": "user-1"}).to_string();
+    assert_eq!(
+        call(
+            &s.function,
+            apigw_v2(&only_invalid, signed(&only_invalid), false)
+        )
+        .await
+        .1["error"],
+        "track: `event` is required"
+    );
+    let huge = format!(
+        "{{\"type\":\"track\",\"event\":\"e\",\"userId\":\"user-1\",\"p\":\"{}\"}}",
+        "x".repeat(7 << 20)
+    );
+    assert_eq!(
+        call(&s.function, apigw_v2(&huge, signed(&huge), false))
+            .await
+            .0,
+        413
+    );
+}
+
+#[tokio::test]
+async fn unsupported_types_get_501_and_mixed_batches_200() {
+    let s = setup(Route::Events, json!({}), keys()).await;
+    let delete = json!({"type": "delete", "userId": "user-1"}).to_string();
+    let (status, reply) = call(&s.function, apigw_v2(&delete, signed(&delete), false)).await;
+    assert_eq!(status, 501);
+    assert_eq!(
+        reply["error"],
+        "`type`: Delete calls are not handled by the /events route"
+    );
+    let mixed = format!("[{},{delete}]", track(1));
+    let first = track(1).to_string();
+    let (status, reply) = call(
+        &s.function,
+        apigw_v2(
+            &mixed,
+            json!({"X-Signature": sign(SECRET, first.as_bytes())}),
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["counts"]["unsupported"].clone()),
+        (200, json!(1))
+    );
+
+    let alias = setup(Route::Alias, json!({}), keys()).await;
+    let a = json!({"type": "alias", "previousId": "anon-1", "userId": "user-1"}).to_string();
+    let (status, reply) = call(&alias.function, apigw_v2(&a, signed(&a), false)).await;
+    assert_eq!(
+        (status, reply["error"].clone()),
+        (
+            501,
+            json!("alias: the `sendAlias` (Enable Alias) setting is off")
+        )
+    );
+    let alias_on = setup(Route::Alias, json!({"sendAlias": true}), keys()).await;
+    assert_eq!(
+        call(&alias_on.function, apigw_v2(&a, signed(&a), false))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        alias_on.emu.state.ingested().mappings,
+        vec![json!({"user_id": "anon-1", "global_user_id": "user-1"})]
+    );
+}
+
+#[tokio::test]
+async fn amplitude_503_then_recovery_delivers_each_event_once() {
+    let s = setup(Route::Events, json!({}), keys()).await;
+    s.emu
+        .state
+        .push_faults((0..200).map(|_| Fault::status("/2/httpapi", 503)));
+    let body = format!("[{},{}]", track(1), track(2));
+    let headers = json!({"X-Signature": sign(SECRET, track(1).to_string().as_bytes())});
+    let inbound = Inbound::from_payload(apigw_v2(&body, headers.clone(), false)).unwrap();
+    let reply = s
+        .function
+        .handle(
+            inbound,
+            tokio::time::Instant::now() + Duration::from_millis(500),
+            "r1",
+        )
+        .await;
+    assert_eq!(reply.status, 503, "Segment must retry");
+    assert!(s.emu.state.ingested().events.is_empty());
+    s.emu.state.reset();
+    let (status, _) = call(&s.function, apigw_v2(&body, headers, false)).await;
+    assert_eq!(status, 200);
+    let ids = s.emu.state.ingested().insert_ids;
+    assert_eq!((ids["m1"].stored, ids["m2"].stored), (1, 1));
+}
+
+#[tokio::test]
+async fn amplitude_429_answers_429() {
+    let s = setup(Route::Events, json!({}), keys()).await;
+    s.emu.state.push_faults([Fault {
+        route: None,
+        delay_ms: 0,
+        action: FaultAction::Throttle {
+            users: vec!["user-1".into()],
+            devices: vec![],
+        },
+    }]);
+    let body = track(1).to_string();
+    let (status, reply) = call(&s.function, apigw_v2(&body, signed(&body), false)).await;
+    assert_eq!(status, 429);
+    assert_eq!(reply["results"][0]["throttled"], true);
+}
+
+#[tokio::test]
+async fn invalid_api_key_is_retryable_refetches_the_secret_and_never_echoes_it() {
+    let s = setup(Route::Events, json!({}), keys()).await;
+    let mut config = s.emu.state.config();
+    config.api_keys = ["another-key".to_string()].into();
+    s.emu.state.set_config(config);
+    let body = track(1).to_string();
+    let (status, reply) = call(&s.function, apigw_v2(&body, signed(&body), false)).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        reply["error"],
+        "configuration: Amplitude 400: Invalid API key"
+    );
+    assert!(!reply.to_string().contains("amp-key"));
+}
+
+#[tokio::test]
+async fn missing_secret_is_a_configuration_error_naming_it() {
+    let s = setup(Route::Events, json!({}), keys()).await;
+    let vars = [
+        ("INGEST_SECRET_ID", "nope".to_string()),
+        ("AMPLITUDE_BASE_URL", s.emu.url()),
+    ];
+    let config = FunctionConfig::from_vars(Route::Events, |k| {
+        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let f = Function::new(config, SecretSource::Fixed(Arc::new(Default::default()))).unwrap();
+    let body = track(1).to_string();
+    assert_eq!(
+        call(&f, apigw_v2(&body, signed(&body), false)).await,
+        (
+            500,
+            json!({"status": 500, "error": "configuration: secret `nope` could not be read: no such secret"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn direct_invocation_retryable_is_a_function_error() {
+    let s = setup(Route::Events, json!({}), keys()).await;
+    s.emu
+        .state
+        .push_faults((0..200).map(|_| Fault::status("/2/httpapi", 503)));
+    let inbound = Inbound::from_payload(track(1)).unwrap();
+    let source = inbound.source;
+    let reply = s
+        .function
+        .handle(
+            inbound,
+            tokio::time::Instant::now() + Duration::from_millis(300),
+            "r",
+        )
+        .await;
+    let err = reply.into_payload(source).unwrap_err();
+    assert_eq!(err.error_type, "Retryable");
+}
