@@ -1,4 +1,8 @@
-//! Helpers shared by the project-level tests.
+//! Helpers shared by the project-level tests: the conformance data, a Lambda Runtime API
+//! emulator that drives the real function binaries, and moto as Secrets Manager.
+
+pub mod moto;
+pub mod runtime_api;
 
 use std::path::PathBuf;
 
@@ -36,4 +40,21 @@ pub fn json_eq(a: &Value, b: &Value) -> bool {
         }
         _ => a == b,
     }
+}
+
+/// A built binary of the workspace (`cargo build --workspace --bins` builds them; the test
+/// command does so before the tests).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` (tests/run.sh does)",
+        path.display()
+    );
+    path
 }

@@ -57,17 +57,30 @@ impl SecretSource {
                     .await
                     .map_err(|e| SecretError::Unavailable {
                         id: id.to_owned(),
-                        // The error's code and message name the problem without the value.
-                        reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-                            .to_string()
-                            .chars()
-                            .take(300)
-                            .collect(),
+                        reason: sdk_reason(&e),
                     })?;
                 out.secret_string
                     .ok_or_else(|| SecretError::NotJson { id: id.to_owned() })
             }
         }
+    }
+}
+
+/// An SDK error as `Code: message` (service errors) or its display chain (transport errors),
+/// which name the problem and never hold the secret's value.
+fn sdk_reason<E, R>(e: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+    match e.code() {
+        Some(code) => format!("{code}: {}", e.message().unwrap_or("no message")),
+        None => aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            .to_string()
+            .chars()
+            .take(300)
+            .collect(),
     }
 }
 

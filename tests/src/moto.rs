@@ -1,0 +1,105 @@
+//! moto's server as AWS Secrets Manager on loopback, installed by the test command into
+//! `.venv` (PyPI `moto[secretsmanager,server]`).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::workspace_root;
+
+/// The loopback-only AWS environment every process that builds an SDK client gets.
+pub const REGION: &str = "us-east-1";
+
+pub struct Moto {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The moto server binary: `$MOTO_SERVER`, or the project's `.venv/bin/moto_server`.
+pub fn binary() -> Option<PathBuf> {
+    std::env::var_os("MOTO_SERVER")
+        .map(PathBuf::from)
+        .or_else(|| Some(workspace_root().join(".venv/bin/moto_server")))
+        .filter(|p| p.exists())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Moto {
+    /// Starts moto on a free loopback port and waits until it answers.
+    pub async fn start() -> Option<Moto> {
+        let bin = binary()?;
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let moto = Moto { child, url };
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            if client
+                .get(format!("{}/moto-api/", moto.url))
+                .send()
+                .await
+                .is_ok()
+            {
+                return Some(moto);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("moto did not start on {}", moto.url);
+    }
+
+    /// A Secrets Manager client pointed at this moto with dummy credentials.
+    pub async fn client(&self) -> aws_sdk_secretsmanager::Client {
+        let creds = aws_sdk_secretsmanager::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        );
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(creds)
+            .endpoint_url(&self.url)
+            .load()
+            .await;
+        aws_sdk_secretsmanager::Client::new(&config)
+    }
+
+    pub async fn put_secret(&self, name: &str, value: &str) {
+        self.client()
+            .await
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("create secret");
+    }
+
+    /// The environment for a process that reads secrets from this moto, and nothing else.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_REGION", REGION.into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("AWS_ENDPOINT_URL", self.url.clone()),
+            ("HOME", "/nonexistent".into()),
+        ]
+    }
+}
