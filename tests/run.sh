@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README, `.ci/run`): sets up what the tests need on a fresh
-# machine, then runs every check and test. Safe to run again; it only ever talks to loopback
-# and the package registries.
+# machine, then runs every check and test. Safe to run again; it talks only to loopback and
+# the package registries.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,9 +11,22 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-eas
 export AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL=http://127.0.0.1:9
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
+echo "== python tools (moto as Secrets Manager, cfn-lint) in .venv"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check \
+  "moto[secretsmanager,server]>=5.1,<6" "cfn-lint>=1.40,<2" "PyYAML>=6"
+
+echo "== template.yaml"
+.venv/bin/cfn-lint template.yaml
+.venv/bin/python tests/check_template.py
+
 echo "== formatting"
 cargo fmt --all --check
 echo "== lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== build (the end-to-end tests run the real function binaries)"
+cargo build --workspace --bins --locked
 echo "== tests"
 cargo test --workspace --locked

@@ -4,6 +4,10 @@
 //!   requests the destination sends for each, one JSON line per input line.
 //! * `emulator [--port N] [--config FILE]`: a local Amplitude on 127.0.0.1 (see the
 //!   `amplitude-emulator` crate), for trying the destination by hand.
+//! * `serve`: every function behind a local HTTP server with the routes of `template.yaml`,
+//!   Amplitude replaced by the emulator (see `serve.rs`).
+
+mod serve;
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -34,6 +38,8 @@ enum Command {
         /// JSON Lines file of Segment events; standard input when absent.
         input: Option<PathBuf>,
     },
+    /// Run the functions locally behind an HTTP server on 127.0.0.1 (the emulator as Amplitude).
+    Serve(serve::ServeArgs),
     /// Run the Amplitude emulator on 127.0.0.1 until interrupted.
     Emulator {
         /// Port on 127.0.0.1 (0 = any free port).
@@ -49,7 +55,37 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Map { settings, input } => map(&settings, input.as_deref()),
         Command::Emulator { port, config } => emulator(port, config.as_deref()),
+        Command::Serve(args) => serve(args),
     }
+}
+
+fn serve(args: serve::ServeArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        tokio::select! {
+            result = serve::run(args) => match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("serve: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        }
+    })
 }
 
 fn emulator(port: u16, config: Option<&std::path::Path>) -> ExitCode {

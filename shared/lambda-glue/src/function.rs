@@ -145,8 +145,8 @@ impl Function {
         let (entries, deletion_jobs) = self
             .map_and_deliver(&messages.items, &settings, deadline)
             .await;
-        let extra =
-            (self.config.route == Route::Deletions).then(|| ("jobs", Value::Array(deletion_jobs)));
+        let extra = (self.config.route == Route::Deletions)
+            .then_some(("jobs", Value::Array(deletion_jobs)));
         Reply::for_entries(entries, extra)
     }
 

@@ -125,10 +125,10 @@ impl Reply {
         if let Some((key, value)) = extra {
             body[key] = value;
         }
-        if status != 200 {
-            if let Some(reason) = first_reason(&body) {
-                body["error"] = Value::String(reason);
-            }
+        if status != 200
+            && let Some(reason) = first_reason(&body)
+        {
+            body["error"] = Value::String(reason);
         }
         Reply {
             status,

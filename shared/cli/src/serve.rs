@@ -1,0 +1,247 @@
+//! `segment-amplitude serve`: every function behind a local HTTP server on 127.0.0.1, with the
+//! routes of `template.yaml`. Each HTTP request becomes the API Gateway (HTTP API, payload 2.0)
+//! event the Lambda receives and goes through the same handler code. By default it needs no
+//! AWS and no network: secrets are local and Amplitude is the emulator, started in-process.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use amplitude_emulator::{Emulator, EmulatorConfig};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use lambda_glue::secrets::SecretSource;
+use lambda_glue::{Function, FunctionConfig, Route};
+use serde_json::{Value, json};
+
+/// The routes `serve` offers, as in `template.yaml`.
+pub const ROUTES: [Route; 2] = [Route::Events, Route::Alias];
+
+const LOCAL_INGEST: &str = "local/ingest";
+const LOCAL_PRIVACY: &str = "local/privacy";
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Port on 127.0.0.1 for the functions (0 = any free port).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Port on 127.0.0.1 for the in-process Amplitude emulator (0 = any free port).
+    #[arg(long, default_value_t = 8081)]
+    emulator_port: u16,
+    /// Segment's settings JSON for the Amplitude destination (apiKey/secretKey are ignored:
+    /// keys come from the secrets).
+    #[arg(long)]
+    settings: Option<PathBuf>,
+    /// Local secrets: {"ingest": {"api_key", "webhook_secret", "bearer_token"},
+    /// "privacy": {"secret_key"}}. Defaults: API key `local-api-key`, bearer token
+    /// `local-token`; `AMPLITUDE_API_KEY`, `WEBHOOK_SECRET`, `BEARER_TOKEN` and
+    /// `AMPLITUDE_SECRET_KEY` override them.
+    #[arg(long)]
+    secrets: Option<PathBuf>,
+    /// Read secrets from AWS Secrets Manager (`INGEST_SECRET_ID`, `PRIVACY_SECRET_ID`) instead.
+    #[arg(long)]
+    secrets_manager: bool,
+    /// Send to Amplitude's real hosts instead of the emulator.
+    #[arg(long)]
+    real_amplitude: bool,
+}
+
+fn local_secrets(path: Option<&PathBuf>) -> Result<HashMap<String, String>, String> {
+    let mut ingest = json!({"api_key": "local-api-key", "bearer_token": "local-token"});
+    let mut privacy = json!({"secret_key": "local-secret-key"});
+    if let Some(path) = path {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("secrets: {}: {e}", path.display()))?;
+        let file: Value =
+            serde_json::from_str(&text).map_err(|e| format!("secrets: {}: {e}", path.display()))?;
+        if let Some(i) = file.get("ingest") {
+            ingest = i.clone();
+        }
+        if let Some(p) = file.get("privacy") {
+            privacy = p.clone();
+        }
+    }
+    for (var, is_ingest, key) in [
+        ("AMPLITUDE_API_KEY", true, "api_key"),
+        ("WEBHOOK_SECRET", true, "webhook_secret"),
+        ("BEARER_TOKEN", true, "bearer_token"),
+        ("AMPLITUDE_SECRET_KEY", false, "secret_key"),
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            let target = if is_ingest { &mut ingest } else { &mut privacy };
+            target[key] = Value::String(v);
+        }
+    }
+    Ok([
+        (LOCAL_INGEST.to_owned(), ingest.to_string()),
+        (LOCAL_PRIVACY.to_owned(), privacy.to_string()),
+    ]
+    .into())
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let settings = match &args.settings {
+        Some(p) => {
+            std::fs::read_to_string(p).map_err(|e| format!("settings: {}: {e}", p.display()))?
+        }
+        None => "{}".to_owned(),
+    };
+    let emulator = if args.real_amplitude {
+        None
+    } else {
+        Some(
+            Emulator::start_on(EmulatorConfig::default(), args.emulator_port)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "emulator: cannot listen on 127.0.0.1:{}: {e}",
+                        args.emulator_port
+                    )
+                })?,
+        )
+    };
+    let (source, ingest_id, privacy_id) = if args.secrets_manager {
+        let ingest = std::env::var("INGEST_SECRET_ID")
+            .map_err(|_| "environment: `INGEST_SECRET_ID` is required".to_string())?;
+        (
+            SecretSource::from_aws_env().await,
+            ingest,
+            std::env::var("PRIVACY_SECRET_ID").ok(),
+        )
+    } else {
+        let map = local_secrets(args.secrets.as_ref())?;
+        (
+            SecretSource::Fixed(Arc::new(map)),
+            LOCAL_INGEST.to_owned(),
+            Some(LOCAL_PRIVACY.to_owned()),
+        )
+    };
+
+    let mut router = Router::new();
+    for route in ROUTES {
+        let vars: HashMap<&str, String> = [
+            ("SEGMENT_SETTINGS", settings.clone()),
+            ("INGEST_SECRET_ID", ingest_id.clone()),
+            ("PRIVACY_SECRET_ID", privacy_id.clone().unwrap_or_default()),
+            (
+                "AMPLITUDE_BASE_URL",
+                emulator.as_ref().map(Emulator::url).unwrap_or_default(),
+            ),
+        ]
+        .into();
+        let config = FunctionConfig::from_vars(route, |k| vars.get(k).cloned())
+            .map_err(|e| e.to_string())?;
+        let function = Arc::new(Function::new(config, source.clone()).map_err(|e| e.to_string())?);
+        router = router.route(
+            route.path(),
+            axum::routing::any(invoke).with_state(function),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
+    let url = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    println!("Segment → Amplitude destination listening on {url}");
+    for route in ROUTES {
+        println!("  POST {url}{}", route.path());
+    }
+    match &emulator {
+        Some(e) => println!(
+            "Amplitude emulator on {} — what Amplitude received: {}/_emulator/ingested",
+            e.url(),
+            e.url()
+        ),
+        None => println!("Sending to Amplitude's real hosts"),
+    }
+    println!("Try it:");
+    println!(
+        "  curl -s -X POST {url}/events -H 'Authorization: Bearer local-token' -H 'content-type: application/json' \\\n    -d '{{\"type\":\"track\",\"event\":\"Signed Up\",\"userId\":\"user-1\",\"messageId\":\"m-1\"}}'"
+    );
+    if let Some(e) = &emulator {
+        println!("  curl -s {}/_emulator/ingested", e.url());
+    }
+    axum::serve(listener, router)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// An HTTP request → the HTTP API (payload 2.0) event Lambda would receive → the function →
+/// its API Gateway response → HTTP.
+async fn invoke(
+    State(function): State<Arc<Function>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (body_text, base64) = match std::str::from_utf8(&body) {
+        Ok(t) => (t.to_owned(), false),
+        Err(_) => {
+            use base64::Engine;
+            (
+                base64::engine::general_purpose::STANDARD.encode(&body),
+                true,
+            )
+        }
+    };
+    let header_map: serde_json::Map<String, Value> = headers
+        .iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), Value::from(v)))
+        })
+        .collect();
+    let request_id = format!(
+        "local-{}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let path = uri.path().to_owned();
+    let route_key = format!("{method} {path}");
+    let query: serde_json::Map<String, Value> = uri
+        .query()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .map(|(k, v)| (k, Value::from(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let event = json!({
+        "version": "2.0", "routeKey": route_key, "rawPath": path, "rawQueryString": uri.query().unwrap_or_default(),
+        "headers": header_map, "queryStringParameters": query,
+        "requestContext": {"accountId": "000000000000", "apiId": "local", "domainName": "127.0.0.1", "domainPrefix": "local",
+            "http": {"method": method.as_str(), "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": ""},
+            "requestId": request_id, "routeKey": route_key, "stage": "$default", "time": "", "timeEpoch": 0},
+        "body": body_text, "isBase64Encoded": base64
+    });
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = request_id;
+    context.deadline = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+        + Duration::from_secs(10).as_millis() as u64;
+    match function
+        .invoke(lambda_runtime::LambdaEvent::new(event, context))
+        .await
+    {
+        Ok(r) => {
+            let status = r["statusCode"]
+                .as_u64()
+                .and_then(|s| StatusCode::from_u16(s as u16).ok())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = r["body"].as_str().unwrap_or_default().to_owned();
+            (status, [("content-type", "application/json")], body).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.error_message).into_response(),
+    }
+}

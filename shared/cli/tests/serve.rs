@@ -1,0 +1,95 @@
+//! `segment-amplitude serve` over real HTTP: the functions behind a local server, the emulator
+//! as Amplitude, fail-closed authentication with the local bearer token.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+#[test]
+fn serve_runs_every_route_against_the_emulator() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_segment-amplitude"))
+        .args(["serve", "--port", "0", "--emulator-port", "0"])
+        .env_remove("AMPLITUDE_API_KEY")
+        .env_remove("BEARER_TOKEN")
+        .env_remove("WEBHOOK_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut url = None;
+    let mut emulator = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(u) = line.strip_prefix("Segment → Amplitude destination listening on ") {
+            url = Some(u.to_owned());
+        }
+        if let Some(rest) = line.strip_prefix("Amplitude emulator on ") {
+            emulator = rest.split_whitespace().next().map(str::to_owned);
+            break;
+        }
+    }
+    let (url, emulator) = (
+        url.expect("prints its URL"),
+        emulator.expect("prints the emulator URL"),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let results = runtime.block_on(async {
+        let c = reqwest::Client::new();
+        let post = |path: &str, auth: Option<&str>, body: Value| {
+            let mut r = c
+                .post(format!("{url}{path}"))
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            if let Some(a) = auth {
+                r = r.header("authorization", a);
+            }
+            r.send()
+        };
+        let track =
+            json!({"type": "track", "event": "Signed Up", "userId": "user-1", "messageId": "m-1"});
+        let ok = post("/events", Some("Bearer local-token"), track.clone())
+            .await
+            .unwrap();
+        let ok_status = ok.status().as_u16();
+        let ok_body: Value = serde_json::from_slice(&ok.bytes().await.unwrap()).unwrap();
+        let unauth = post("/events", None, track.clone())
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        let alias = post(
+            "/alias",
+            Some("Bearer local-token"),
+            json!({"type": "alias", "previousId": "a", "userId": "b"}),
+        )
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+        let ingested: Value = serde_json::from_slice(
+            &c.get(format!("{emulator}/_emulator/ingested"))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        (ok_status, ok_body, unauth, alias, ingested)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (ok_status, ok_body, unauth, alias, ingested) = results;
+    assert_eq!(ok_status, 200);
+    assert_eq!(
+        ok_body["results"],
+        json!([{"index": 0, "message_id": "m-1", "outcome": "delivered"}])
+    );
+    assert_eq!(unauth, 401);
+    assert_eq!(alias, 501, "alias is off in the default settings");
+    assert_eq!(ingested["events"][0]["insert_id"], "m-1");
+    assert_eq!(ingested["events"][0]["_api_key"], "local-api-key");
+}
