@@ -22,6 +22,7 @@ pub enum Invocation {
 
 #[derive(Clone)]
 struct Shared {
+    first_next: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     next: Arc<Mutex<mpsc::Receiver<(String, Value, u64)>>>,
     waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Invocation>>>>,
     init_errors: Arc<Mutex<Vec<Value>>>,
@@ -38,6 +39,7 @@ impl RuntimeApi {
     pub async fn start() -> RuntimeApi {
         let (queue, rx) = mpsc::channel(64);
         let shared = Shared {
+            first_next: Arc::new(std::sync::Mutex::new(None)),
             next: Arc::new(Mutex::new(rx)),
             waiting: Arc::new(Mutex::new(HashMap::new())),
             init_errors: Arc::new(Mutex::new(Vec::new())),
@@ -85,12 +87,21 @@ impl RuntimeApi {
             .unwrap()
     }
 
+    /// When the function first asked for work (the end of its cold start).
+    pub fn first_next(&self) -> Option<std::time::Instant> {
+        *self.shared.first_next.lock().unwrap()
+    }
+
     pub async fn init_errors(&self) -> Vec<Value> {
         self.shared.init_errors.lock().await.clone()
     }
 }
 
 async fn next(State(s): State<Shared>) -> (HeaderMap, String) {
+    s.first_next
+        .lock()
+        .unwrap()
+        .get_or_insert_with(std::time::Instant::now);
     let Some((id, payload, deadline)) = s.next.lock().await.recv().await else {
         // The test is over: leave the function waiting, as Lambda does between invocations.
         return std::future::pending().await;

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::batch::{self, Limits};
 use crate::encode::{self, Frame, Item};
 use crate::outcome::{ItemState, Report, fold};
-use crate::policy::{Verdict, classify};
+use crate::policy::{Verdict, classify_for};
 use crate::{AmplitudeClient, Shared};
 
 /// Endpoints in the order their phases run: user and group properties are set before the
@@ -345,10 +345,11 @@ struct Context {
 
 impl Context {
     fn url(&self, endpoint: Endpoint) -> String {
-        match &self.shared.config.base_url {
-            Some(base) => format!("{}{}", base.trim_end_matches('/'), endpoint.path()),
-            None => endpoint.url(self.region).to_owned(),
-        }
+        crate::target_url(
+            self.shared.config.base_url.as_deref(),
+            endpoint,
+            self.region,
+        )
     }
 
     /// Sends a job, retrying transient failures with backoff while the deadline allows.
@@ -391,7 +392,7 @@ impl Context {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     match response.bytes().await {
-                        Ok(b) => match classify(status, &b) {
+                        Ok(b) => match classify_for(job.endpoint, status, &b) {
                             Verdict::Retry { reason } => last = reason,
                             verdict => {
                                 return Resolution::Answered {

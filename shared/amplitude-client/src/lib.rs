@@ -22,7 +22,9 @@ pub use policy::Backoff;
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// One base URL for every Amplitude API (e.g. `http://127.0.0.1:8080` for the emulator).
-    /// `None` uses Amplitude's own hosts for the settings' region.
+    /// A `{host}` in it is replaced by the Amplitude host the request would go to (so the
+    /// emulator's `/_host/{host}` routes can check the region's hosts). `None` uses Amplitude's
+    /// own hosts for the settings' region.
     pub base_url: Option<String>,
     pub connect_timeout: Duration,
     /// Cap on one request; the deadline shortens it further.
@@ -99,5 +101,104 @@ impl AmplitudeClient {
 
     pub fn config(&self) -> &ClientConfig {
         &self.shared.config
+    }
+}
+
+impl AmplitudeClient {
+    /// The User Privacy API's deletion jobs between two days (`YYYY-MM-DD`), as Amplitude lists
+    /// them; `Err` holds a reason without credentials. One attempt per deletion slot, retried
+    /// while the deadline allows.
+    pub async fn deletion_jobs(
+        &self,
+        settings: &mapping::Settings,
+        start_day: &str,
+        end_day: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<serde_json::Value, String> {
+        let endpoint = mapping::Endpoint::Deletion;
+        let base = target_url(
+            self.shared.config.base_url.as_deref(),
+            endpoint,
+            settings.region,
+        );
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("start_day", start_day)
+            .append_pair("end_day", end_day)
+            .finish();
+        let url = format!("{base}?{query}");
+        let mut last = String::from("not sent before the deadline");
+        for attempt in 0..self.shared.config.max_attempts {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left <= self.shared.config.min_request_time {
+                break;
+            }
+            let response = self
+                .shared
+                .http
+                .get(&url)
+                .basic_auth(settings.api_key(), settings.secret_key())
+                .timeout(self.shared.config.request_timeout.min(left))
+                .send()
+                .await;
+            match response {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let body = r.bytes().await.unwrap_or_default();
+                    match policy::classify_for(endpoint, status, &body) {
+                        policy::Verdict::Delivered => {
+                            return serde_json::from_slice(&body).map_err(|_| {
+                                "Amplitude answered a job list that is not JSON".to_string()
+                            });
+                        }
+                        policy::Verdict::Retry { reason } => last = reason,
+                        policy::Verdict::BadCredentials { reason }
+                        | policy::Verdict::RejectAll { reason }
+                        | policy::Verdict::Isolate { reason }
+                        | policy::Verdict::Permanent { reason } => return Err(reason),
+                        other => return Err(format!("Amplitude {status}: {other:?}")),
+                    }
+                }
+                Err(e) => {
+                    last = format!(
+                        "the connection to Amplitude failed ({})",
+                        if e.is_timeout() {
+                            "timeout"
+                        } else {
+                            "transport"
+                        }
+                    )
+                }
+            }
+            let delay = self.shared.config.backoff.delay(attempt, &mut rand::rng());
+            if tokio::time::Instant::now() + delay >= deadline {
+                break;
+            }
+            tokio::time::sleep(delay).await;
+        }
+        Err(last)
+    }
+}
+
+/// The URL of an endpoint: Amplitude's own for the region, or under the configured base URL.
+pub fn target_url(
+    base: Option<&str>,
+    endpoint: mapping::Endpoint,
+    region: mapping::Region,
+) -> String {
+    let real = endpoint.url(region);
+    match base {
+        None => real.to_owned(),
+        Some(base) => {
+            let host = real
+                .trim_start_matches("https://")
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            format!(
+                "{}{}",
+                base.replace("{host}", host).trim_end_matches('/'),
+                endpoint.path()
+            )
+        }
     }
 }

@@ -79,6 +79,18 @@ fn severity(status: u16) -> u8 {
     }
 }
 
+/// Classifies a response of this endpoint. The User Privacy API's 429 is its per-project request
+/// rate (one request per second), not a throttled user: it is retried with backoff (and the
+/// deletion spacing) within the deadline.
+pub fn classify_for(endpoint: mapping::Endpoint, http_status: u16, body: &[u8]) -> Verdict {
+    match (endpoint, classify(http_status, body)) {
+        (mapping::Endpoint::Deletion, Verdict::Throttled(_)) => Verdict::Retry {
+            reason: "Amplitude 429: deletion requests over the rate limit".into(),
+        },
+        (_, verdict) => verdict,
+    }
+}
+
 /// Classifies one response. `body` may be anything: form endpoints answer plain text.
 pub fn classify(http_status: u16, body: &[u8]) -> Verdict {
     let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);

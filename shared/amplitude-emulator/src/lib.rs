@@ -96,7 +96,25 @@ impl AppState {
 }
 
 /// The emulator's routes, for serving on a listener of one's own (the local runner mounts it).
+/// Every Amplitude route is also served under `/_host/{host}/…`, recording the host, for
+/// clients whose base URL names the real host (`http://127.0.0.1:PORT/_host/{host}`).
 pub fn router(state: AppState) -> Router {
+    let hosted = amplitude_routes().layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        record_host,
+    ));
+    amplitude_routes()
+        .nest("/_host/{host}", hosted)
+        .route("/_emulator/faults", post(admin_faults))
+        .route("/_emulator/ingested", get(admin_ingested))
+        .route("/_emulator/config", get(admin_config).put(admin_set_config))
+        .route("/_emulator/reset", post(admin_reset))
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(64 << 20))
+        .with_state(state)
+}
+
+fn amplitude_routes() -> Router<AppState> {
     Router::new()
         .route("/2/httpapi", post(httpapi))
         .route("/batch", post(batch))
@@ -107,13 +125,22 @@ pub fn router(state: AppState) -> Router {
             "/api/2/deletions/users",
             post(delete_users).get(list_deletions),
         )
-        .route("/_emulator/faults", post(admin_faults))
-        .route("/_emulator/ingested", get(admin_ingested))
-        .route("/_emulator/config", get(admin_config).put(admin_set_config))
-        .route("/_emulator/reset", post(admin_reset))
-        .fallback(fallback)
-        .layer(DefaultBodyLimit::max(64 << 20))
-        .with_state(state)
+}
+
+async fn record_host(
+    State(s): State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let original = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.path().to_owned())
+        .unwrap_or_default();
+    if let Some(rest) = original.strip_prefix("/_host/") {
+        *s.lock().ingested.hosts.entry(rest.to_owned()).or_default() += 1;
+    }
+    next.run(request).await
 }
 
 /// A running emulator on 127.0.0.1; stops when dropped.

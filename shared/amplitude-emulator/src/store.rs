@@ -40,6 +40,9 @@ pub struct Ingested {
     pub insert_ids: HashMap<String, InsertIdCount>,
     /// Requests received per path (faults included).
     pub requests: BTreeMap<String, usize>,
+    /// Requests received under `/_host/{host}/…`, per `host/path`: which Amplitude host the
+    /// client meant (standard or EU).
+    pub hosts: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]

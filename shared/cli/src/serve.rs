@@ -19,7 +19,7 @@ use lambda_glue::{Function, FunctionConfig, Route};
 use serde_json::{Value, json};
 
 /// The routes `serve` offers, as in `template.yaml`.
-pub const ROUTES: [Route; 2] = [Route::Events, Route::Alias];
+pub const ROUTES: [Route; 4] = [Route::Events, Route::Alias, Route::Deletions, Route::Engage];
 
 const LOCAL_INGEST: &str = "local/ingest";
 const LOCAL_PRIVACY: &str = "local/privacy";
@@ -126,7 +126,15 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         let vars: HashMap<&str, String> = [
             ("SEGMENT_SETTINGS", settings.clone()),
             ("INGEST_SECRET_ID", ingest_id.clone()),
-            ("PRIVACY_SECRET_ID", privacy_id.clone().unwrap_or_default()),
+            // Only the deletion function reads the privacy secret, as in template.yaml.
+            (
+                "PRIVACY_SECRET_ID",
+                if route == Route::Deletions {
+                    privacy_id.clone().unwrap_or_default()
+                } else {
+                    String::new()
+                },
+            ),
             (
                 "AMPLITUDE_BASE_URL",
                 emulator.as_ref().map(Emulator::url).unwrap_or_default(),

@@ -68,6 +68,8 @@ pub struct FunctionConfig {
     pub allow_unauthenticated: bool,
     /// Log full payloads (debugging only; off by default).
     pub log_payloads: bool,
+    /// `requester` of Amplitude deletion requests (`DELETION_REQUESTER`; default "segment").
+    pub deletion_requester: Option<String>,
 }
 
 /// Stands in for the API key while settings are validated at start-up.
@@ -126,6 +128,7 @@ impl FunctionConfig {
             secret_ttl: Duration::from_secs(number("SECRET_TTL_SECONDS", 300)?),
             allow_unauthenticated: flag("ALLOW_UNAUTHENTICATED")?,
             log_payloads: flag("LOG_PAYLOADS")?,
+            deletion_requester: get("DELETION_REQUESTER"),
         })
     }
 }

@@ -15,7 +15,8 @@ use crate::body;
 use crate::config::{ConfigError, FunctionConfig, Route};
 use crate::inbound::{Inbound, Source};
 use crate::reply::{Entry, Reply, Result as Res};
-use crate::secrets::{SecretCache, SecretSource};
+use crate::secrets::{SecretCache, SecretError, SecretSource};
+use mapping::rules::engage::Engage;
 
 /// Larger bodies are refused with 413 (a synchronous Lambda invocation carries at most 6 MB).
 pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
@@ -113,7 +114,17 @@ impl Function {
             Ok(k) => k,
             Err(e) => return Reply::error(500, format!("configuration: {e}")),
         };
-        let messages = body::split(&inbound.body);
+        let get_jobs =
+            self.config.route == Route::Deletions && inbound.method.eq_ignore_ascii_case("GET");
+        let messages = if get_jobs {
+            // A job listing has no body; what is authenticated is the empty body.
+            Ok(body::Messages {
+                items: Vec::new(),
+                signed: Vec::new(),
+            })
+        } else {
+            body::split(&inbound.body)
+        };
         if inbound.source != Source::Direct {
             let auth = AuthConfig {
                 shared_secret: keys.webhook_secret.clone(),
@@ -134,12 +145,13 @@ impl Function {
 
         let mut settings = self.config.settings.clone();
         settings.set_api_key(keys.api_key.expose_secret().to_owned());
-        if self.config.route == Route::Deletions
-            && let Some(id) = &self.config.privacy_secret_id
-        {
-            match self.secrets.privacy(id).await {
-                Ok(p) => settings.set_secret_key(Some(p.secret_key.expose_secret().to_owned())),
-                Err(e) => return Reply::error(500, format!("configuration: {e}")),
+        if self.config.route == Route::Deletions {
+            match self.secret_key().await {
+                Ok(key) => settings.set_secret_key(Some(key)),
+                Err(reply) => return reply,
+            }
+            if inbound.method.eq_ignore_ascii_case("GET") {
+                return self.list_deletion_jobs(inbound, &settings, deadline).await;
             }
         }
         let (entries, deletion_jobs) = self
@@ -170,8 +182,13 @@ impl Function {
                     reason: "the event is not valid JSON".into(),
                 },
                 Some(v) => match self.plan(v, settings) {
-                    Ok(plan) if plan.requests.is_empty() => Res::Skipped,
-                    Ok(plan) => {
+                    Ok(Engage::Skip(reason)) => Res::Skipped {
+                        reason: Some(reason.to_owned()),
+                    },
+                    Ok(Engage::Plan(plan)) if plan.requests.is_empty() => {
+                        Res::Skipped { reason: None }
+                    }
+                    Ok(Engage::Plan(plan)) => {
                         planned.push(index);
                         plans.push(plan);
                         Res::Delivered
@@ -202,6 +219,9 @@ impl Function {
                 entries[planned[k]].result = outcome.into();
             }
             jobs = report.deletion_jobs;
+            if self.config.route == Route::Deletions {
+                audit(&parsed, &entries, &jobs);
+            }
         }
         (entries, jobs)
     }
@@ -211,7 +231,7 @@ impl Function {
         &self,
         message: &'a serde_json_borrow::Value<'a>,
         settings: &Settings,
-    ) -> Result<Plan<'a>, Rejection> {
+    ) -> Result<Engage<'a>, Rejection> {
         let call = Message::parse(message)?.call;
         if !self.config.route.accepts(call) {
             return Err(Rejection::Unsupported(format!(
@@ -219,6 +239,116 @@ impl Function {
                 self.config.route.path()
             )));
         }
-        mapping::plan(message, settings)
+        if self.config.route == Route::Engage {
+            return mapping::rules::engage::plan(message, settings);
+        }
+        let mut plan = mapping::plan(message, settings)?;
+        if let Some(requester) = &self.config.deletion_requester {
+            for r in &mut plan.requests {
+                if let mapping::Body::Deletion(d) = &mut r.body {
+                    d.requester = requester.clone().into();
+                }
+            }
+        }
+        Ok(Engage::Plan(plan))
+    }
+
+    /// The Amplitude secret key for deletions; without one, deletions are answered 501 (Segment
+    /// does not retry them: they cannot succeed until the key is configured).
+    async fn secret_key(&self) -> Result<String, Reply> {
+        let not_configured = |why: String| {
+            Reply::error(
+                501,
+                format!(
+                    "deletions: no Amplitude secret key is configured ({why}); Amplitude's User Privacy API needs the project's secret key"
+                ),
+            )
+        };
+        let Some(id) = &self.config.privacy_secret_id else {
+            return Err(not_configured("PRIVACY_SECRET_ID is not set".into()));
+        };
+        match self.secrets.privacy(id).await {
+            Ok(p) => Ok(p.secret_key.expose_secret().to_owned()),
+            Err(e @ SecretError::MissingKey { .. }) => Err(not_configured(e.to_string())),
+            Err(e) => Err(Reply::error(500, format!("configuration: {e}"))),
+        }
+    }
+
+    /// `GET /deletions?start_day=YYYY-MM-DD&end_day=YYYY-MM-DD`: Amplitude's deletion jobs, so an
+    /// operator can prove a deletion ran.
+    async fn list_deletion_jobs(
+        &self,
+        inbound: &Inbound,
+        settings: &Settings,
+        deadline: Instant,
+    ) -> Reply {
+        let day = |name: &'static str| -> Result<jiff::civil::Date, Reply> {
+            let value = inbound.query(name).unwrap_or_default();
+            let dashed =
+                value.len() == 10 && value.as_bytes()[4] == b'-' && value.as_bytes()[7] == b'-';
+            value
+                .parse::<jiff::civil::Date>()
+                .ok()
+                .filter(|_| dashed)
+                .ok_or_else(|| {
+                    Reply::error(400, format!("query: `{name}` must be a date YYYY-MM-DD"))
+                })
+        };
+        let (start, end) = match (day("start_day"), day("end_day")) {
+            (Ok(s), Ok(e)) => (s, e),
+            (Err(r), _) | (_, Err(r)) => return r,
+        };
+        if !(0..=184).contains(&(end - start).get_days()) {
+            return Reply::error(
+                400,
+                "query: `end_day` must be on or after `start_day`, at most 6 months later",
+            );
+        }
+        match self
+            .client
+            .deletion_jobs(settings, &start.to_string(), &end.to_string(), deadline)
+            .await
+        {
+            Ok(jobs) => Reply {
+                status: 200,
+                body: serde_json::json!({"status": 200, "jobs": jobs}),
+                counts: Default::default(),
+            },
+            Err(reason) => Reply::error(503, reason),
+        }
+    }
+}
+
+/// One audit line per user id a deletion was requested for: the id, the day Amplitude scheduled
+/// its job, and the outcome. Never the secret key.
+fn audit(parsed: &[Option<serde_json_borrow::Value<'_>>], entries: &[Entry], jobs: &[Value]) {
+    for entry in entries {
+        let Some(user_id) = parsed[entry.index]
+            .as_ref()
+            .and_then(|v| mapping::json::id(v.get("userId")))
+        else {
+            continue;
+        };
+        let job_day = jobs.iter().find_map(|job| {
+            let ids = job.get("amplitude_ids")?.as_array()?;
+            ids.iter()
+                .any(|e| e.get("user_id").and_then(Value::as_str) == Some(&user_id))
+                .then(|| job.get("day").and_then(Value::as_str).map(str::to_owned))
+                .flatten()
+        });
+        let outcome = match &entry.result {
+            Res::Delivered => "requested",
+            Res::Skipped { .. } => "skipped",
+            Res::Rejected { .. } => "rejected",
+            Res::Unsupported { .. } => "unsupported",
+            Res::Retryable { .. } => "retryable",
+        };
+        tracing::info!(
+            audit = "deletion",
+            user_id = %user_id,
+            job_day = job_day.as_deref().unwrap_or("none"),
+            outcome,
+            "deletion audit"
+        );
     }
 }

@@ -12,8 +12,12 @@ use crate::inbound::Source;
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Result {
     Delivered,
-    /// Nothing to send under these settings (e.g. a page with no page setting on).
-    Skipped,
+    /// Nothing to send (a page with no page setting on; an Engage profile without ids); never
+    /// retried.
+    Skipped {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Invalid for Amplitude, or refused by it for good.
     Rejected {
         reason: String,
@@ -76,7 +80,7 @@ pub fn counts(entries: &[Entry]) -> Counts {
     for e in entries {
         match e.result {
             Result::Delivered => c.delivered += 1,
-            Result::Skipped => c.skipped += 1,
+            Result::Skipped { .. } => c.skipped += 1,
             Result::Rejected { .. } => c.rejected += 1,
             Result::Unsupported { .. } => c.unsupported += 1,
             Result::Retryable { .. } => c.retryable += 1,

@@ -920,3 +920,101 @@ fn s13_page_without_applicable_setting_is_skipped_without_error() {
         json!({"index": 0, "requests": [], "error": null})
     );
 }
+
+// §8.3 Engage route forms (segment-delivery §3) ---------------------------------------------
+
+fn engage(settings: Value, message: Value) -> Result<Option<Value>, String> {
+    use mapping::rules::engage::{Engage, plan};
+    let settings = Settings::from_json(&settings).unwrap();
+    let text = message.to_string();
+    let parsed: serde_json_borrow::Value = serde_json::from_str(&text).unwrap();
+    match plan(&parsed, &settings) {
+        Ok(Engage::Plan(p)) => {
+            assert_eq!(p.requests.len(), 1);
+            assert_eq!(p.requests[0].endpoint, mapping::Endpoint::Identify);
+            let body = serde_json::to_value(p.requests[0].body_with_key("K")).unwrap();
+            Ok(Some(body["identification"][0].clone()))
+        }
+        Ok(Engage::Skip(reason)) => Err(format!("skip: {reason}")),
+        Err(r) => Err(format!("{}: {}", r.kind(), r.message())),
+    }
+}
+
+fn personas(key: &str) -> Value {
+    json!({"personas": {"computation_class": "audience", "computation_key": key, "computation_id": "aud_1"}})
+}
+
+#[test]
+fn s8_3_engage_track_forms_become_one_user_property() {
+    let entered = engage(
+        key(),
+        json!({"type": "track", "event": "Audience Entered", "userId": "u", "context": personas("vip"),
+            "properties": {"audience_key": "vip", "vip": true}, "integrations": {"All": false, "Hook": true}}),
+    );
+    assert_eq!(
+        entered,
+        Ok(Some(
+            json!({"user_id": "u", "library": "segment", "user_properties": {"vip": true, "id": "u"}})
+        ))
+    );
+    let exited = engage(
+        key(),
+        json!({"type": "track", "event": "Audience Exited", "anonymousId": "a1", "context": personas("vip"),
+            "properties": {"audience_key": "vip", "vip": "false"}}),
+    );
+    assert_eq!(
+        exited.unwrap().unwrap()["user_properties"],
+        json!({"vip": false})
+    );
+    let computed = engage(
+        key(),
+        json!({"type": "track", "event": "Trait Computed", "userId": "u",
+            "properties": {"trait_key": "lifetime_value", "lifetime_value": 42.5}}),
+    );
+    assert_eq!(
+        computed.unwrap().unwrap()["user_properties"],
+        json!({"lifetime_value": 42.5, "id": "u"})
+    );
+}
+
+#[test]
+fn s8_3_engage_identify_settings_apply_to_synced_properties() {
+    let got = engage(
+        with(json!({"traitsToSetOnce": ["vip"]})),
+        json!({"type": "track", "event": "Audience Entered", "userId": "u", "context": personas("vip"),
+            "properties": {"audience_key": "vip", "vip": true}}),
+    );
+    assert_eq!(
+        got.unwrap().unwrap()["user_properties"],
+        json!({"$setOnce": {"vip": true}, "$set": {"id": "u"}})
+    );
+}
+
+#[test]
+fn s8_3_engage_email_only_profiles_are_skipped_and_odd_tracks_refused() {
+    assert_eq!(
+        engage(
+            key(),
+            json!({"type": "identify", "traits": {"email": "a@b.c", "vip": true}, "context": personas("vip")})
+        ),
+        Err(format!("skip: {}", mapping::rules::engage::NO_IDS))
+    );
+    assert_eq!(
+        engage(key(), json!({"type": "track", "event": "Signed Up", "userId": "u"})),
+        Err("unsupported: engage: a track needs `properties.audience_key` (Audience Entered/Exited) or `properties.trait_key` (Trait Computed)".into())
+    );
+    assert_eq!(
+        engage(key(), json!({"type": "page", "userId": "u"})),
+        Err(
+            "unsupported: `type`: Page calls are not Engage syncs (identify or track forms only)"
+                .into()
+        )
+    );
+    assert_eq!(
+        engage(
+            key(),
+            json!({"type": "track", "event": "Trait Computed", "userId": "u", "properties": {"trait_key": "x"}})
+        ),
+        Err("invalid: engage: `properties.x` (the value of `trait_key`) is required".into())
+    );
+}

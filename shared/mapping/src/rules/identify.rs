@@ -9,6 +9,15 @@ use crate::rules::{device, require_ids, user_properties};
 use crate::settings::Settings;
 
 pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
+    plan_with(msg, settings, user_properties::for_identify(msg, settings))
+}
+
+/// An identification with these user properties (already in normal form).
+pub fn plan_with<'a>(
+    msg: &Message<'a>,
+    settings: &Settings,
+    user_properties: crate::props::PropMap<'a>,
+) -> Result<Plan<'a>, Rejection> {
     let device = device::device_fields(msg, settings);
     require_ids(&device)?;
     let option = |key| {
@@ -18,7 +27,7 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
     };
     let identification = UserIdentification {
         device,
-        user_properties: user_properties::for_identify(msg, settings),
+        user_properties,
         groups: user_properties::groups(msg).map(Prop::Ref),
         paying: option("paying"),
         start_version: option("start_version"),

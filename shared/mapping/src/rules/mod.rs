@@ -1,11 +1,12 @@
 //! Every Segment → Amplitude rule, one module per part of the mapping spec
 //! (`../shared/spec/mapping.md`): `device` §3, `user_properties` §3.14/§8.2/§11,
 //! `event_properties` §4, `revenue` §5–§6, `track` §5–§6, `page` §7, `identify` §8,
-//! `group` §9, `alias` §10, `delete` §12.
+//! `group` §9, `alias` §10, `delete` §12, and `engage` (the `/engage` route's forms, §8.3).
 
 pub mod alias;
 pub mod delete;
 pub mod device;
+pub mod engage;
 pub mod event_properties;
 pub mod events;
 pub mod group;

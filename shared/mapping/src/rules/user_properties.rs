@@ -57,7 +57,15 @@ pub fn for_event<'a>(msg: &Message<'a>, settings: &Settings) -> PropMap<'a> {
 /// `user_properties` of an identify (§8.2): traits, query params, legacy groups, trait
 /// operations, UTM, in normal form.
 pub fn for_identify<'a>(msg: &Message<'a>, settings: &Settings) -> PropMap<'a> {
-    let mut props = base(msg.traits(), msg);
+    identify_properties(msg, settings, base(msg.traits(), msg))
+}
+
+/// The identify rules over given base traits (an Engage track form syncs one property).
+pub fn identify_properties<'a>(
+    msg: &Message<'a>,
+    settings: &Settings,
+    mut props: PropMap<'a>,
+) -> PropMap<'a> {
     engage_booleans(msg, &mut props);
     if let Some(search) = page_search(msg) {
         for (name, _) in &settings.map_query_params {
@@ -75,7 +83,7 @@ pub fn for_identify<'a>(msg: &Message<'a>, settings: &Settings) -> PropMap<'a> {
 }
 
 /// §3.14.1: a copy of the traits without `address`, plus `id` = `userId`.
-fn base<'a>(traits: &'a Value<'a>, msg: &Message<'a>) -> PropMap<'a> {
+pub fn base<'a>(traits: &'a Value<'a>, msg: &Message<'a>) -> PropMap<'a> {
     let mut props = PropMap::from_object(traits);
     props.remove_loose("address");
     if let Some(user_id) = &msg.user_id {

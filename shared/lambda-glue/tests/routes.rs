@@ -1,0 +1,258 @@
+//! The deletions and Engage routes through the pipeline, against the emulator.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use amplitude_emulator::{Emulator, EmulatorConfig, Fault};
+use lambda_glue::inbound::Inbound;
+use lambda_glue::secrets::SecretSource;
+use lambda_glue::{Function, FunctionConfig, Route};
+use serde_json::{Value, json};
+
+async fn function(
+    route: Route,
+    emu: &Emulator,
+    settings: Value,
+    privacy: Option<Value>,
+) -> Function {
+    let mut vars = vec![
+        ("INGEST_SECRET_ID", "ingest".to_string()),
+        ("SEGMENT_SETTINGS", settings.to_string()),
+        (
+            "AMPLITUDE_BASE_URL",
+            format!("{}/_host/{{host}}", emu.url()),
+        ),
+        ("ALLOW_UNAUTHENTICATED", "true".into()),
+        ("DELETION_REQUESTER", "dpo@example.com".into()),
+    ];
+    let mut secrets = vec![(
+        "ingest".to_string(),
+        json!({"api_key": "amp-key"}).to_string(),
+    )];
+    if let Some(p) = privacy {
+        vars.push(("PRIVACY_SECRET_ID", "privacy".into()));
+        secrets.push(("privacy".into(), p.to_string()));
+    }
+    let mut config = FunctionConfig::from_vars(route, |k| {
+        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    config.client.deletion_interval = Duration::from_millis(30);
+    config.client.backoff.base = Duration::from_millis(5);
+    Function::new(
+        config,
+        SecretSource::Fixed(Arc::new(secrets.into_iter().collect())),
+    )
+    .unwrap()
+}
+
+fn http(method: &str, body: &str, query: &str) -> Value {
+    json!({"version": "2.0", "routeKey": "x", "rawPath": "/deletions", "rawQueryString": query, "headers": {},
+        "queryStringParameters": form_urlencoded::parse(query.as_bytes()).into_owned().collect::<std::collections::HashMap<String, String>>(),
+        "requestContext": {"accountId": "1", "apiId": "a", "domainName": "x", "domainPrefix": "x",
+            "http": {"method": method, "path": "/deletions", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "b"},
+            "requestId": "r", "routeKey": "x", "stage": "$default", "time": "", "timeEpoch": 0},
+        "body": body, "isBase64Encoded": false})
+}
+
+async fn call(f: &Function, payload: Value) -> (u16, Value) {
+    let reply = f
+        .handle(
+            Inbound::from_payload(payload).unwrap(),
+            tokio::time::Instant::now() + Duration::from_secs(4),
+            "t",
+        )
+        .await;
+    (reply.status, reply.body)
+}
+
+fn deletes(n: usize) -> String {
+    let items: Vec<Value> = (0..n)
+        .map(|i| json!({"type": "delete", "userId": format!("user-{i}"), "context": null, "integrations": [],
+            "originalTimestamp": "2020-05-09 23:54:49.209808489 +0000 UTC m=+70366.298768264"}))
+        .collect();
+    Value::Array(items).to_string()
+}
+
+#[tokio::test]
+async fn deletions_batched_by_100_with_basic_auth_on_the_standard_and_eu_hosts() {
+    for (settings, host) in [
+        (json!({}), "amplitude.com"),
+        (json!({"endpoint": "europe"}), "analytics.eu.amplitude.com"),
+    ] {
+        let emu = Emulator::start(EmulatorConfig {
+            secret_keys: [("amp-key".to_string(), "amp-secret".to_string())].into(),
+            ..EmulatorConfig::default()
+        })
+        .await
+        .unwrap();
+        for i in 0..250 {
+            emu.state.add_known_user(&format!("user-{i}"));
+        }
+        let f = function(
+            Route::Deletions,
+            &emu,
+            settings,
+            Some(json!({"secret_key": "amp-secret"})),
+        )
+        .await;
+        let (status, body) = call(&f, http("POST", &deletes(250), "")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["counts"]["delivered"], 250);
+        let jobs = body["jobs"].as_array().unwrap();
+        assert_eq!(
+            jobs.len(),
+            3,
+            "100 + 100 + 50 ids, one job answer per request"
+        );
+        assert_eq!(jobs[0]["status"], "staging");
+        assert_eq!(jobs[0]["amplitude_ids"][0]["requester"], "dpo@example.com");
+        let got = emu.state.ingested();
+        assert_eq!(
+            got.hosts,
+            [(format!("{host}/api/2/deletions/users"), 3)].into()
+        );
+        assert_eq!(got.deletion_jobs[0].amplitude_ids.len(), 250);
+
+        let today = got.deletion_jobs[0].day.clone();
+        let (status, listed) = call(
+            &f,
+            http("GET", "", &format!("start_day={today}&end_day={today}")),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            listed["jobs"][0]["amplitude_ids"].as_array().unwrap().len(),
+            250
+        );
+    }
+}
+
+#[tokio::test]
+async fn deletions_without_a_secret_key_are_501_and_bad_requests_400() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let none = function(Route::Deletions, &emu, json!({}), None).await;
+    let (status, body) = call(&none, http("POST", &deletes(1), "")).await;
+    assert_eq!(status, 501);
+    assert_eq!(
+        body["error"],
+        "deletions: no Amplitude secret key is configured (PRIVACY_SECRET_ID is not set); Amplitude's User Privacy API needs the project's secret key"
+    );
+    let empty = function(
+        Route::Deletions,
+        &emu,
+        json!({}),
+        Some(json!({"secret_key": ""})),
+    )
+    .await;
+    assert_eq!(call(&empty, http("POST", &deletes(1), "")).await.0, 501);
+
+    let f = function(
+        Route::Deletions,
+        &emu,
+        json!({}),
+        Some(json!({"secret_key": "s"})),
+    )
+    .await;
+    let (status, body) = call(&f, http("POST", r#"{"type": "delete", "context": []}"#, "")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("delete: `userId` is required"))
+    );
+    for bad in [
+        "start_day=2024-01-01",
+        "start_day=20240101&end_day=2024-01-02",
+        "start_day=2024-02-01&end_day=2024-01-01",
+    ] {
+        assert_eq!(call(&f, http("GET", "", bad)).await.0, 400, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn deletion_429_is_retried_within_the_deadline() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emu.state.add_known_user("user-0");
+    emu.state.push_faults([
+        Fault::status("/api/2/deletions/users", 429),
+        Fault::status("/api/2/deletions/users", 503),
+    ]);
+    let f = function(
+        Route::Deletions,
+        &emu,
+        json!({}),
+        Some(json!({"secret_key": "s"})),
+    )
+    .await;
+    let (status, _) = call(&f, http("POST", &deletes(1), "")).await;
+    assert_eq!(status, 200);
+    assert_eq!(emu.state.ingested().requests["/api/2/deletions/users"], 3);
+}
+
+fn engage_batch(n: usize) -> String {
+    let items: Vec<Value> = (0..n)
+        .map(|i| json!({"type": "identify", "userId": format!("user-{i}"), "messageId": format!("eng-{i}"),
+            "traits": {"big_spenders": "true"},
+            "context": {"personas": {"computation_class": "audience", "computation_key": "big_spenders"}},
+            "integrations": {"All": false, "Webhooks": true}}))
+        .collect();
+    Value::Array(items).to_string()
+}
+
+#[tokio::test]
+async fn engage_syncs_become_identify_user_properties() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let f = function(Route::Engage, &emu, json!({}), None).await;
+    let body = json!([
+        {"type": "identify", "userId": "u1", "traits": {"vip": "true"}, "context": {"personas": {"computation_key": "vip"}}},
+        {"type": "track", "event": "Audience Exited", "userId": "u2", "properties": {"audience_key": "vip", "vip": false}},
+        {"type": "track", "event": "Trait Computed", "userId": "u3", "properties": {"trait_key": "orders", "orders": 12}},
+        {"type": "identify", "traits": {"email": "only@example.com", "vip": true}, "context": {"personas": {"computation_key": "vip"}}},
+    ])
+    .to_string();
+    let (status, reply) = call(&f, http("POST", &body, "")).await;
+    assert_eq!(status, 200);
+    assert_eq!(reply["counts"]["delivered"], 3);
+    assert_eq!(
+        reply["results"][3],
+        json!({"index": 3, "outcome": "skipped", "reason": "the profile has neither userId nor anonymousId (Amplitude needs one)"})
+    );
+    let props: Vec<Value> = emu
+        .state
+        .ingested()
+        .identifies
+        .iter()
+        .map(|i| i["user_properties"].clone())
+        .collect();
+    assert_eq!(
+        props,
+        vec![
+            json!({"vip": true, "id": "u1"}),
+            json!({"vip": false, "id": "u2"}),
+            json!({"orders": 12, "id": "u3"})
+        ]
+    );
+}
+
+#[tokio::test]
+async fn engage_initial_sync_of_4000_profiles_is_4_requests() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let f = function(Route::Engage, &emu, json!({}), None).await;
+    let started = std::time::Instant::now();
+    let (status, reply) = call(&f, http("POST", &engage_batch(4000), "")).await;
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(4500),
+        "answered within the response budget"
+    );
+    assert_eq!(reply["counts"]["delivered"], 4000);
+    let got = emu.state.ingested();
+    assert_eq!(
+        got.requests["/identify"], 4,
+        "1000 identifications per request"
+    );
+    assert_eq!(got.identifies.len(), 4000);
+    assert_eq!(
+        got.identifies[0]["user_properties"],
+        json!({"big_spenders": true, "id": "user-0"})
+    );
+}
