@@ -25,6 +25,17 @@ async fn start(
     ingest_id: &str,
     settings: Value,
 ) -> Running {
+    start_with(name, moto, amplitude, ingest_id, settings, &[]).await
+}
+
+async fn start_with(
+    name: &str,
+    moto: &Moto,
+    amplitude: &Emulator,
+    ingest_id: &str,
+    settings: Value,
+    extra: &[(&str, String)],
+) -> Running {
     let runtime = RuntimeApi::start().await;
     let mut cmd = tokio::process::Command::new(tests::binary(name));
     cmd.env_clear()
@@ -36,8 +47,14 @@ async fn start(
         .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
         .env("INGEST_SECRET_ID", ingest_id)
         .env("SEGMENT_SETTINGS", settings.to_string())
-        .env("AMPLITUDE_BASE_URL", amplitude.url())
+        .env(
+            "AMPLITUDE_BASE_URL",
+            format!("{}/_host/{{host}}", amplitude.url()),
+        )
         .kill_on_drop(true);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
     for (k, v) in moto.env() {
         cmd.env(k, v);
     }
@@ -102,6 +119,10 @@ async fn env() -> Option<(Moto, Emulator)> {
         &json!({"api_key": "amp-key", "bearer_token": TOKEN}).to_string(),
     )
     .await;
+    moto.put_secret("privacy", &json!({"secret_key": "amp-secret"}).to_string())
+        .await;
+    moto.put_secret("privacy/empty", &json!({"secret_key": ""}).to_string())
+        .await;
     Some((
         moto,
         Emulator::start(EmulatorConfig::default()).await.unwrap(),
@@ -323,5 +344,154 @@ async fn missing_secret_is_answered_with_its_name() {
     assert_eq!(
         body["error"],
         "configuration: secret `no/such/secret` could not be read: ResourceNotFoundException: Secrets Manager can't find the specified secret."
+    );
+}
+
+fn bearer() -> Value {
+    json!({"Authorization": format!("Bearer {TOKEN}")})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_function_under_the_runtime_api() {
+    let Some((moto, amp)) = env().await else {
+        return;
+    };
+    let mut config = amp.state.config();
+    config.secret_keys = [("amp-key".to_string(), "amp-secret".to_string())].into();
+    amp.state.set_config(config);
+    for i in 0..120 {
+        amp.state.add_known_user(&format!("user-{i}"));
+    }
+    let privacy = [
+        ("PRIVACY_SECRET_ID", "privacy".to_string()),
+        ("DELETION_REQUESTER", "dpo@example.com".to_string()),
+    ];
+    for (settings, host) in [
+        (json!({}), "amplitude.com"),
+        (json!({"endpoint": "eu"}), "analytics.eu.amplitude.com"),
+    ] {
+        amp.state.reset();
+        for i in 0..120 {
+            amp.state.add_known_user(&format!("user-{i}"));
+        }
+        let f = start_with("deletions", &moto, &amp, "ingest/alias", settings, &privacy).await;
+        let deletes: Vec<Value> = (0..120)
+            .map(|i| json!({"type": "delete", "userId": format!("user-{i}"), "context": null, "integrations": [],
+                "originalTimestamp": "2020-05-09 23:54:49.209808489 +0000 UTC m=+70366.298768264"}))
+            .collect();
+        let (status, body) = f
+            .http(v2(&Value::Array(deletes).to_string(), bearer()))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["jobs"].as_array().unwrap().len(), 2, "100 + 20 ids");
+        let got = amp.state.ingested();
+        assert_eq!(
+            got.hosts,
+            [(format!("{host}/api/2/deletions/users"), 2)].into()
+        );
+        assert_eq!(
+            got.deletion_jobs[0].amplitude_ids[0]["requester"],
+            "dpo@example.com"
+        );
+        // The job status query, as an operator would run it.
+        let day = got.deletion_jobs[0].day.clone();
+        let mut get = v2("", bearer());
+        get["requestContext"]["http"]["method"] = json!("GET");
+        get["rawQueryString"] = json!(format!("start_day={day}&end_day={day}"));
+        get["queryStringParameters"] = json!({"start_day": day, "end_day": day});
+        let (status, listed) = f.http(get).await;
+        assert_eq!(
+            (
+                status,
+                listed["jobs"][0]["amplitude_ids"].as_array().unwrap().len()
+            ),
+            (200, 120)
+        );
+    }
+    // Amplitude rate-limits the deletion: retried within the deadline.
+    amp.state
+        .push_faults([Fault::status("/api/2/deletions/users", 429)]);
+    let f = start_with(
+        "deletions",
+        &moto,
+        &amp,
+        "ingest/alias",
+        json!({}),
+        &privacy,
+    )
+    .await;
+    let one = json!({"type": "delete", "userId": "user-1"}).to_string();
+    assert_eq!(f.http(v2(&one, bearer())).await.0, 200);
+    // No secret key configured: 501, which Segment does not retry.
+    let none = start_with(
+        "deletions",
+        &moto,
+        &amp,
+        "ingest/alias",
+        json!({}),
+        &[("PRIVACY_SECRET_ID", "privacy/empty".to_string())],
+    )
+    .await;
+    let (status, body) = none.http(v2(&one, bearer())).await;
+    assert_eq!(status, 501);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("deletions: no Amplitude secret key is configured")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engage_function_under_the_runtime_api() {
+    let Some((moto, amp)) = env().await else {
+        return;
+    };
+    let f = start("engage", &moto, &amp, "ingest/alias", json!({})).await;
+    let personas = |key: &str| json!({"personas": {"computation_class": "audience", "computation_key": key, "computation_id": "aud_1"}});
+    let body = json!([
+        {"type": "identify", "userId": "u1", "traits": {"vip": true}, "context": personas("vip"), "integrations": {"All": false, "Hook": true}},
+        {"type": "identify", "userId": "u2", "traits": {"vip": "false"}, "context": personas("vip")},
+        {"type": "identify", "userId": "u3", "traits": {"ltv": 99.5}, "context": {"personas": {"computation_class": "trait", "computation_key": "ltv"}}},
+        {"type": "track", "event": "Audience Entered", "userId": "u4", "properties": {"audience_key": "vip", "vip": "true"}},
+        {"type": "track", "event": "Trait Computed", "anonymousId": "a5", "properties": {"trait_key": "ltv", "ltv": 7}},
+        {"type": "identify", "traits": {"email": "only@example.com", "vip": true}, "context": personas("vip")}
+    ])
+    .to_string();
+    let (status, reply) = f.http(v2(&body, bearer())).await;
+    assert_eq!(status, 200);
+    assert_eq!(reply["counts"]["delivered"], 5);
+    assert_eq!(reply["counts"]["skipped"], 1);
+    let props: Vec<Value> = amp
+        .state
+        .ingested()
+        .identifies
+        .iter()
+        .map(|i| i["user_properties"].clone())
+        .collect();
+    assert_eq!(
+        props,
+        vec![
+            json!({"vip": true, "id": "u1"}),
+            json!({"vip": false, "id": "u2"}),
+            json!({"ltv": 99.5, "id": "u3"}),
+            json!({"vip": true, "id": "u4"}),
+            json!({"ltv": 7}),
+        ]
+    );
+    // An initial sync: 4,000 members in one request → 4 Identify requests, answered in time.
+    amp.state.reset();
+    let members: Vec<Value> = (0..4000)
+        .map(|i| json!({"type": "identify", "userId": format!("member-{i}"), "traits": {"vip": true}, "context": personas("vip")}))
+        .collect();
+    let started = std::time::Instant::now();
+    let (status, reply) = f
+        .http(v2(&Value::Array(members).to_string(), bearer()))
+        .await;
+    assert_eq!((status, &reply["counts"]["delivered"]), (200, &json!(4000)));
+    assert!(started.elapsed() < Duration::from_millis(4500));
+    assert_eq!(
+        amp.state.ingested().hosts,
+        [("api2.amplitude.com/identify".to_string(), 4)].into()
     );
 }
