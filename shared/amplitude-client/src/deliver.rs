@@ -227,21 +227,13 @@ fn apply(
             rejected,
             throttled,
         } => {
-            let mut rest = Vec::new();
-            for (pos, &i) in job.items.iter().enumerate() {
-                if let Some((_, why)) = rejected.iter().find(|(p, _)| *p == pos) {
-                    states[i] = ItemState::Rejected(why.clone());
-                } else if throttled.contains(&pos) {
-                    hold(
-                        states,
-                        &[i],
-                        "Amplitude throttled this user or device",
-                        true,
-                    );
-                } else {
-                    rest.push(i);
+            let rest = triage(&job.items, states, |pos, _| {
+                match rejected.iter().find(|(p, _)| *p == pos) {
+                    Some((_, why)) => Fate::Reject(why.clone()),
+                    None if throttled.contains(&pos) => Fate::Hold,
+                    None => Fate::Resend,
                 }
-            }
+            });
             resend_or_hold(states, rest, job.items.len(), follow_up, queue);
         }
         Verdict::Isolate { reason } => split(job.items, &reason, states, follow_up, queue),
@@ -258,36 +250,62 @@ fn apply(
                 && t.devices.is_empty()
                 && t.quota_users.is_empty()
                 && t.quota_devices.is_empty();
-            let mut rest = Vec::new();
-            for (pos, &i) in job.items.iter().enumerate() {
+            let named = |set: &std::collections::HashSet<String>, id: &Option<String>| {
+                id.as_ref().is_some_and(|id| set.contains(id))
+            };
+            let rest = triage(&job.items, states, |pos, i| {
                 let item = &ctx.items[i];
-                let named = |set: &std::collections::HashSet<String>, id: &Option<String>| {
-                    id.as_ref().is_some_and(|id| set.contains(id))
-                };
                 if named(&t.quota_users, &item.user_id) || named(&t.quota_devices, &item.device_id)
                 {
-                    states[i] = ItemState::Rejected(
+                    Fate::Reject(
                         "Amplitude 429: the user or device exceeded its daily quota".into(),
-                    );
+                    )
                 } else if nothing_named
                     || t.events.contains(&pos)
                     || named(&t.users, &item.user_id)
                     || named(&t.devices, &item.device_id)
                 {
-                    hold(
-                        states,
-                        &[i],
-                        "Amplitude throttled this user or device",
-                        true,
-                    );
+                    Fate::Hold
                 } else {
-                    rest.push(i);
+                    Fate::Resend
                 }
-            }
+            });
             resend_or_hold(states, rest, job.items.len(), follow_up, queue);
         }
         Verdict::Retry { reason } => hold(states, &job.items, &reason, false),
     }
+}
+
+/// What a partial answer means for one item of the request.
+enum Fate {
+    /// Refused for good, with Amplitude's reason.
+    Reject(String),
+    /// Throttled: handed back retryable, for Segment to send later.
+    Hold,
+    /// Fine: sent again at once.
+    Resend,
+}
+
+/// Applies each item's fate (by its position in the request) and returns the items to resend.
+fn triage(
+    items: &[usize],
+    states: &mut [ItemState],
+    fate: impl Fn(usize, usize) -> Fate,
+) -> Vec<usize> {
+    let mut rest = Vec::new();
+    for (pos, &i) in items.iter().enumerate() {
+        match fate(pos, i) {
+            Fate::Reject(reason) => states[i] = ItemState::Rejected(reason),
+            Fate::Hold => hold(
+                states,
+                &[i],
+                "Amplitude throttled this user or device",
+                true,
+            ),
+            Fate::Resend => rest.push(i),
+        }
+    }
+    rest
 }
 
 /// Resends the surviving items at once, unless the response removed none of them (then a

@@ -403,6 +403,25 @@ async fn form_route(s: AppState, kind: forms::Kind, uri: Uri, body: Bytes) -> Re
 const DELETIONS: &str = "/api/2/deletions/users";
 
 async fn delete_users(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    privacy_route(s, &headers, |store, key| {
+        privacy::request(store, key, &body)
+    })
+    .await
+}
+
+async fn list_deletions(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    privacy_route(s, &headers, |store, key| {
+        privacy::list(store, key, uri.query())
+    })
+    .await
+}
+
+/// The User Privacy API's common path: scripted faults, then Basic auth, then `op`.
+async fn privacy_route(
+    s: AppState,
+    headers: &HeaderMap,
+    op: impl FnOnce(&mut Store, &str) -> (u16, Value),
+) -> Response {
     let action = s.begin(DELETIONS).await;
     let mut half = None;
     if let Some(r) = common_fault(action, &mut half) {
@@ -413,23 +432,7 @@ async fn delete_users(State(s): State<AppState>, headers: HeaderMap, body: Bytes
         .and_then(|h| h.to_str().ok());
     let mut store = s.lock();
     match privacy::authenticate(&store, auth) {
-        Ok(key) => respond(privacy::request(&mut store, &key, &body)),
-        Err(e) => respond(e),
-    }
-}
-
-async fn list_deletions(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let action = s.begin(DELETIONS).await;
-    let mut half = None;
-    if let Some(r) = common_fault(action, &mut half) {
-        return r;
-    }
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok());
-    let store = s.lock();
-    match privacy::authenticate(&store, auth) {
-        Ok(key) => respond(privacy::list(&store, &key, uri.query())),
+        Ok(key) => respond(op(&mut store, &key)),
         Err(e) => respond(e),
     }
 }

@@ -18,7 +18,11 @@ const PROFILES: usize = 100_000;
 const PER_REQUEST: usize = 4_000;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(run());
 }
 
@@ -48,8 +52,13 @@ async fn run() {
         ("AMPLITUDE_BASE_URL", emu.url()),
         ("ALLOW_UNAUTHENTICATED", "true".to_string()),
     ];
-    let config = FunctionConfig::from_vars(Route::Engage, |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
-    let source = SecretSource::Fixed(Arc::new([("ingest".to_string(), r#"{"api_key": "k"}"#.to_string())].into()));
+    let config = FunctionConfig::from_vars(Route::Engage, |k| {
+        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let source = SecretSource::Fixed(Arc::new(
+        [("ingest".to_string(), r#"{"api_key": "k"}"#.to_string())].into(),
+    ));
     let function = Function::new(config, source).unwrap();
     let requests: Vec<Value> = (0..PROFILES / PER_REQUEST).map(request).collect();
 
@@ -59,7 +68,13 @@ async fn run() {
         let started = Instant::now();
         for payload in &requests {
             let inbound = Inbound::from_payload(payload.clone()).unwrap();
-            let reply = function.handle(inbound, tokio::time::Instant::now() + Duration::from_millis(4500), "bench").await;
+            let reply = function
+                .handle(
+                    inbound,
+                    tokio::time::Instant::now() + Duration::from_millis(4500),
+                    "bench",
+                )
+                .await;
             assert_eq!(reply.status, 200);
         }
         let took = started.elapsed();
@@ -74,5 +89,8 @@ async fn run() {
         );
         best = best.min(took);
     }
-    println!("engage: best {:.0} profiles/s", PROFILES as f64 / best.as_secs_f64());
+    println!(
+        "engage: best {:.0} profiles/s",
+        PROFILES as f64 / best.as_secs_f64()
+    );
 }
