@@ -16,6 +16,8 @@ const TOKEN: &str = "token-e2e";
 struct Running {
     runtime: RuntimeApi,
     child: tokio::process::Child,
+    /// The function's log lines (stdout), as Lambda would ship them to CloudWatch.
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 async fn start(
@@ -58,8 +60,23 @@ async fn start_with(
     for (k, v) in moto.env() {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().expect("function binary starts");
-    Running { runtime, child }
+    cmd.stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("function binary starts");
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = logs.clone();
+    let stdout = child.stdout.take().expect("piped stdout");
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Running {
+        runtime,
+        child,
+        logs,
+    }
 }
 
 impl Running {
@@ -406,6 +423,22 @@ async fn deletions_function_under_the_runtime_api() {
                 listed["jobs"][0]["amplitude_ids"].as_array().unwrap().len()
             ),
             (200, 120)
+        );
+        // One audit line per requested user id, with Amplitude's job day; no key anywhere.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let logs = f.logs.lock().unwrap().clone();
+        let audits: Vec<Value> = logs
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["fields"]["audit"] == "deletion")
+            .collect();
+        assert_eq!(audits.len(), 120, "{logs:?}");
+        assert_eq!(audits[7]["fields"]["user_id"], "user-7");
+        assert_eq!(audits[7]["fields"]["job_day"], json!(day));
+        assert_eq!(audits[7]["fields"]["outcome"], "requested");
+        assert!(
+            logs.iter()
+                .all(|l| !l.contains("amp-secret") && !l.contains("amp-key"))
         );
     }
     // Amplitude rate-limits the deletion: retried within the deadline.
