@@ -1018,3 +1018,18 @@ fn s8_3_engage_email_only_profiles_are_skipped_and_odd_tracks_refused() {
         Err("invalid: engage: `properties.x` (the value of `trait_key`) is required".into())
     );
 }
+
+#[test]
+fn s8_3_engage_audience_track_without_the_flag_follows_the_event_name() {
+    let membership = |event: &str| {
+        engage(
+            key(),
+            json!({"type": "track", "event": event, "userId": "u", "properties": {"audience_key": "vip"}}),
+        )
+        .unwrap()
+        .unwrap()["user_properties"]["vip"]
+            .clone()
+    };
+    assert_eq!(membership("Audience Entered"), json!(true));
+    assert_eq!(membership("Audience Exited"), json!(false));
+}
