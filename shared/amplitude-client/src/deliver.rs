@@ -35,8 +35,8 @@ struct Job {
     items: Vec<usize>,
 }
 
-/// How a job ended.
-enum Resolution {
+/// How a request ended.
+pub(crate) enum Resolution {
     Answered {
         verdict: Box<Verdict>,
         body: Vec<u8>,
@@ -383,34 +383,53 @@ impl Context {
             frame.body(job.items.iter().map(|&i| self.items[i].wire.as_slice())),
         );
         let url = self.url(job.endpoint);
+        self.shared
+            .attempt(job.endpoint, self.deadline, |timeout| {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+                let request = self
+                    .shared
+                    .http
+                    .post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, frame.content_type)
+                    .timeout(timeout)
+                    .body(body.clone());
+                if job.endpoint == Endpoint::Deletion {
+                    request.basic_auth(&self.api_key, self.secret_key.as_deref())
+                } else {
+                    request
+                }
+            })
+            .await
+    }
+}
+
+impl Shared {
+    /// The one retry loop: sends the request `build` makes (given the time left for it) until
+    /// Amplitude answers something other than a transient failure, waiting with backoff between
+    /// attempts and never past `deadline`. Deletion requests also keep Amplitude's spacing.
+    pub(crate) async fn attempt(
+        &self,
+        endpoint: Endpoint,
+        deadline: Instant,
+        build: impl Fn(Duration) -> reqwest::RequestBuilder,
+    ) -> Resolution {
+        let config = &self.config;
         let mut last = String::from("not sent before the deadline");
         for attempt in 0..config.max_attempts {
-            let now = Instant::now();
-            if now + config.min_request_time >= self.deadline {
+            if Instant::now() + config.min_request_time >= deadline {
                 break;
             }
-            if job.endpoint == Endpoint::Deletion && !self.wait_for_deletion_slot().await {
+            if endpoint == Endpoint::Deletion && !self.wait_for_deletion_slot(deadline).await {
                 break;
             }
             let timeout = config
                 .request_timeout
-                .min(self.deadline.saturating_duration_since(Instant::now()));
-            let mut request = self
-                .shared
-                .http
-                .post(&url)
-                .header(reqwest::header::CONTENT_TYPE, frame.content_type)
-                .timeout(timeout)
-                .body(body.clone());
-            if job.endpoint == Endpoint::Deletion {
-                request = request.basic_auth(&self.api_key, self.secret_key.as_deref());
-            }
-            self.sent.fetch_add(1, Ordering::Relaxed);
-            match request.send().await {
+                .min(deadline.saturating_duration_since(Instant::now()));
+            match build(timeout).send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     match response.bytes().await {
-                        Ok(b) => match classify_for(job.endpoint, status, &b) {
+                        Ok(b) => match classify_for(endpoint, status, &b) {
                             Verdict::Retry { reason } => last = reason,
                             verdict => {
                                 return Resolution::Answered {
@@ -425,10 +444,10 @@ impl Context {
                 Err(e) => last = transport_reason(&e),
             }
             let delay = config.backoff.delay(attempt, &mut rand::rng());
-            if Instant::now() + delay + config.min_request_time >= self.deadline {
+            if Instant::now() + delay + config.min_request_time >= deadline {
                 break;
             }
-            tracing::debug!(endpoint = job.endpoint.as_str(), attempt, reason = %last, "retrying");
+            tracing::debug!(endpoint = endpoint.as_str(), attempt, reason = %last, "retrying");
             tokio::time::sleep(delay).await;
         }
         Resolution::GaveUp { reason: last }
@@ -436,20 +455,15 @@ impl Context {
 
     /// Amplitude allows one deletion request per second per project (amplitude-api §7.1).
     /// Returns false when the next slot is past the deadline.
-    async fn wait_for_deletion_slot(&self) -> bool {
-        let interval = self.shared.config.deletion_interval;
+    async fn wait_for_deletion_slot(&self, deadline: Instant) -> bool {
         let wait = {
-            let mut next = self
-                .shared
-                .next_deletion
-                .lock()
-                .expect("lock is never poisoned");
+            let mut next = self.next_deletion.lock().expect("lock is never poisoned");
             let now = Instant::now();
             let at = next.map_or(now, |n| n.max(now));
-            if at + self.shared.config.min_request_time >= self.deadline {
+            if at + self.config.min_request_time >= deadline {
                 return false;
             }
-            *next = Some(at + interval);
+            *next = Some(at + self.config.deletion_interval);
             at - now
         };
         if wait > Duration::ZERO {

@@ -106,8 +106,8 @@ impl AmplitudeClient {
 
 impl AmplitudeClient {
     /// The User Privacy API's deletion jobs between two days (`YYYY-MM-DD`), as Amplitude lists
-    /// them; `Err` holds a reason without credentials. One attempt per deletion slot, retried
-    /// while the deadline allows.
+    /// them; `Err` holds a reason without credentials. Sent through the same retry loop as
+    /// deliveries, so it keeps the deletion endpoint's one-request-per-second spacing.
     pub async fn deletion_jobs(
         &self,
         settings: &mapping::Settings,
@@ -126,56 +126,29 @@ impl AmplitudeClient {
             .append_pair("end_day", end_day)
             .finish();
         let url = format!("{base}?{query}");
-        let mut last = String::from("not sent before the deadline");
-        for attempt in 0..self.shared.config.max_attempts {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left <= self.shared.config.min_request_time {
-                break;
-            }
-            let response = self
-                .shared
-                .http
-                .get(&url)
-                .basic_auth(settings.api_key(), settings.secret_key())
-                .timeout(self.shared.config.request_timeout.min(left))
-                .send()
-                .await;
-            match response {
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    let body = r.bytes().await.unwrap_or_default();
-                    match policy::classify_for(endpoint, status, &body) {
-                        policy::Verdict::Delivered => {
-                            return serde_json::from_slice(&body).map_err(|_| {
-                                "Amplitude answered a job list that is not JSON".to_string()
-                            });
-                        }
-                        policy::Verdict::Retry { reason } => last = reason,
-                        policy::Verdict::BadCredentials { reason }
-                        | policy::Verdict::RejectAll { reason }
-                        | policy::Verdict::Isolate { reason }
-                        | policy::Verdict::Permanent { reason } => return Err(reason),
-                        other => return Err(format!("Amplitude {status}: {other:?}")),
-                    }
-                }
-                Err(e) => {
-                    last = format!(
-                        "the connection to Amplitude failed ({})",
-                        if e.is_timeout() {
-                            "timeout"
-                        } else {
-                            "transport"
-                        }
-                    )
-                }
-            }
-            let delay = self.shared.config.backoff.delay(attempt, &mut rand::rng());
-            if tokio::time::Instant::now() + delay >= deadline {
-                break;
-            }
-            tokio::time::sleep(delay).await;
+        let resolution = self
+            .shared
+            .attempt(endpoint, deadline, |timeout| {
+                self.shared
+                    .http
+                    .get(&url)
+                    .basic_auth(settings.api_key(), settings.secret_key())
+                    .timeout(timeout)
+            })
+            .await;
+        match resolution {
+            deliver::Resolution::Answered { verdict, body } => match *verdict {
+                policy::Verdict::Delivered => serde_json::from_slice(&body)
+                    .map_err(|_| "Amplitude answered a job list that is not JSON".to_string()),
+                policy::Verdict::BadCredentials { reason }
+                | policy::Verdict::RejectAll { reason }
+                | policy::Verdict::Isolate { reason }
+                | policy::Verdict::Permanent { reason }
+                | policy::Verdict::Retry { reason } => Err(reason),
+                other => Err(format!("Amplitude refused the job list: {other:?}")),
+            },
+            deliver::Resolution::GaveUp { reason } => Err(reason),
         }
-        Err(last)
     }
 }
 
