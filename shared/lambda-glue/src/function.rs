@@ -150,7 +150,7 @@ impl Function {
                 Ok(key) => settings.set_secret_key(Some(key)),
                 Err(reply) => return reply,
             }
-            if inbound.method.eq_ignore_ascii_case("GET") {
+            if get_jobs {
                 return self.list_deletion_jobs(inbound, &settings, deadline).await;
             }
         }

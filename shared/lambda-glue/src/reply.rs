@@ -125,13 +125,15 @@ impl Reply {
         } else {
             200
         };
+        let error = (status != 200)
+            .then(|| entries.iter().find_map(Entry::reason))
+            .flatten()
+            .map(str::to_owned);
         let mut body = json!({"status": status, "counts": c, "results": entries});
         if let Some((key, value)) = extra {
             body[key] = value;
         }
-        if status != 200
-            && let Some(reason) = first_reason(&body)
-        {
+        if let Some(reason) = error {
             body["error"] = Value::String(reason);
         }
         Reply {
@@ -172,15 +174,18 @@ impl Reply {
 }
 
 impl Entry {
+    /// Why the message was not delivered, if it says.
+    fn reason(&self) -> Option<&str> {
+        match &self.result {
+            Result::Rejected { reason }
+            | Result::Unsupported { reason }
+            | Result::Retryable { reason, .. } => Some(reason),
+            Result::Skipped { reason } => reason.as_deref(),
+            Result::Delivered => None,
+        }
+    }
+
     fn is_invalid(&self) -> bool {
         matches!(&self.result, Result::Rejected { reason } if !reason.starts_with("Amplitude"))
     }
-}
-
-fn first_reason(body: &Value) -> Option<String> {
-    body["results"]
-        .as_array()?
-        .iter()
-        .find_map(|r| r.get("reason").and_then(Value::as_str))
-        .map(str::to_owned)
 }
