@@ -102,14 +102,8 @@ async fn chaos_every_event_once_or_rejected_with_a_reason() {
     let mut rng = SmallRng::seed_from_u64(SEED);
     let lines = corpus::lines(SEED, MESSAGES);
     let settings = Settings::from_json(&corpus::settings()).unwrap();
-    let parsed: Vec<serde_json_borrow::Value> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let plans: Vec<Plan> = parsed
-        .iter()
-        .map(|m| mapping::plan(m, &settings).unwrap())
-        .collect();
+    let parsed = parse(&lines);
+    let plans = plan_all(&parsed, &settings);
     let users: Vec<String> = parsed
         .iter()
         .filter_map(|m| m.get("userId").as_str().map(str::to_owned))

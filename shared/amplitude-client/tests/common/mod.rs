@@ -56,16 +56,29 @@ pub async fn deliver(
     secs: f64,
 ) -> Report {
     let lines: Vec<String> = messages.iter().map(Value::to_string).collect();
-    let parsed: Vec<serde_json_borrow::Value> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let plans: Vec<Plan> = parsed
-        .iter()
-        .map(|m| mapping::plan(m, settings).expect("test messages map"))
-        .collect();
+    let parsed = parse(&lines);
+    let plans = plan_all(&parsed, settings);
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     client.deliver(&plans, settings, deadline).await
+}
+
+/// JSON lines parsed as the mapping reads them.
+pub fn parse(lines: &[String]) -> Vec<serde_json_borrow::Value<'_>> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("test lines are JSON"))
+        .collect()
+}
+
+/// The mapping's plan for each message.
+pub fn plan_all<'a>(
+    parsed: &'a [serde_json_borrow::Value<'a>],
+    settings: &Settings,
+) -> Vec<Plan<'a>> {
+    parsed
+        .iter()
+        .map(|m| mapping::plan(m, settings).expect("test messages map"))
+        .collect()
 }
 
 /// `n` track messages, user `user-<i>`, messageId `m<i>`.
