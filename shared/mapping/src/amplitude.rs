@@ -67,6 +67,9 @@ pub struct Revenue<'a> {
     pub revenue_type: Option<Cow<'a, str>>,
 }
 
+/// The event type of an identify sent as an event (spec §8.1.4).
+pub const IDENTIFY_EVENT: &str = "$identify";
+
 /// One element of the HTTP V2 / Batch `events` array.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event<'a> {
@@ -79,7 +82,10 @@ pub struct Event<'a> {
     pub session_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<i64>,
-    pub event_properties: PropMap<'a>,
+    /// Always present on track, page and screen events (spec §0.3.2, possibly `{}`); absent
+    /// only on `$identify` events, which carry an identification's fields (§8.1.4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_properties: Option<PropMap<'a>>,
     #[serde(skip_serializing_if = "is_empty")]
     pub user_properties: PropMap<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]

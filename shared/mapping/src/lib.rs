@@ -12,6 +12,11 @@
 //! assert_eq!(plan.requests[0].url, "https://api2.amplitude.com/2/httpapi");
 //! ```
 
+// Every string here comes from the sender: slicing one by byte index can split a multi-byte
+// character and panic, and indexing can run past the end. Neither is allowed in this crate
+// (tests may index their own fixtures).
+#![cfg_attr(not(test), deny(clippy::string_slice, clippy::indexing_slicing))]
+
 pub mod amplitude;
 pub mod json;
 pub mod locale;

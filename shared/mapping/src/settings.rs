@@ -68,6 +68,10 @@ pub struct Settings {
     pub traits_to_prepend: Vec<String>,
     pub traits_to_set_once: Vec<String>,
     pub use_custom_amplitude_properties: bool,
+    /// `idempotentTraitOperations` (not a Segment key; default `true`, spec §8.1.4): identifies
+    /// whose user properties use `$add`, `$append` or `$prepend` go as `$identify` events with
+    /// an `insert_id`, so a resend is never applied twice. `false` keeps the classic `/identify`.
+    pub idempotent_trait_operations: bool,
 }
 
 /// Settings rows that only change device-mode SDK behaviour (§1.2, "Cloud = no").
@@ -142,6 +146,7 @@ impl Settings {
                 "useCustomAmplitudeProperties",
                 "sendCustomLanguageAndCountry",
             )?,
+            idempotent_trait_operations: r.bool_or("idempotentTraitOperations", true)?,
         })
     }
 
@@ -191,8 +196,12 @@ impl Reader<'_> {
     }
 
     fn bool(&self, key: &'static str) -> Result<bool, SettingsError> {
+        self.bool_or(key, false)
+    }
+
+    fn bool_or(&self, key: &'static str, default: bool) -> Result<bool, SettingsError> {
         match self.get(key) {
-            None => Ok(false),
+            None => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
             Some(_) => Err(SettingsError::WrongType {
                 key,

@@ -77,17 +77,23 @@ fn reduced_date(s: &str) -> Option<i64> {
 
 /// Go's `time.Time.String()`: `2021-01-02 03:04:05.123456789 +0000 UTC` (the zone name is
 /// informational; the numeric offset decides), possibly with a `m=+0.000` monotonic suffix.
+///
+/// The offset is taken apart with `split_at_checked`, never by byte index, so text that only
+/// looks like an offset (`+a€`, multi-byte characters) is refused instead of panicking.
 fn go_time_string(s: &str) -> Option<i64> {
     let mut words = s.split_whitespace();
     let (date, time, offset) = (words.next()?, words.next()?, words.next()?);
-    let iso = format!("{date}T{time}{offset}");
-    let offset_ok = offset.len() == 5 && offset.starts_with(['+', '-']);
-    if !offset_ok {
+    let (sign, digits) = offset.split_at_checked(1)?;
+    let (hours, minutes) = digits.split_at_checked(2)?;
+    let numeric = |p: &str| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit());
+    if !matches!(sign, "+" | "-") || !numeric(hours) || !numeric(minutes) {
         return None;
     }
     // jiff wants `+hh:mm`; Go prints `+hhmm`.
-    let iso = format!("{}:{}", &iso[..iso.len() - 2], &iso[iso.len() - 2..]);
-    iso.parse::<Timestamp>().ok().map(|t| t.as_millisecond())
+    format!("{date}T{time}{sign}{hours}:{minutes}")
+        .parse::<Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond())
 }
 
 #[cfg(test)]
@@ -140,7 +146,19 @@ mod tests {
 
     #[test]
     fn garbage_does_not_parse() {
-        for s in ["", "yesterday", "2014-13", "20141", "2014-1-1", "1e400"] {
+        for s in [
+            "",
+            "yesterday",
+            "2014-13",
+            "20141",
+            "2014-1-1",
+            "1e400",
+            // Looked like a Go offset by byte length and crashed a byte slice (issue: hardening).
+            "a b +a€",
+            "2020-01-01 00:00:00 +€0",
+            "2020-01-01 00:00:00 +00€",
+            "2020-01-01 00:00:00 +0x00",
+        ] {
             assert_eq!(ms(s), None, "{s}");
         }
     }

@@ -327,6 +327,23 @@ fn s3_11_session_id_digits_iso_and_session_plugin() {
 }
 
 #[test]
+fn s3_11_session_id_text_that_looks_like_a_go_offset_is_dropped_not_a_crash() {
+    // Found by mutating ordinary events: a byte slice inside `€` used to abort the process.
+    let e = events(
+        key(),
+        json!({"type": "track", "event": "e", "userId": "u",
+            "integrations": {"Amplitude": {"session_id": "a b +a€"}}}),
+    );
+    assert_eq!(
+        e,
+        vec![
+            json!({"user_id": "u", "library": "segment", "event_type": "e",
+            "event_properties": {}, "user_properties": {"id": "u"}})
+        ]
+    );
+}
+
+#[test]
 fn s3_13_advertising_id_by_os() {
     let e = |os: &str| {
         events(
@@ -611,8 +628,12 @@ fn identification(settings: Value, message: Value) -> Value {
 
 #[test]
 fn s8_2_trait_operations_example() {
+    // The classic `/identify` path; the default sends these as `$identify` events (§8.1.4).
     let i = identification(
-        with(json!({"traitsToIncrement": ["logins"], "traitsToSetOnce": ["first_seen"]})),
+        with(
+            json!({"traitsToIncrement": ["logins"], "traitsToSetOnce": ["first_seen"],
+            "idempotentTraitOperations": false}),
+        ),
         json!({"type": "identify", "userId": "u1",
             "traits": {"logins": 1, "first_seen": "2020-01-01", "plan": "pro"}}),
     );
@@ -628,7 +649,7 @@ fn s8_2_first_list_wins_and_non_numeric_increment_falls_through() {
     let i = identification(
         with(
             json!({"traitsToIncrement": ["a", "b"], "traitsToAppend": ["b", "c"],
-            "traitsToPrepend": ["c", "d"]}),
+            "traitsToPrepend": ["c", "d"], "idempotentTraitOperations": false}),
         ),
         json!({"type": "identify", "anonymousId": "x",
             "traits": {"a": "5", "b": "tag", "c": 1, "d": [2]}}),
@@ -636,6 +657,80 @@ fn s8_2_first_list_wins_and_non_numeric_increment_falls_through() {
     assert_eq!(
         i["user_properties"],
         json!({"$add": {"a": 5}, "$append": {"b": "tag", "c": 1}, "$prepend": {"d": [2]}})
+    );
+}
+
+#[test]
+fn s8_1_4_non_idempotent_operations_travel_as_an_identify_event_with_insert_id() {
+    let settings =
+        with(json!({"traitsToIncrement": ["logins"], "traitsToSetOnce": ["first_seen"]}));
+    let message = json!({"type": "identify", "userId": "u1", "anonymousId": "anon-1",
+        "messageId": "m-7", "timestamp": "2024-05-01T10:00:00Z",
+        "traits": {"logins": 1, "first_seen": "2020-01-01", "plan": "pro"},
+        "integrations": {"Amplitude": {"paying": true, "start_version": "1.0",
+            "groups": {"team": "red"}, "session_id": 5}}});
+    let record = map(settings.clone(), message.clone());
+    assert_eq!(
+        record["requests"],
+        json!([{"endpoint": "httpapi", "method": "POST", "url": "https://api2.amplitude.com/2/httpapi",
+            "body": {"api_key": "K", "events": [{
+                "user_id": "u1", "device_id": "anon-1", "time": 1_714_557_600_000_i64, "library": "segment",
+                "event_type": "$identify", "insert_id": "m-7",
+                "user_properties": {
+                    "$set": {"plan": "pro", "id": "u1", "team": "red", "paying": true},
+                    "$setOnce": {"first_seen": "2020-01-01", "start_version": "1.0"},
+                    "$add": {"logins": 1}},
+                "groups": {"team": "red"}}]}}])
+    );
+    // With Send To Batch Endpoint the event goes to /batch, like every other event.
+    let batch = map(
+        with(json!({"traitsToIncrement": ["logins"], "sendToBatchEndpoint": true})),
+        message.clone(),
+    );
+    assert_eq!(
+        batch["requests"][0]["url"],
+        "https://api2.amplitude.com/batch"
+    );
+    // `$append` and `$prepend` are not idempotent either.
+    for list in ["traitsToAppend", "traitsToPrepend"] {
+        let r = map(with(json!({list: ["plan"]})), message.clone());
+        assert_eq!(r["requests"][0]["endpoint"], "httpapi", "{list}");
+    }
+    // The setting off keeps the classic /identify path.
+    let classic = identification(
+        with(json!({"traitsToIncrement": ["logins"], "idempotentTraitOperations": false})),
+        message,
+    );
+    assert_eq!(classic["user_properties"]["$add"], json!({"logins": 1}));
+    assert_eq!(
+        (classic["paying"].clone(), classic["start_version"].clone()),
+        (json!(true), json!("1.0"))
+    );
+}
+
+#[test]
+fn s8_1_4_idempotent_operations_keep_the_identify_api() {
+    let i = identification(
+        with(json!({"traitsToSetOnce": ["first_seen"], "trackUtmProperties": true})),
+        json!({"type": "identify", "userId": "u1", "messageId": "m",
+            "traits": {"first_seen": "2020", "$unset": {"old": "-"}},
+            "context": {"campaign": {"source": "ads"}}}),
+    );
+    assert_eq!(
+        i["user_properties"],
+        json!({"$set": {"id": "u1", "utm_source": "ads"},
+            "$setOnce": {"first_seen": "2020", "initial_utm_source": "ads"},
+            "$unset": {"old": "-"}})
+    );
+}
+
+#[test]
+fn s8_1_4_setting_must_be_a_boolean() {
+    assert_eq!(
+        Settings::from_json(&with(json!({"idempotentTraitOperations": "yes"})))
+            .unwrap_err()
+            .to_string(),
+        "settings: `idempotentTraitOperations` must be true or false"
     );
 }
 

@@ -55,7 +55,7 @@ impl<'a> EventBase<'a> {
             insert_id,
             session_id: self.session_id,
             event_id: self.event_id,
-            event_properties,
+            event_properties: Some(event_properties),
             user_properties: self.user_properties.clone(),
             groups: self.groups.map(Prop::Ref),
             revenue,

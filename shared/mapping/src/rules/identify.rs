@@ -1,22 +1,30 @@
-//! Spec §8: identify (including Engage audience and computed-trait identifies, §8.3).
+//! Spec §8: identify (including Engage audience and computed-trait identifies, §8.3), and
+//! §8.1.4: identifies with non-idempotent trait operations travel as `$identify` events.
 
-use crate::amplitude::{Identification, UserIdentification};
+use std::borrow::Cow;
+
+use crate::amplitude::{DeviceFields, Event, IDENTIFY_EVENT, Identification, UserIdentification};
 use crate::json;
 use crate::message::Message;
 use crate::plan::{Body, Endpoint, Plan, Rejection, Request};
-use crate::props::Prop;
-use crate::rules::{device, require_ids, user_properties};
+use crate::props::{Prop, PropMap};
+use crate::rules::{device, events, require_ids, user_properties};
 use crate::settings::Settings;
+
+/// Operations Amplitude applies again on every resend (§8.1.4): `$set`, `$setOnce` and `$unset`
+/// give the same result twice, these do not.
+const NON_IDEMPOTENT: [&str; 3] = ["$add", "$append", "$prepend"];
 
 pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
     plan_with(msg, settings, user_properties::for_identify(msg, settings))
 }
 
-/// An identification with these user properties (already in normal form).
+/// An identification with these user properties (already in normal form): one `/identify`
+/// request, or one `$identify` event when its operations must not be applied twice.
 pub fn plan_with<'a>(
     msg: &Message<'a>,
     settings: &Settings,
-    user_properties: crate::props::PropMap<'a>,
+    user_properties: PropMap<'a>,
 ) -> Result<Plan<'a>, Rejection> {
     let device = device::device_fields(msg, settings);
     require_ids(&device)?;
@@ -25,12 +33,23 @@ pub fn plan_with<'a>(
             .filter(|v| json::is_present(v))
             .map(Prop::Ref)
     };
+    let groups = user_properties::groups(msg).map(Prop::Ref);
+    let (paying, start_version) = (option("paying"), option("start_version"));
+    let non_idempotent = NON_IDEMPOTENT
+        .iter()
+        .any(|op| user_properties.contains_key(op));
+    if settings.idempotent_trait_operations && non_idempotent {
+        let event = identify_event(msg, device, user_properties, groups, paying, start_version);
+        return Ok(Plan {
+            requests: vec![events::request(settings, vec![event])],
+        });
+    }
     let identification = UserIdentification {
         device,
         user_properties,
-        groups: user_properties::groups(msg).map(Prop::Ref),
-        paying: option("paying"),
-        start_version: option("start_version"),
+        groups,
+        paying,
+        start_version,
     };
     Ok(Plan {
         requests: vec![Request::new(
@@ -39,4 +58,42 @@ pub fn plan_with<'a>(
             Body::Identify(vec![Identification::User(identification)]),
         )],
     })
+}
+
+/// §8.1.4: the identification as a `$identify` event with the message's `insert_id` (§3.4).
+/// `paying` and `start_version` exist only in the Identify API; on an event they become user
+/// properties, `paying` under `$set` and `start_version` under `$setOnce`.
+fn identify_event<'a>(
+    msg: &Message<'a>,
+    device: DeviceFields<'a>,
+    mut user_properties: PropMap<'a>,
+    groups: Option<Prop<'a>>,
+    paying: Option<Prop<'a>>,
+    start_version: Option<Prop<'a>>,
+) -> Event<'a> {
+    for (op, key, value) in [
+        ("$set", "paying", paying),
+        ("$setOnce", "start_version", start_version),
+    ] {
+        let Some(value) = value else { continue };
+        match user_properties.get_mut(op) {
+            Some(Prop::Map(map)) => map.insert(key, value),
+            _ => {
+                let mut map = PropMap::new();
+                map.insert(key, value);
+                user_properties.insert(op, Prop::Map(map));
+            }
+        }
+    }
+    Event {
+        device,
+        event_type: Cow::Borrowed(IDENTIFY_EVENT),
+        insert_id: msg.message_id(),
+        session_id: None,
+        event_id: None,
+        event_properties: None,
+        user_properties,
+        groups,
+        revenue: None,
+    }
 }

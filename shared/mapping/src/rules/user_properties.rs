@@ -118,14 +118,10 @@ pub fn page_search<'a>(msg: &Message<'a>) -> Option<&'a Value<'a>> {
 /// trait-list settings produce, and derived UTM values.
 struct Assembled<'a> {
     plain: PropMap<'a>,
-    /// One map per entry of [`OPERATIONS`], in that order.
-    ops: [PropMap<'a>; 9],
+    /// One map per operation other than `$set`, in the order of [`OPERATIONS`].
+    ops: Vec<(&'static str, PropMap<'a>)>,
     caller_set: PropMap<'a>,
     derived_set: PropMap<'a>,
-}
-
-fn op_index(op: &str) -> usize {
-    OPERATIONS.iter().position(|o| *o == op).expect("known op")
 }
 
 impl<'a> Assembled<'a> {
@@ -133,19 +129,17 @@ impl<'a> Assembled<'a> {
     fn plain(props: PropMap<'a>) -> Self {
         let mut a = Assembled {
             plain: PropMap::new(),
-            ops: Default::default(),
+            ops: OPERATIONS
+                .iter()
+                .filter(|op| **op != "$set")
+                .map(|op| (*op, PropMap::new()))
+                .collect(),
             caller_set: PropMap::new(),
             derived_set: PropMap::new(),
         };
         for (key, prop) in props.into_entries() {
-            let op = OPERATIONS.iter().position(|o| *o == key);
-            match (op, &prop) {
-                (Some(i), Prop::Ref(v)) if v.is_object() => {
-                    let target = if i == 0 {
-                        &mut a.caller_set
-                    } else {
-                        &mut a.ops[i]
-                    };
+            match (a.operation(&key), &prop) {
+                (Some(target), Prop::Ref(v)) if v.is_object() => {
                     for (k, inner) in PropMap::from_object(v).into_entries() {
                         target.insert_missing(k, inner);
                     }
@@ -154,6 +148,17 @@ impl<'a> Assembled<'a> {
             }
         }
         a
+    }
+
+    /// The map collecting one operation (`$set` written by the caller included).
+    fn operation(&mut self, op: &str) -> Option<&mut PropMap<'a>> {
+        if op == "$set" {
+            return Some(&mut self.caller_set);
+        }
+        self.ops
+            .iter_mut()
+            .find(|(name, _)| *name == op)
+            .map(|(_, map)| map)
     }
 
     /// §8.2.2: the first matching list decides each trait's operation.
@@ -192,8 +197,8 @@ impl<'a> Assembled<'a> {
                 chosen = Some((op, prop.clone()));
                 break;
             }
-            match chosen {
-                Some((op, value)) => self.ops[op_index(op)].insert_missing(key, value),
+            match chosen.and_then(|(op, value)| Some((self.operation(op)?, value))) {
+                Some((target, value)) => target.insert_missing(key, value),
                 None => self.plain.insert(key, prop),
             }
         }
@@ -209,7 +214,9 @@ impl<'a> Assembled<'a> {
             let value = json::get(campaign, source);
             if json::is_present(value) {
                 self.derived_set.insert_missing(set_key, Prop::Ref(value));
-                self.ops[op_index("$setOnce")].insert_missing(set_once_key, Prop::Ref(value));
+                if let Some(set_once) = self.operation("$setOnce") {
+                    set_once.insert_missing(set_once_key, Prop::Ref(value));
+                }
             }
         }
         self
@@ -221,7 +228,7 @@ impl<'a> Assembled<'a> {
     fn finish(self) -> PropMap<'a> {
         let has_ops = !self.caller_set.is_empty()
             || !self.derived_set.is_empty()
-            || self.ops.iter().any(|m| !m.is_empty());
+            || self.ops.iter().any(|(_, m)| !m.is_empty());
         if !has_ops {
             return self.plain;
         }
@@ -232,18 +239,14 @@ impl<'a> Assembled<'a> {
         for (k, v) in self.derived_set.into_entries() {
             set.insert_missing(k, v);
         }
-        set.retain(|k, _| !self.ops.iter().any(|m| m.contains_key(k)));
+        set.retain(|k, _| !self.ops.iter().any(|(_, m)| m.contains_key(k)));
         let mut out = PropMap::new();
-        for (i, map) in self.ops.into_iter().enumerate() {
-            if i == 0 {
-                if !set.is_empty() {
-                    out.insert(
-                        Cow::Borrowed(OPERATIONS[0]),
-                        Prop::Map(std::mem::take(&mut set)),
-                    );
-                }
-            } else if !map.is_empty() {
-                out.insert(Cow::Borrowed(OPERATIONS[i]), Prop::Map(map));
+        if !set.is_empty() {
+            out.insert(Cow::Borrowed("$set"), Prop::Map(set));
+        }
+        for (op, map) in self.ops {
+            if !map.is_empty() {
+                out.insert(Cow::Borrowed(op), Prop::Map(map));
             }
         }
         out
