@@ -12,6 +12,7 @@ use tests::runtime_api::{Invocation, RuntimeApi};
 
 const SECRET: &str = "whsec-e2e";
 const TOKEN: &str = "token-e2e";
+const OPERATOR: &str = "operator-e2e";
 
 struct Running {
     runtime: RuntimeApi,
@@ -136,8 +137,11 @@ async fn env() -> Option<(Moto, Emulator)> {
         &json!({"api_key": "amp-key", "bearer_token": TOKEN}).to_string(),
     )
     .await;
-    moto.put_secret("privacy", &json!({"secret_key": "amp-secret"}).to_string())
-        .await;
+    moto.put_secret(
+        "privacy",
+        &json!({"secret_key": "amp-secret", "operator_token": OPERATOR}).to_string(),
+    )
+    .await;
     moto.put_secret("privacy/empty", &json!({"secret_key": ""}).to_string())
         .await;
     Some((
@@ -189,19 +193,26 @@ async fn events_function_under_the_runtime_api() {
         .0,
         401
     );
-    // Batch array signed by its first element, and the {"batch"} shape.
+    // A batch array is signed by its first element only: with the signature alone it is
+    // refused (anyone could append events); the operator can opt in with ALLOW_SIGNED_BATCHES.
     let first = track(4).to_string();
     let array = format!(
         "[{first},{},{}]",
         track(5),
         json!({"type": "page", "userId": "user-6", "messageId": "e2e-6"})
     );
-    let (status, body) = f
-        .http(v2(
-            &array,
-            json!({"X-Signature": sign(SECRET, first.as_bytes())}),
-        ))
-        .await;
+    let first_sig = json!({"X-Signature": sign(SECRET, first.as_bytes())});
+    assert_eq!(f.http(v2(&array, first_sig.clone())).await.0, 401);
+    let opted = start_with(
+        "events",
+        &moto,
+        &amp,
+        "ingest/events",
+        json!({"trackAllPages": true}),
+        &[("ALLOW_SIGNED_BATCHES", "true".to_string())],
+    )
+    .await;
+    let (status, body) = opted.http(v2(&array, first_sig)).await;
     assert_eq!((status, &body["counts"]["delivered"]), (200, &json!(3)));
     let batch =
         json!({"batch": [track(7), track(8)], "context": {"ip": "203.0.113.9"}}).to_string();
@@ -350,18 +361,65 @@ async fn alias_function_with_bearer_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_secret_is_answered_with_its_name() {
+async fn a_missing_secret_tells_strangers_nothing_and_the_log_names_it() {
     let Some((moto, amp)) = env().await else {
         return;
     };
-    let f = start("events", &moto, &amp, "no/such/secret", json!({})).await;
+    let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:no/such/secret-AbCdEf";
+    let f = start("events", &moto, &amp, arn, json!({})).await;
     let one = track(1).to_string();
-    let (status, body) = f.http(v2(&one, sig(&one))).await;
+    // Unauthenticated, even: the answer carries no ARN, account id or AWS error.
+    let (status, body) = f.http(v2(&one, json!({}))).await;
     assert_eq!(status, 500);
     assert_eq!(
         body["error"],
-        "configuration: secret `no/such/secret` could not be read: ResourceNotFoundException: Secrets Manager can't find the specified secret."
+        "configuration error (request req-0); see the function's logs"
     );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logs = f.logs.lock().unwrap().clone();
+    assert!(
+        logs.iter().any(|l| l.contains(
+            "configuration: secret `no/such/secret-AbCdEf` could not be read: ResourceNotFoundException"
+        )),
+        "{logs:?}"
+    );
+    assert!(logs.iter().all(|l| !l.contains("123456789012")), "{logs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_bearer_token_is_accepted_without_a_redeploy() {
+    let Some((moto, amp)) = env().await else {
+        return;
+    };
+    let f = start(
+        "alias",
+        &moto,
+        &amp,
+        "ingest/alias",
+        json!({"sendAlias": true}),
+    )
+    .await;
+    let alias = json!({"type": "alias", "previousId": "anon-1", "userId": "user-1"}).to_string();
+    let with = |token: &str| v2(&alias, json!({"Authorization": format!("Bearer {token}")}));
+    assert_eq!(f.http(with(TOKEN)).await.0, 200);
+    // Rotation: the new token first, the previous one still accepted while Segment switches.
+    moto.client()
+        .await
+        .put_secret_value()
+        .secret_id("ingest/alias")
+        .secret_string(
+            json!({"api_key": "amp-key", "bearer_token": ["token-2", TOKEN]}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        f.http(with("token-2")).await.0,
+        200,
+        "read again on the mismatch"
+    );
+    assert_eq!(f.http(with(TOKEN)).await.0, 200);
+    assert_eq!(f.http(with("forged")).await.0, 401);
 }
 
 fn bearer() -> Value {
@@ -407,12 +465,12 @@ async fn deletions_function_under_the_runtime_api() {
             [(format!("{host}/api/2/deletions/users"), 2)].into()
         );
         assert_eq!(
-            got.deletion_jobs[0].amplitude_ids[0]["requester"],
-            "dpo@example.com"
+            got.deletion_jobs[0].amplitude_ids[0].requester.as_deref(),
+            Some("dpo@example.com")
         );
         // The job status query, as an operator would run it.
         let day = got.deletion_jobs[0].day.clone();
-        let mut get = v2("", bearer());
+        let mut get = v2("", json!({"Authorization": format!("Bearer {OPERATOR}")}));
         get["requestContext"]["http"]["method"] = json!("GET");
         get["rawQueryString"] = json!(format!("start_day={day}&end_day={day}"));
         get["queryStringParameters"] = json!({"start_day": day, "end_day": day});
@@ -455,8 +513,8 @@ async fn deletions_function_under_the_runtime_api() {
     .await;
     let one = json!({"type": "delete", "userId": "user-1"}).to_string();
     assert_eq!(f.http(v2(&one, bearer())).await.0, 200);
-    // No secret key configured: 501, which Segment does not retry.
-    let none = start_with(
+    // A privacy secret created but not filled in yet: 503, so Segment keeps retrying.
+    let empty = start_with(
         "deletions",
         &moto,
         &amp,
@@ -465,6 +523,18 @@ async fn deletions_function_under_the_runtime_api() {
         &[("PRIVACY_SECRET_ID", "privacy/empty".to_string())],
     )
     .await;
+    let (status, body) = empty.http(v2(&one, bearer())).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            503,
+            Some(
+                "deletions: the privacy secret `privacy/empty` has no secret_key yet; put the project's Amplitude secret key in it"
+            )
+        )
+    );
+    // Deletions not configured at all: 501, which Segment does not retry.
+    let none = start("deletions", &moto, &amp, "ingest/alias", json!({})).await;
     let (status, body) = none.http(v2(&one, bearer())).await;
     assert_eq!(status, 501);
     assert!(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use amplitude_client::batch::Limits;
 use amplitude_client::encode::{self, Frame};
-use amplitude_client::{AmplitudeClient, ClientConfig};
+use amplitude_client::{AmplitudeClient, ClientConfig, Credentials};
 use amplitude_emulator::{Emulator, EmulatorConfig};
 use mapping::{Endpoint, Plan, Settings};
 
@@ -26,7 +26,7 @@ fn main() {
 
 /// The fewest requests Amplitude's limits allow for these items: per endpoint, the larger of
 /// the count bound and the byte bound.
-fn minimum_requests(plans: &[Plan<'_>], settings: &Settings) -> usize {
+fn minimum_requests(plans: &[Plan<'_>], api_key: &str) -> usize {
     let items: Vec<encode::Item> = plans
         .iter()
         .enumerate()
@@ -46,7 +46,7 @@ fn minimum_requests(plans: &[Plan<'_>], settings: &Settings) -> usize {
             continue;
         }
         let limits = Limits::of(endpoint);
-        let frame = Frame::new(endpoint, settings.api_key(), None, None);
+        let frame = Frame::new(endpoint, api_key, None, "segment");
         let overhead = frame.prefix.len() + frame.suffix.len();
         let bytes: usize = of
             .iter()
@@ -84,7 +84,12 @@ async fn run() {
             mapping::Body::Deletion(d) => d.user_ids.len(),
         })
         .sum();
-    let minimum = minimum_requests(&plans, &settings);
+    let api_key = corpus::settings()["apiKey"]
+        .as_str()
+        .expect("the corpus settings name a key")
+        .to_owned();
+    let minimum = minimum_requests(&plans, &api_key);
+    let credentials = Credentials::new(api_key);
     let client = AmplitudeClient::new(ClientConfig {
         base_url: Some(emulator.url()),
         ..ClientConfig::default()
@@ -97,7 +102,9 @@ async fn run() {
         emulator.state.reset();
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-        let report = client.deliver(&plans, &settings, deadline).await;
+        let report = client
+            .deliver(&plans, settings.region, &credentials, deadline)
+            .await;
         let took = started.elapsed();
         let (delivered, rejected, retryable) = report.tally();
         assert_eq!((rejected, retryable), (0, 0), "every message is delivered");
@@ -107,10 +114,10 @@ async fn run() {
             took.as_secs_f64(),
             events as f64 / took.as_secs_f64(),
             MESSAGES as f64 / took.as_secs_f64(),
-            report.requests_sent
+            report.requests_sent()
         );
         best = best.min(took);
-        requests = report.requests_sent;
+        requests = report.requests_sent();
     }
     println!(
         "delivery: best {:.0} events/s end to end; {requests} requests sent, minimum the limits allow {minimum} ({:+.1}%)",

@@ -47,7 +47,7 @@ impl Limits {
     }
 }
 
-/// Packs item indices (all of one endpoint and requester, in message order) into batches.
+/// Packs item indices (all of one endpoint, in message order) into batches.
 /// A message's items go into the current batch if they all fit; otherwise a new batch starts.
 /// A message too big for one batch is split across consecutive batches, still in order.
 pub fn pack(items: &[Item], indices: &[usize], frame: &Frame, limits: Limits) -> Vec<Vec<usize>> {
@@ -102,15 +102,14 @@ mod tests {
         Item {
             message,
             endpoint: Endpoint::HttpApi,
-            wire: vec![b'x'; size],
+            wire: "x".repeat(size),
             user_id: None,
             device_id: None,
-            requester: None,
         }
     }
 
     fn frame() -> Frame {
-        Frame::new(Endpoint::HttpApi, "k", None, None)
+        Frame::new(Endpoint::HttpApi, "k", None, "segment")
     }
 
     #[test]
@@ -143,7 +142,7 @@ mod tests {
             max_bytes: overhead + 21,
         };
         assert_eq!(pack(&items, &idx, &f, limits), vec![vec![0, 1], vec![2]]);
-        let body = f.body([&items[0].wire[..], &items[1].wire[..]].into_iter());
+        let body = f.body([items[0].wire.as_str(), items[1].wire.as_str()].into_iter());
         assert_eq!(body.len(), overhead + 21);
         assert_eq!(f.size([10, 10].into_iter()), body.len());
     }

@@ -12,13 +12,12 @@ pub struct Item {
     pub message: usize,
     pub endpoint: Endpoint,
     /// The item as it appears inside the request body: JSON for JSON endpoints, URL-encoded
-    /// JSON for form endpoints, a JSON string (the user id) for deletions.
-    pub wire: Vec<u8>,
+    /// JSON for form endpoints, a JSON string (the user id) for deletions. Always UTF-8 text,
+    /// so it can be stored as it is and sent later.
+    pub wire: String,
     /// For throttling: Amplitude throttles by user and by device.
     pub user_id: Option<String>,
     pub device_id: Option<String>,
-    /// Deletions only: who asked (`requester`); batches never mix requesters.
-    pub requester: Option<String>,
 }
 
 /// Turns one message's plan into items, in the plan's order.
@@ -26,13 +25,12 @@ pub fn items(message: usize, plan: &Plan<'_>) -> Vec<Item> {
     let mut out = Vec::new();
     for request in &plan.requests {
         let endpoint = request.endpoint;
-        let item = |wire: Vec<u8>, user: Option<&str>, device: Option<&str>| Item {
+        let item = |wire: String, user: Option<&str>, device: Option<&str>| Item {
             message,
             endpoint,
             wire,
             user_id: user.map(str::to_owned),
             device_id: device.map(str::to_owned),
-            requester: None,
         };
         match &request.body {
             Body::Events(events) => out.extend(events.iter().map(|e| {
@@ -58,25 +56,22 @@ pub fn items(message: usize, plan: &Plan<'_>) -> Vec<Item> {
                 maps.iter()
                     .map(|m| item(form(&json(m)), Some(&m.user_id), None)),
             ),
-            Body::Deletion(d) => out.extend(d.user_ids.iter().map(|id| Item {
-                requester: Some(d.requester.to_string()),
-                ..item(json(id), Some(id), None)
-            })),
+            Body::Deletion(d) => {
+                out.extend(d.user_ids.iter().map(|id| item(json(id), Some(id), None)))
+            }
         }
     }
     out
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("mapped objects always serialise")
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("mapped objects always serialise")
 }
 
-/// `application/x-www-form-urlencoded` bytes of a value. Byte-wise, so the encoding of a
+/// `application/x-www-form-urlencoded` text of a value. Byte-wise, so the encoding of a
 /// concatenation is the concatenation of the encodings.
-pub fn form(raw: &[u8]) -> Vec<u8> {
-    form_urlencoded::byte_serialize(raw)
-        .flat_map(str::bytes)
-        .collect()
+pub fn form(raw: &str) -> String {
+    form_urlencoded::byte_serialize(raw.as_bytes()).collect()
 }
 
 /// How a batch of items is framed for its endpoint.
@@ -88,12 +83,13 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// `options.min_id_length` is sent only when the operator sets it (spec §2.3).
+    /// `options.min_id_length` is sent only when the operator sets it (spec §2.3); `requester`
+    /// is what Amplitude records on deletions.
     pub fn new(
         endpoint: Endpoint,
         api_key: &str,
         min_id_length: Option<u32>,
-        requester: Option<&str>,
+        requester: &str,
     ) -> Self {
         let key_json = serde_json::to_string(api_key).expect("a string serialises");
         let options_json = min_id_length.map(|n| format!("{{\"min_id_length\":{n}}}"));
@@ -114,12 +110,12 @@ impl Frame {
                     "identification"
                 };
                 let mut prefix = b"api_key=".to_vec();
-                prefix.extend(form(api_key.as_bytes()));
+                prefix.extend(form(api_key).bytes());
                 prefix.extend(format!("&{field}=%5B").bytes());
                 let mut suffix = b"%5D".to_vec();
                 if let Some(o) = &options_json {
                     suffix.extend(b"&options=");
-                    suffix.extend(form(o.as_bytes()));
+                    suffix.extend(form(o).bytes());
                 }
                 Frame {
                     prefix,
@@ -129,10 +125,7 @@ impl Frame {
                 }
             }
             Endpoint::Deletion => {
-                let requester = serde_json::to_string(
-                    requester.unwrap_or(mapping::rules::delete::DEFAULT_REQUESTER),
-                )
-                .expect("a string serialises");
+                let requester = serde_json::to_string(requester).expect("a string serialises");
                 Frame {
                     prefix: b"{\"user_ids\":[".to_vec(),
                     separator: b",",
@@ -160,13 +153,13 @@ impl Frame {
     }
 
     /// The request body.
-    pub fn body<'i>(&self, wires: impl Iterator<Item = &'i [u8]>) -> Vec<u8> {
+    pub fn body<'i>(&self, wires: impl Iterator<Item = &'i str>) -> Vec<u8> {
         let mut body = self.prefix.clone();
         for (i, w) in wires.enumerate() {
             if i > 0 {
                 body.extend_from_slice(self.separator);
             }
-            body.extend_from_slice(w);
+            body.extend_from_slice(w.as_bytes());
         }
         body.extend_from_slice(&self.suffix);
         body

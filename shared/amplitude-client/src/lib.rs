@@ -1,22 +1,32 @@
 //! The Amplitude client: delivers the requests the mapping planned for a set of Segment
 //! messages, as few HTTP requests as Amplitude's limits allow, and says for every message
-//! whether it was delivered, rejected for good, or must be retried by Segment.
+//! whether it was delivered, rejected for good, or must be kept for a retry.
 //!
 //! The pieces, each small: [`encode`] (items in wire form), [`batch`] (packing within limits),
-//! [`policy`] (what each response means, and the backoff), `deliver` (the engine that applies
-//! the policy under a deadline) and [`outcome`].
+//! [`policy`] (**the retry policy**: what each response means, and the backoff), `engine` (one
+//! lane per endpoint, applying each verdict), `send` (the sending loop: attempts, backoff,
+//! deadline), `jobs` (the deletion job listing) and [`outcome`].
 
 pub mod batch;
-mod deliver;
 pub mod encode;
+mod engine;
+mod jobs;
 pub mod outcome;
 pub mod policy;
+mod send;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use outcome::{Outcome, Report};
+use secrecy::{ExposeSecret, SecretString};
+
+pub use encode::Item;
+pub use jobs::JobListError;
+pub use outcome::{Outcome, Report, RequestRecord, RetryCause, Undelivered};
 pub use policy::Backoff;
+
+/// Who Amplitude records as having asked for a deletion, unless the operator names someone.
+pub const DEFAULT_REQUESTER: &str = "segment";
 
 /// How the client talks to Amplitude.
 #[derive(Debug, Clone)]
@@ -29,7 +39,7 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Cap on one request; the deadline shortens it further.
     pub request_timeout: Duration,
-    /// Requests in flight at once.
+    /// Requests in flight at once, per endpoint (endpoints are delivered independently).
     pub concurrency: usize,
     pub backoff: Backoff,
     /// Attempts per request for transient failures (the SDKs' default is 12 retries).
@@ -40,6 +50,8 @@ pub struct ClientConfig {
     pub min_id_length: Option<u32>,
     /// Spacing of deletion requests (Amplitude allows one per second).
     pub deletion_interval: Duration,
+    /// The `requester` Amplitude records on deletions.
+    pub deletion_requester: String,
     /// Longest API key expected; batches leave room for its URL-encoded form.
     pub max_api_key_len: usize,
     /// Caps items per request below Amplitude's limits (smaller requests fail smaller).
@@ -58,9 +70,49 @@ impl Default for ClientConfig {
             min_request_time: Duration::from_millis(50),
             min_id_length: None,
             deletion_interval: Duration::from_secs(1),
+            deletion_requester: DEFAULT_REQUESTER.to_owned(),
             max_api_key_len: 64,
             max_items_per_request: None,
         }
+    }
+}
+
+/// The keys a delivery is made with: the project's API key, and its secret key for the User
+/// Privacy API. They travel with each delivery (the mapping never sees them) and never appear
+/// in `Debug` output, reasons or logs.
+#[derive(Clone)]
+pub struct Credentials {
+    api_key: SecretString,
+    secret_key: Option<SecretString>,
+}
+
+impl Credentials {
+    pub fn new(api_key: impl Into<String>) -> Self {
+        Credentials {
+            api_key: SecretString::from(api_key.into()),
+            secret_key: None,
+        }
+    }
+
+    /// Adds the secret key (deletions only); an empty key counts as none.
+    pub fn with_secret_key(mut self, secret_key: impl Into<String>) -> Self {
+        let key = secret_key.into();
+        self.secret_key = (!key.is_empty()).then(|| SecretString::from(key));
+        self
+    }
+
+    pub(crate) fn api_key(&self) -> &str {
+        self.api_key.expose_secret()
+    }
+
+    pub(crate) fn secret_key(&self) -> Option<&str> {
+        self.secret_key.as_ref().map(|k| k.expose_secret())
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials([redacted])")
     }
 }
 
@@ -87,6 +139,8 @@ impl AmplitudeClient {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
+            // A redirect means the URL is wrong; following it could send keys elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
@@ -101,54 +155,6 @@ impl AmplitudeClient {
 
     pub fn config(&self) -> &ClientConfig {
         &self.shared.config
-    }
-}
-
-impl AmplitudeClient {
-    /// The User Privacy API's deletion jobs between two days (`YYYY-MM-DD`), as Amplitude lists
-    /// them; `Err` holds a reason without credentials. Sent through the same retry loop as
-    /// deliveries, so it keeps the deletion endpoint's one-request-per-second spacing.
-    pub async fn deletion_jobs(
-        &self,
-        settings: &mapping::Settings,
-        start_day: &str,
-        end_day: &str,
-        deadline: tokio::time::Instant,
-    ) -> Result<serde_json::Value, String> {
-        let endpoint = mapping::Endpoint::Deletion;
-        let base = target_url(
-            self.shared.config.base_url.as_deref(),
-            endpoint,
-            settings.region,
-        );
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("start_day", start_day)
-            .append_pair("end_day", end_day)
-            .finish();
-        let url = format!("{base}?{query}");
-        let resolution = self
-            .shared
-            .attempt(endpoint, deadline, |timeout| {
-                self.shared
-                    .http
-                    .get(&url)
-                    .basic_auth(settings.api_key(), settings.secret_key())
-                    .timeout(timeout)
-            })
-            .await;
-        match resolution {
-            deliver::Resolution::Answered { verdict, body } => match *verdict {
-                policy::Verdict::Delivered => serde_json::from_slice(&body)
-                    .map_err(|_| "Amplitude answered a job list that is not JSON".to_string()),
-                policy::Verdict::BadCredentials { reason }
-                | policy::Verdict::RejectAll { reason }
-                | policy::Verdict::Isolate { reason }
-                | policy::Verdict::Permanent { reason }
-                | policy::Verdict::Retry { reason } => Err(reason),
-                other => Err(format!("Amplitude refused the job list: {other:?}")),
-            },
-            deliver::Resolution::GaveUp { reason } => Err(reason),
-        }
     }
 }
 

@@ -1,19 +1,39 @@
-//! What happened to each Segment message, and to the whole delivery.
+//! What happened to each Segment message, to each item, and to each request of a delivery.
 
+use std::time::Duration;
+
+use amplitude_wire::DeletionJob;
+use mapping::Endpoint;
 use serde::Serialize;
+
+use crate::encode::Item;
 
 /// The fate of one Segment message after a delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    /// Amplitude accepted every request of the message (or it needed none).
+    /// Amplitude accepted every item of the message (or it needed none).
     Delivered,
-    /// Amplitude refused it for good (its reason is kept); retrying can never succeed.
+    /// Amplitude refused one of its events for good (its reason is kept); retrying can never
+    /// succeed.
     Rejected { reason: String },
-    /// Not (fully) delivered yet: the caller must answer with a retryable status so Segment
-    /// sends the message again. `insert_id` makes that safe. `throttled` when Amplitude
-    /// rate-limited the message's user or device.
-    Retryable { reason: String, throttled: bool },
+    /// Not (fully) delivered yet: the caller must keep it for a retry. `insert_id` makes a
+    /// resend of the delivered part harmless.
+    Retryable { reason: String, cause: RetryCause },
+}
+
+/// Why a message is not delivered yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryCause {
+    /// Amplitude failed, timed out or was unreachable until the deadline.
+    Transient,
+    /// Amplitude throttled the message's user or device: retry after its delay.
+    Throttled,
+    /// Amplitude refused the request or the credentials, not an event (a bad key, 403, 404, a
+    /// request it calls malformed, a redirect): someone must fix the configuration. Logged at
+    /// ERROR; the events are kept so nothing is lost meanwhile.
+    Refused,
 }
 
 impl Outcome {
@@ -22,19 +42,41 @@ impl Outcome {
     }
 }
 
+/// An item that is not delivered yet, in the form it is sent in: enough to send it later
+/// without the Segment message (a durable queue stores these).
+#[derive(Debug, Clone)]
+pub struct Undelivered {
+    pub item: Item,
+    pub reason: String,
+    pub cause: RetryCause,
+}
+
+/// One HTTP request sent to Amplitude.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub endpoint: Endpoint,
+    /// The HTTP status, or `None` when no answer came (timeout, reset, refused connection).
+    pub status: Option<u16>,
+    pub latency: Duration,
+    /// Items (events, identifications, mappings, deletion ids) in the request.
+    pub items: usize,
+}
+
 /// The result of one delivery.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     /// One outcome per message, in the caller's order.
     pub outcomes: Vec<Outcome>,
-    /// HTTP requests sent to Amplitude (retries and splits included).
-    pub requests_sent: usize,
-    /// Set when Amplitude refused the credentials (invalid API key, or 401 on deletions): the
-    /// caller should refresh its secrets. The affected messages are `Retryable`, so nothing
-    /// valid is lost while the key is fixed.
-    pub bad_credentials: Option<String>,
-    /// Deletion jobs Amplitude returned (User Privacy API), as it sent them.
-    pub deletion_jobs: Vec<serde_json::Value>,
+    /// Every item not delivered yet, with why (the items of the `Retryable` messages).
+    pub undelivered: Vec<Undelivered>,
+    /// Every HTTP request sent (retries and splits included), in the order they ended.
+    pub requests: Vec<RequestRecord>,
+    /// Set when Amplitude refused the credentials (invalid API key, or 401): the caller should
+    /// refresh its secrets. The affected messages are `Retryable`, so nothing valid is lost
+    /// while the key is fixed.
+    pub credentials_refused: Option<String>,
+    /// Deletion jobs Amplitude returned (User Privacy API).
+    pub deletion_jobs: Vec<DeletionJob>,
 }
 
 impl Report {
@@ -48,6 +90,11 @@ impl Report {
                 Outcome::Retryable { .. } => (d, r, t + 1),
             })
     }
+
+    /// HTTP requests sent to Amplitude.
+    pub fn requests_sent(&self) -> usize {
+        self.requests.len()
+    }
 }
 
 /// Per-item state while a delivery runs.
@@ -56,34 +103,112 @@ pub(crate) enum ItemState {
     Pending,
     Delivered,
     Rejected(String),
-    Retryable { reason: String, throttled: bool },
+    Retryable { reason: String, cause: RetryCause },
+}
+
+impl ItemState {
+    /// What a pending item means once the delivery is over: it was not sent in time.
+    pub(crate) fn settled(self) -> ItemState {
+        match self {
+            ItemState::Pending => ItemState::Retryable {
+                reason: "not sent before the deadline".into(),
+                cause: RetryCause::Transient,
+            },
+            other => other,
+        }
+    }
 }
 
 /// Folds the states of a message's items into its outcome: any retryable item makes the message
 /// retryable (a redelivery is deduplicated by `insert_id`); otherwise any rejected item makes it
-/// rejected; otherwise it was delivered.
+/// rejected; otherwise it was delivered. The most pressing cause wins: a refusal (someone must
+/// act) over throttling over a transient failure.
 pub(crate) fn fold<'s>(states: impl Iterator<Item = &'s ItemState>) -> Outcome {
     let mut rejected: Vec<&str> = Vec::new();
-    let mut retry: Option<(String, bool)> = None;
+    let mut retry: Option<(&str, RetryCause)> = None;
+    let rank = |c: RetryCause| match c {
+        RetryCause::Transient => 0,
+        RetryCause::Throttled => 1,
+        RetryCause::Refused => 2,
+    };
     for s in states {
         match s {
-            ItemState::Retryable { reason, throttled } => {
-                let t = retry.as_ref().is_some_and(|(_, t)| *t) || *throttled;
-                let r = retry.map_or_else(|| reason.clone(), |(r, _)| r);
-                retry = Some((r, t));
+            ItemState::Retryable { reason, cause }
+                if retry.is_none_or(|(_, c)| rank(*cause) > rank(c)) =>
+            {
+                retry = Some((reason, *cause));
             }
             ItemState::Rejected(r) if !rejected.contains(&r.as_str()) => rejected.push(r),
             ItemState::Pending => {
-                retry.get_or_insert(("not sent before the deadline".into(), false));
+                retry.get_or_insert(("not sent before the deadline", RetryCause::Transient));
             }
             _ => {}
         }
     }
     match (retry, rejected.is_empty()) {
-        (Some((reason, throttled)), _) => Outcome::Retryable { reason, throttled },
+        (Some((reason, cause)), _) => Outcome::Retryable {
+            reason: reason.to_owned(),
+            cause,
+        },
         (None, false) => Outcome::Rejected {
             reason: rejected.join("; "),
         },
         (None, true) => Outcome::Delivered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry(reason: &str, cause: RetryCause) -> ItemState {
+        ItemState::Retryable {
+            reason: reason.into(),
+            cause,
+        }
+    }
+
+    #[test]
+    fn a_message_is_as_undelivered_as_its_least_delivered_item() {
+        let states = [
+            ItemState::Delivered,
+            ItemState::Rejected("bad time".into()),
+            retry("503", RetryCause::Transient),
+            retry("throttled", RetryCause::Throttled),
+        ];
+        assert_eq!(
+            fold(states.iter()),
+            Outcome::Retryable {
+                reason: "throttled".into(),
+                cause: RetryCause::Throttled
+            }
+        );
+        assert_eq!(
+            fold(
+                [
+                    ItemState::Rejected("a".into()),
+                    ItemState::Rejected("a".into()),
+                    ItemState::Rejected("b".into())
+                ]
+                .iter()
+            ),
+            Outcome::Rejected {
+                reason: "a; b".into()
+            }
+        );
+        assert_eq!(fold([ItemState::Delivered].iter()), Outcome::Delivered);
+        assert_eq!(
+            fold(
+                [
+                    retry("x", RetryCause::Transient),
+                    retry("key", RetryCause::Refused)
+                ]
+                .iter()
+            ),
+            Outcome::Retryable {
+                reason: "key".into(),
+                cause: RetryCause::Refused
+            }
+        );
     }
 }

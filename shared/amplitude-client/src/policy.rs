@@ -1,43 +1,49 @@
 //! The retry policy: what each Amplitude response means for the items of a request
 //! (amplitude-api §2.7), and how long to wait before retrying a transient failure.
 //!
-//! Pure: [`classify`] looks only at the status and body, so every row of the table is tested
-//! without a network.
+//! Pure: [`classify`] looks only at the endpoint, the status and the body, so every row of the
+//! table is tested without a network.
+//!
+//! Two kinds of "no" are kept apart. An answer about **events** (a 400 listing indices, a lone
+//! event that is too large or invalid, a user over its daily quota) is final for those events.
+//! An answer about the **request or the configuration** (a bad key, 401, 403, 404, 405, 415, a
+//! 400 that breaks the request as a whole, a redirect) says nothing about the events: they stay
+//! retryable, so nothing valid is lost while someone fixes the key or the URL.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use amplitude_wire::ErrorBody;
+use mapping::Endpoint;
 use rand::Rng;
-use serde_json::Value;
 
 /// What a response tells the client to do with the request's items.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     /// 2xx: every item was accepted.
     Delivered,
-    /// 400 `Invalid API key…` (or 401 on deletions): a configuration error. Not retried here.
-    BadCredentials { reason: String },
-    /// The request as a whole is malformed (`missing_field`, `Invalid JSON request body`, …):
-    /// every item is rejected for good.
-    RejectAll { reason: String },
-    /// 400 listing indices: drop exactly those (each with Amplitude's reason), resend the rest at
-    /// once; `throttled` (a silenced-400's `throttled_events`) are held back like a 429.
+    /// 400 `Invalid API key…` or 401: the credentials are refused. The items stay retryable,
+    /// nothing more is sent with these credentials, and the caller refreshes its secrets.
+    CredentialsRefused { reason: String },
+    /// The request or the configuration is wrong, not an event (see the module docs): the
+    /// items stay retryable and the request is not repeated.
+    RequestRefused { reason: String },
+    /// A 400 listing indices: drop exactly those (each with Amplitude's reason), resend the
+    /// rest at once; `throttled` (a silenced-400's `throttled_events`) are held like a 429.
     DropListed {
         rejected: Vec<(usize, String)>,
         throttled: HashSet<usize>,
     },
-    /// 400 naming no event: split the request to isolate the bad item; one item alone is
+    /// A 400 naming no event: split the request to isolate the bad item; one item alone is
     /// rejected with this reason.
     Isolate { reason: String },
-    /// 413: split in halves; one item alone is permanently too large.
+    /// 413: split in halves; one item alone is too large only if it really exceeds the limit.
     TooLarge,
-    /// 429: daily-quota users/devices are rejected for good, throttled ones held back (the
-    /// caller retries later), the rest resent at once.
+    /// 429: daily-quota users/devices are rejected, throttled ones held back (retried later,
+    /// after the delay Amplitude asks for), the rest resent at once.
     Throttled(Throttle),
     /// 5xx, 408, timeouts, connection errors: retry with backoff while the deadline allows.
     Retry { reason: String },
-    /// 403 and other 4xx: permanent for every item.
-    Permanent { reason: String },
 }
 
 /// The parts of a 429 body that decide each item's fate.
@@ -50,14 +56,34 @@ pub struct Throttle {
     pub quota_devices: HashSet<String>,
 }
 
-/// Fields of a 400 body that list bad event indices, as `{field: [index]}` maps.
-const INDEX_MAPS: [&str; 3] = [
-    "events_with_invalid_fields",
-    "events_with_missing_fields",
-    "events_with_invalid_id_lengths",
-];
+impl Throttle {
+    fn from_body(body: &ErrorBody) -> Throttle {
+        let keys = |m: &Option<amplitude_wire::IdCounts>| {
+            m.iter()
+                .flat_map(|m| m.keys().cloned())
+                .collect::<HashSet<_>>()
+        };
+        Throttle {
+            events: body.throttled_events.iter().flatten().copied().collect(),
+            users: keys(&body.throttled_users),
+            devices: keys(&body.throttled_devices),
+            quota_users: keys(&body.exceeded_daily_quota_users),
+            quota_devices: keys(&body.exceeded_daily_quota_devices),
+        }
+    }
 
-/// Errors of a 400 that mean the request itself is broken, not one of its events.
+    /// True when the body names nobody: then every item of the request is held.
+    pub fn names_nothing(&self) -> bool {
+        self.events.is_empty()
+            && self.users.is_empty()
+            && self.devices.is_empty()
+            && self.quota_users.is_empty()
+            && self.quota_devices.is_empty()
+    }
+}
+
+/// `error` texts of a 400 that mean the request itself is broken, not one of its events (when
+/// the body lists no event).
 const REQUEST_ERRORS: [&str; 5] = [
     "Invalid JSON request body",
     "Missing request body",
@@ -66,9 +92,9 @@ const REQUEST_ERRORS: [&str; 5] = [
     "Request missing required field",
 ];
 
-/// Orders statuses by how bad they are for the items: a permanent 4xx beats 413, which beats
-/// 429, which beats a transient 5xx, which beats success. When the HTTP status and the body's
-/// `code` disagree (amplitude-api §2.6), the more severe one is trusted.
+/// Orders statuses by how bad they are for the items: a refusal of the request beats 413,
+/// which beats 429, which beats a transient 5xx, which beats success. When the HTTP status and
+/// the body's `code` disagree (amplitude-api §2.6), the more severe one is trusted.
 fn severity(status: u16) -> u8 {
     match status {
         200..=299 => 0,
@@ -79,34 +105,15 @@ fn severity(status: u16) -> u8 {
     }
 }
 
-/// Classifies a response of this endpoint. The User Privacy API's 429 is its per-project request
-/// rate (one request per second), not a throttled user: it is retried with backoff (and the
-/// deletion spacing) within the deadline.
-pub fn classify_for(endpoint: mapping::Endpoint, http_status: u16, body: &[u8]) -> Verdict {
-    match (endpoint, classify(http_status, body)) {
-        (mapping::Endpoint::Deletion, Verdict::Throttled(_)) => Verdict::Retry {
-            reason: "Amplitude 429: deletion requests over the rate limit".into(),
-        },
-        (_, verdict) => verdict,
-    }
-}
-
-/// Classifies one response. `body` may be anything: form endpoints answer plain text.
-pub fn classify(http_status: u16, body: &[u8]) -> Verdict {
-    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let code = json
-        .get("code")
-        .and_then(Value::as_u64)
-        .and_then(|c| u16::try_from(c).ok())
-        .filter(|c| (100..600).contains(c));
-    let status = match code {
+/// Classifies one response of `endpoint`. `body` may be anything: form endpoints answer plain
+/// text, and a misbehaving server anything at all.
+pub fn classify(endpoint: Endpoint, http_status: u16, body: &[u8]) -> Verdict {
+    let parsed = ErrorBody::parse(body);
+    let status = match parsed.code.filter(|c| (100..600).contains(c)) {
         Some(c) if severity(c) > severity(http_status) => c,
         _ => http_status,
     };
-    let error = json
-        .get("error")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let error = parsed.error.as_deref().unwrap_or_default();
     let reason = |what: &str| {
         if error.is_empty() {
             format!("Amplitude {status}: {what}")
@@ -116,71 +123,85 @@ pub fn classify(http_status: u16, body: &[u8]) -> Verdict {
     };
     match status {
         200..=299 => Verdict::Delivered,
-        401 => Verdict::BadCredentials {
+        401 => Verdict::CredentialsRefused {
             reason: format!("Amplitude {status}: invalid API key or secret key"),
         },
         // Amplitude's text echoes the key ("Invalid API key: <key>"): never copy it.
-        400 if error.starts_with("Invalid API key") => Verdict::BadCredentials {
+        400 if error.starts_with("Invalid API key") => Verdict::CredentialsRefused {
             reason: "Amplitude 400: Invalid API key".into(),
         },
-        400 => classify_400(&json, error, status, reason),
+        400 => classify_400(&parsed, status, reason),
         413 => Verdict::TooLarge,
-        429 => Verdict::Throttled(throttle(&json)),
+        // The User Privacy API's 429 is its per-project request rate (one request per second),
+        // not a throttled user: it is retried with backoff and the deletion spacing.
+        429 if endpoint == Endpoint::Deletion => Verdict::Retry {
+            reason: "Amplitude 429: deletion requests over the rate limit".into(),
+        },
+        429 => Verdict::Throttled(Throttle::from_body(&parsed)),
         408 | 500..=599 => Verdict::Retry {
             reason: reason("server error"),
         },
-        _ => Verdict::Permanent {
+        300..=399 => Verdict::RequestRefused {
+            reason: format!(
+                "Amplitude {status}: redirected (redirects are not followed; check AMPLITUDE_BASE_URL and the endpoint setting)"
+            ),
+        },
+        _ => Verdict::RequestRefused {
             reason: reason("request refused"),
         },
     }
 }
 
-fn classify_400(
-    json: &Value,
-    error: &str,
-    status: u16,
-    reason: impl Fn(&str) -> String,
-) -> Verdict {
-    if let Some(field) = json.get("missing_field").and_then(Value::as_str) {
-        return Verdict::RejectAll {
+/// A 400: index lists decide whatever the `error` text says (Amplitude's own example pairs
+/// `Request missing required field` with `events_with_invalid_fields`); without them,
+/// `missing_field` or a request-level error refuses the request; otherwise the bad item is
+/// isolated.
+fn classify_400(body: &ErrorBody, status: u16, reason: impl Fn(&str) -> String) -> Verdict {
+    let error = body.error.as_deref().unwrap_or_default();
+    if body.lists_events() {
+        return drop_listed(body, status, error);
+    }
+    if let Some(field) = &body.missing_field {
+        return Verdict::RequestRefused {
             reason: format!("Amplitude {status}: {error} (missing_field: {field})"),
         };
     }
     if REQUEST_ERRORS.contains(&error) {
-        return Verdict::RejectAll {
+        return Verdict::RequestRefused {
             reason: reason("bad request"),
         };
     }
+    Verdict::Isolate {
+        reason: reason("bad request"),
+    }
+}
+
+fn drop_listed(body: &ErrorBody, status: u16, error: &str) -> Verdict {
     let mut rejected: Vec<(usize, String)> = Vec::new();
-    for map in INDEX_MAPS {
-        let Some(fields) = json.get(map).and_then(Value::as_object) else {
-            continue;
-        };
-        for (field, indices) in fields {
-            for i in indices.as_array().into_iter().flatten().filter_map(index) {
-                let why = format!("Amplitude {status}: {error} ({map}: {field})");
+    for (map, fields) in body.index_maps() {
+        for (field, indices) in fields.into_iter().flatten() {
+            for &i in indices {
                 match rejected.iter_mut().find(|(j, _)| *j == i) {
-                    Some((_, existing)) => {
-                        existing.push_str(&format!("; {map}: {field}"));
+                    Some((_, existing)) => existing.push_str(&format!("; {map}: {field}")),
+                    None => {
+                        rejected.push((i, format!("Amplitude {status}: {error} ({map}: {field})")))
                     }
-                    None => rejected.push((i, why)),
                 }
             }
         }
     }
-    for i in indices(json, "silenced_events") {
+    for &i in body.silenced_events.iter().flatten() {
         if !rejected.iter().any(|(j, _)| *j == i) {
             rejected.push((i, format!("Amplitude {status}: {error} (silenced device)")));
         }
     }
-    let throttled: HashSet<usize> = indices(json, "throttled_events")
+    let throttled: HashSet<usize> = body
+        .throttled_events
+        .iter()
+        .flatten()
+        .copied()
         .filter(|i| !rejected.iter().any(|(j, _)| j == i))
         .collect();
-    if rejected.is_empty() && throttled.is_empty() {
-        return Verdict::Isolate {
-            reason: reason("bad request"),
-        };
-    }
     rejected.sort_by_key(|(i, _)| *i);
     Verdict::DropListed {
         rejected,
@@ -188,32 +209,12 @@ fn classify_400(
     }
 }
 
-fn index(v: &Value) -> Option<usize> {
-    v.as_u64().and_then(|i| usize::try_from(i).ok())
-}
-
-fn indices<'j>(json: &'j Value, key: &str) -> impl Iterator<Item = usize> + 'j {
-    json.get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(index)
-}
-
-fn keys(json: &Value, key: &str) -> HashSet<String> {
-    json.get(key)
-        .and_then(Value::as_object)
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
-fn throttle(json: &Value) -> Throttle {
-    Throttle {
-        events: indices(json, "throttled_events").collect(),
-        users: keys(json, "throttled_users"),
-        devices: keys(json, "throttled_devices"),
-        quota_users: keys(json, "exceeded_daily_quota_users"),
-        quota_devices: keys(json, "exceeded_daily_quota_devices"),
+/// How long Amplitude asks a throttled user or device to wait (amplitude-api §2.7, §3, §4):
+/// 15 s on `/batch` and `/identify`, 30 s on HTTP V2 and the other APIs.
+pub fn throttle_delay(endpoint: Endpoint) -> Duration {
+    match endpoint {
+        Endpoint::Batch | Endpoint::Identify => Duration::from_secs(15),
+        _ => Duration::from_secs(30),
     }
 }
 
@@ -249,10 +250,10 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn c(status: u16, body: Value) -> Verdict {
-        classify(status, body.to_string().as_bytes())
+        classify(Endpoint::HttpApi, status, body.to_string().as_bytes())
     }
 
     #[test]
@@ -261,29 +262,47 @@ mod tests {
             c(200, json!({"code": 200, "events_ingested": 3})),
             Verdict::Delivered
         );
-        assert_eq!(classify(200, b"success"), Verdict::Delivered);
+        assert_eq!(
+            classify(Endpoint::Identify, 200, b"success"),
+            Verdict::Delivered
+        );
     }
 
     #[test]
-    fn row_invalid_api_key() {
+    fn row_invalid_api_key_and_401_refuse_the_credentials() {
         assert_eq!(
             c(400, json!({"code": 400, "error": "Invalid API key: abc"})),
-            Verdict::BadCredentials {
+            Verdict::CredentialsRefused {
                 reason: "Amplitude 400: Invalid API key".into()
+            }
+        );
+        assert_eq!(
+            classify(Endpoint::Deletion, 401, b""),
+            Verdict::CredentialsRefused {
+                reason: "Amplitude 401: invalid API key or secret key".into()
             }
         );
     }
 
     #[test]
-    fn row_request_level_400_rejects_all() {
+    fn row_request_level_400_refuses_the_request_not_the_events() {
         assert_eq!(
             c(
                 400,
                 json!({"code": 400, "error": "Request missing required field", "missing_field": "events"})
             ),
-            Verdict::RejectAll {
+            Verdict::RequestRefused {
                 reason: "Amplitude 400: Request missing required field (missing_field: events)"
                     .into()
+            }
+        );
+        assert_eq!(
+            c(
+                400,
+                json!({"code": 400, "error": "Invalid JSON request body"})
+            ),
+            Verdict::RequestRefused {
+                reason: "Amplitude 400: Invalid JSON request body".into()
             }
         );
     }
@@ -314,6 +333,27 @@ mod tests {
     }
 
     #[test]
+    fn row_400_amplitude_example_missing_field_text_with_indices_drops_only_those() {
+        // Amplitude's documented example: the request-level text, with an index list.
+        let v = c(
+            400,
+            json!({"code": 400, "error": "Request missing required field",
+                "events_with_invalid_fields": {"event_type": [2]}}),
+        );
+        assert_eq!(
+            v,
+            Verdict::DropListed {
+                rejected: vec![(
+                    2,
+                    "Amplitude 400: Request missing required field (events_with_invalid_fields: event_type)"
+                        .into()
+                )],
+                throttled: HashSet::new()
+            }
+        );
+    }
+
+    #[test]
     fn row_400_silenced_devices() {
         let v = c(
             400,
@@ -335,7 +375,7 @@ mod tests {
     #[test]
     fn row_400_without_indices_isolates() {
         assert_eq!(
-            classify(400, b"missing_event"),
+            classify(Endpoint::Identify, 400, b"missing_event"),
             Verdict::Isolate {
                 reason: "Amplitude 400: bad request".into()
             }
@@ -343,7 +383,7 @@ mod tests {
     }
 
     #[test]
-    fn rows_413_429_5xx_403() {
+    fn rows_413_429_and_5xx() {
         assert_eq!(
             c(413, json!({"code": 413, "error": "Payload too large"})),
             Verdict::TooLarge
@@ -365,14 +405,37 @@ mod tests {
             })
         );
         for s in [500, 502, 503, 504, 408] {
-            assert!(matches!(classify(s, b""), Verdict::Retry { .. }), "{s}");
+            assert!(matches!(c(s, json!({})), Verdict::Retry { .. }), "{s}");
         }
         assert_eq!(
+            classify(Endpoint::Deletion, 429, b""),
+            Verdict::Retry {
+                reason: "Amplitude 429: deletion requests over the rate limit".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rows_403_404_405_415_and_redirects_refuse_the_request() {
+        assert_eq!(
             c(403, json!({"code": 403, "error": "Forbidden"})),
-            Verdict::Permanent {
+            Verdict::RequestRefused {
                 reason: "Amplitude 403: Forbidden".into()
             }
         );
+        for s in [404, 405, 415, 422] {
+            assert_eq!(
+                classify(Endpoint::UserMap, s, b"<html>"),
+                Verdict::RequestRefused {
+                    reason: format!("Amplitude {s}: request refused")
+                },
+                "{s}"
+            );
+        }
+        assert!(matches!(
+            classify(Endpoint::HttpApi, 301, b""),
+            Verdict::RequestRefused { reason } if reason.contains("redirects are not followed")
+        ));
     }
 
     #[test]
@@ -385,6 +448,12 @@ mod tests {
             c(503, json!({"code": 200})),
             Verdict::Retry { .. }
         ));
+    }
+
+    #[test]
+    fn throttled_items_wait_as_amplitude_asks() {
+        assert_eq!(throttle_delay(Endpoint::HttpApi), Duration::from_secs(30));
+        assert_eq!(throttle_delay(Endpoint::Batch), Duration::from_secs(15));
     }
 
     #[test]

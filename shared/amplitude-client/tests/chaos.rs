@@ -124,7 +124,12 @@ async fn chaos_every_event_once_or_rejected_with_a_reason() {
         rounds += 1;
         let batch: Vec<Plan> = pending.iter().map(|&i| plans[i].clone()).collect();
         let report = client
-            .deliver(&batch, &settings, Instant::now() + Duration::from_secs(10))
+            .deliver(
+                &batch,
+                settings.region,
+                &credentials(),
+                Instant::now() + Duration::from_secs(10),
+            )
             .await;
         tally_first.get_or_insert(report.tally());
         let mut still = Vec::new();

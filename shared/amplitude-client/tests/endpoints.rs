@@ -3,7 +3,7 @@
 
 mod common;
 
-use amplitude_client::Outcome;
+use amplitude_client::{Credentials, Outcome, RetryCause};
 use amplitude_emulator::{Fault, FaultAction};
 use common::*;
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ async fn identify_group_and_alias_are_form_encoded_and_ingested_exactly() {
     let report = deliver(&client(&emu), &s, &messages, 5.0).await;
     assert_eq!(report.outcomes, vec![Outcome::Delivered; 4]);
     // identify (3 identifications: 2 users + the group link) + groupidentify + usermap.
-    assert_eq!(report.requests_sent, 3);
+    assert_eq!(report.requests_sent(), 3);
     let got = emu.state.ingested();
     assert_eq!(
         got.identifies,
@@ -58,9 +58,10 @@ async fn deletions_use_basic_auth_batches_of_100_and_return_jobs() {
         .map(|i| json!({"type": "delete", "userId": format!("user-{i}")}))
         .collect();
     let s = settings(json!({"secretKey": "the-secret"}));
-    let report = deliver(&client(&emu), &s, &messages, 5.0).await;
+    let keys = Credentials::new(KEY).with_secret_key("the-secret");
+    let report = deliver_with(&client(&emu), &s, &keys, &messages, 5.0).await;
     assert_eq!(report.outcomes, vec![Outcome::Delivered; 150]);
-    assert_eq!(report.requests_sent, 2, "100 + 50 ids");
+    assert_eq!(report.requests_sent(), 2, "100 + 50 ids");
     let jobs = emu.state.ingested().deletion_jobs;
     assert_eq!(
         jobs.len(),
@@ -68,18 +69,21 @@ async fn deletions_use_basic_auth_batches_of_100_and_return_jobs() {
         "both requests land in the same scheduled job"
     );
     assert_eq!(jobs[0].amplitude_ids.len(), 150);
-    assert_eq!(jobs[0].amplitude_ids[0]["requester"], "segment");
+    assert_eq!(
+        jobs[0].amplitude_ids[0].requester.as_deref(),
+        Some("segment")
+    );
     assert_eq!(report.deletion_jobs.len(), 2);
-    assert_eq!(report.deletion_jobs[1]["status"], "staging");
+    assert_eq!(report.deletion_jobs[1].status, "staging");
 
-    let wrong = settings(json!({"secretKey": "not-it"}));
-    let report = deliver(&client(&emu), &wrong, &messages[..1], 5.0).await;
+    let wrong = Credentials::new(KEY).with_secret_key("not-it");
+    let report = deliver_with(&client(&emu), &s, &wrong, &messages[..1], 5.0).await;
     let reason = "configuration: Amplitude 401: invalid API key or secret key";
     assert_eq!(
         report.outcomes,
         vec![Outcome::Retryable {
             reason: reason.into(),
-            throttled: false
+            cause: RetryCause::Refused
         }]
     );
     assert!(!format!("{report:?}").contains("not-it"));
@@ -96,10 +100,12 @@ async fn deletion_429_then_success() {
     // The privacy API's 429 is its request rate: retried after the deletion spacing.
     let report = deliver(&client(&emu), &s, &delete, 5.0).await;
     assert_eq!(report.outcomes, vec![Outcome::Delivered]);
-    assert_eq!(report.requests_sent, 2);
+    assert_eq!(report.requests_sent(), 2);
     assert_eq!(
-        emu.state.ingested().deletion_jobs[0].amplitude_ids[0]["user_id"],
-        "user-1"
+        emu.state.ingested().deletion_jobs[0].amplitude_ids[0]
+            .user_id
+            .as_deref(),
+        Some("user-1")
     );
 }
 
@@ -111,7 +117,7 @@ async fn batching_uses_the_fewest_requests_the_limits_allow() {
     let report = deliver(&c, &settings(json!({})), &messages, 20.0).await;
     assert!(report.outcomes.iter().all(|o| *o == Outcome::Delivered));
     // Each event is ~200 bytes, so the 1999-event cap binds: ceil(5000 / 1999) = 3.
-    assert_eq!(report.requests_sent, 3);
+    assert_eq!(report.requests_sent(), 3);
     assert_eq!(emu.state.ingested().events.len(), 5000);
 }
 
@@ -154,10 +160,42 @@ async fn form_endpoint_throttle_holds_only_the_named_user() {
     assert!(matches!(
         report.outcomes[1],
         Outcome::Retryable {
-            throttled: true,
+            cause: RetryCause::Throttled,
             ..
         }
     ));
     assert_eq!(report.outcomes[2], Outcome::Delivered);
     assert_eq!(emu.state.ingested().identifies.len(), 2);
+}
+
+#[tokio::test]
+async fn endpoints_are_independent_a_failing_identify_holds_back_only_its_own_messages() {
+    let emu = emulator().await;
+    // /identify answers 503 for the whole budget.
+    emu.state
+        .push_faults((0..1000).map(|_| Fault::status("/identify", 503)));
+    let mut messages = tracks(100);
+    messages.insert(
+        50,
+        json!({"type": "identify", "userId": "user-x", "traits": {"plan": "pro"}}),
+    );
+    let c = client_with(&emu, |c| c.max_items_per_request = Some(10));
+    let report = deliver(&c, &settings(json!({})), &messages, 1.0).await;
+    let delivered = report
+        .outcomes
+        .iter()
+        .filter(|o| **o == Outcome::Delivered)
+        .count();
+    assert_eq!(
+        delivered, 100,
+        "every track was sent while /identify kept failing"
+    );
+    assert_eq!(
+        report.outcomes[50],
+        Outcome::Retryable {
+            reason: "Amplitude 503: server error".into(),
+            cause: RetryCause::Transient
+        }
+    );
+    assert_eq!(emu.state.ingested().events.len(), 100);
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use amplitude_client::Outcome;
+use amplitude_client::{Outcome, RetryCause};
 use amplitude_emulator::{Fault, FaultAction};
 use common::*;
 use serde_json::json;
@@ -17,10 +17,10 @@ fn fault(action: FaultAction) -> Fault {
     }
 }
 
-fn retryable(reason: &str, throttled: bool) -> Outcome {
+fn retryable(reason: &str, cause: RetryCause) -> Outcome {
     Outcome::Retryable {
         reason: reason.into(),
-        throttled,
+        cause,
     }
 }
 
@@ -35,7 +35,7 @@ async fn row_200_delivered_in_one_request() {
     let emu = emulator().await;
     let report = deliver(&client(&emu), &settings(json!({})), &tracks(3), 5.0).await;
     assert_eq!(report.outcomes, vec![Outcome::Delivered; 3]);
-    assert_eq!(report.requests_sent, 1);
+    assert_eq!(report.requests_sent(), 1);
     assert_eq!(stored_ids(&emu), ["m0", "m1", "m2"]);
 }
 
@@ -47,9 +47,12 @@ async fn row_invalid_api_key_is_a_configuration_error_not_retried() {
     emu.state.set_config(config);
     let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
     let reason = "configuration: Amplitude 400: Invalid API key";
-    assert_eq!(report.outcomes, vec![retryable(reason, false); 2]);
-    assert_eq!(report.bad_credentials.as_deref(), Some(reason));
-    assert_eq!(report.requests_sent, 1);
+    assert_eq!(
+        report.outcomes,
+        vec![retryable(reason, RetryCause::Refused); 2]
+    );
+    assert_eq!(report.credentials_refused.as_deref(), Some(reason));
+    assert_eq!(report.requests_sent(), 1);
     assert!(stored_ids(&emu).is_empty());
     assert!(
         !format!("{report:?}").contains(KEY),
@@ -58,7 +61,7 @@ async fn row_invalid_api_key_is_a_configuration_error_not_retried() {
 }
 
 #[tokio::test]
-async fn row_400_missing_field_rejects_the_whole_request() {
+async fn row_400_missing_field_refuses_the_request_and_keeps_its_events() {
     let emu = emulator().await;
     emu.state.push_faults([fault(FaultAction::Status {
         status: 400,
@@ -66,9 +69,70 @@ async fn row_400_missing_field_rejects_the_whole_request() {
     })]);
     let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
     let reason = "Amplitude 400: Request missing required field (missing_field: events)";
-    assert_eq!(report.outcomes, vec![rejected(reason); 2]);
-    assert_eq!(report.requests_sent, 1);
+    assert_eq!(
+        report.outcomes,
+        vec![retryable(reason, RetryCause::Refused); 2],
+        "a request-level answer says nothing about the events: never done, never dropped"
+    );
+    assert_eq!(
+        report.requests_sent(),
+        1,
+        "not repeated within the delivery"
+    );
+    assert_eq!(report.undelivered.len(), 2);
     assert!(stored_ids(&emu).is_empty());
+}
+
+#[tokio::test]
+async fn row_400_amplitudes_own_example_with_indices_drops_only_the_listed_event() {
+    // Amplitude's documented 400 pairs the request-level text with an index list: the list
+    // decides, so only event 1 is dropped and the others are resent at once.
+    let emu = emulator().await;
+    emu.state.push_faults([fault(FaultAction::Status {
+        status: 400,
+        body: Some(
+            json!({"code": 400, "error": "Request missing required field",
+            "events_with_invalid_fields": {"time": [1]}}),
+        ),
+    })]);
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(3), 5.0).await;
+    assert_eq!(
+        report.outcomes,
+        vec![
+            Outcome::Delivered,
+            rejected(
+                "Amplitude 400: Request missing required field (events_with_invalid_fields: time)"
+            ),
+            Outcome::Delivered
+        ]
+    );
+    assert_eq!(report.requests_sent(), 2);
+    assert_eq!(stored_ids(&emu), ["m0", "m2"]);
+}
+
+#[tokio::test]
+async fn rows_401_404_405_415_and_redirects_are_configuration_errors_kept_retryable() {
+    for (status, reason) in [
+        (404, "Amplitude 404: request refused"),
+        (405, "Amplitude 405: request refused"),
+        (415, "Amplitude 415: request refused"),
+        (
+            302,
+            "Amplitude 302: redirected (redirects are not followed; check AMPLITUDE_BASE_URL and the endpoint setting)",
+        ),
+    ] {
+        let emu = emulator().await;
+        emu.state
+            .push_faults([fault(FaultAction::Status { status, body: None })]);
+        let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
+        assert_eq!(
+            report.outcomes,
+            vec![retryable(reason, RetryCause::Refused); 2],
+            "{status}"
+        );
+        assert_eq!(report.requests_sent(), 1, "{status}");
+        assert!(stored_ids(&emu).is_empty());
+    }
 }
 
 #[tokio::test]
@@ -91,7 +155,7 @@ async fn row_400_with_indices_drops_exactly_those_and_resends_the_rest_at_once()
             ),
         ]
     );
-    assert_eq!(report.requests_sent, 2);
+    assert_eq!(report.requests_sent(), 2);
     assert_eq!(stored_ids(&emu), ["m0", "m2"]);
 }
 
@@ -117,12 +181,12 @@ async fn row_400_without_indices_isolates_the_bad_event_by_splitting() {
             rejected("Amplitude 400: Invalid event")
         ]
     );
-    assert_eq!(report.requests_sent, 5);
+    assert_eq!(report.requests_sent(), 5);
     assert_eq!(stored_ids(&emu), ["m0", "m1", "m2"]);
 }
 
 #[tokio::test]
-async fn row_403_is_permanent() {
+async fn row_403_refuses_the_request_and_keeps_its_events() {
     let emu = emulator().await;
     emu.state.push_faults([fault(FaultAction::Status {
         status: 403,
@@ -131,9 +195,9 @@ async fn row_403_is_permanent() {
     let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
     assert_eq!(
         report.outcomes,
-        vec![rejected("Amplitude 403: Forbidden"); 2]
+        vec![retryable("Amplitude 403: Forbidden", RetryCause::Refused); 2]
     );
-    assert_eq!(report.requests_sent, 1);
+    assert_eq!(report.requests_sent(), 1);
 }
 
 #[tokio::test]
@@ -149,7 +213,7 @@ async fn row_timeout_is_retried_and_delivered_once() {
     });
     let report = deliver(&c, &settings(json!({})), &tracks(2), 5.0).await;
     assert_eq!(report.outcomes, vec![Outcome::Delivered; 2]);
-    assert_eq!(report.requests_sent, 2);
+    assert_eq!(report.requests_sent(), 2);
     // The emulator abandons a request whose client hung up (the partly-processed case is
     // `row_500_after_accepting_half…`), so each event arrived once.
     let ingested = emu.state.ingested();
@@ -169,7 +233,7 @@ async fn row_connection_reset_is_retried() {
     emu.state.push_faults([fault(FaultAction::Reset)]);
     let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
     assert_eq!(report.outcomes, vec![Outcome::Delivered; 2]);
-    assert_eq!(report.requests_sent, 2);
+    assert_eq!(report.requests_sent(), 2);
     assert_eq!(stored_ids(&emu), ["m0", "m1"]);
 }
 
@@ -182,18 +246,16 @@ async fn row_413_splits_in_halves() {
     })]);
     let report = deliver(&client(&emu), &settings(json!({})), &tracks(4), 5.0).await;
     assert_eq!(report.outcomes, vec![Outcome::Delivered; 4]);
-    assert_eq!(report.requests_sent, 3);
+    assert_eq!(report.requests_sent(), 3);
     assert_eq!(stored_ids(&emu), ["m0", "m1", "m2", "m3"]);
 }
 
 #[tokio::test]
 async fn row_413_single_too_large_event_is_dropped_as_permanent() {
     let emu = emulator().await;
-    let mut config = emu.state.config();
-    config.httpapi_max_bytes = 2_000;
-    emu.state.set_config(config);
     let mut messages = tracks(3);
-    messages[1]["properties"] = json!({"blob": "x".repeat(2_500)});
+    // Alone in its request and still over HTTP V2's 1 MB.
+    messages[1]["properties"] = json!({"blob": "x".repeat(1_000_100)});
     let report = deliver(&client(&emu), &settings(json!({})), &messages, 5.0).await;
     assert_eq!(
         report.outcomes,
@@ -204,6 +266,26 @@ async fn row_413_single_too_large_event_is_dropped_as_permanent() {
         ]
     );
     assert_eq!(stored_ids(&emu), ["m0", "m2"]);
+}
+
+#[tokio::test]
+async fn row_413_for_one_event_within_the_limits_is_not_its_fault() {
+    // An Amplitude that answers 413 to everything must not cost a valid event: split down to
+    // one event, a 413 for an event far below the limit keeps it retryable.
+    let emu = emulator().await;
+    emu.state.push_faults((0..3).map(|_| {
+        fault(FaultAction::Status {
+            status: 413,
+            body: None,
+        })
+    }));
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
+    let lone = retryable(
+        "Amplitude 413 for one item within its limits",
+        RetryCause::Transient,
+    );
+    assert_eq!(report.outcomes, vec![lone.clone(), lone]);
+    assert_eq!(report.requests_sent(), 3);
 }
 
 #[tokio::test]
@@ -218,11 +300,14 @@ async fn row_429_holds_throttled_users_and_resends_the_rest_at_once() {
         report.outcomes,
         vec![
             Outcome::Delivered,
-            retryable("Amplitude throttled this user or device", true),
+            retryable(
+                "Amplitude throttled this user or device",
+                RetryCause::Throttled
+            ),
             Outcome::Delivered
         ]
     );
-    assert_eq!(report.requests_sent, 2);
+    assert_eq!(report.requests_sent(), 2);
     assert_eq!(stored_ids(&emu), ["m0", "m2"]);
 }
 
@@ -261,7 +346,12 @@ async fn row_429_from_the_emulators_rate_model() {
     let throttled = report
         .outcomes
         .iter()
-        .filter(|o| **o == retryable("Amplitude throttled this user or device", true))
+        .filter(|o| {
+            **o == retryable(
+                "Amplitude throttled this user or device",
+                RetryCause::Throttled,
+            )
+        })
         .count();
     assert_eq!(throttled, 41, "every event of the busy user is held back");
     assert_eq!(
@@ -281,7 +371,7 @@ async fn row_5xx_retried_with_backoff_then_delivered_once() {
         ]);
         let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
         assert_eq!(report.outcomes, vec![Outcome::Delivered; 2], "{status}");
-        assert_eq!(report.requests_sent, 3, "{status}");
+        assert_eq!(report.requests_sent(), 3, "{status}");
         assert_eq!(stored_ids(&emu), ["m0", "m1"], "{status}");
     }
 }
@@ -313,7 +403,7 @@ async fn deadline_stops_retries_and_hands_events_back() {
     assert!(started.elapsed() < std::time::Duration::from_millis(450));
     assert_eq!(
         report.outcomes,
-        vec![retryable("Amplitude 503: server error", false); 2]
+        vec![retryable("Amplitude 503: server error", RetryCause::Transient); 2]
     );
     assert!(stored_ids(&emu).is_empty());
 }
@@ -326,7 +416,13 @@ async fn body_code_more_severe_than_http_status_is_trusted() {
     let report = deliver(&client(&emu), &settings(json!({})), &tracks(2), 5.0).await;
     assert_eq!(
         report.outcomes,
-        vec![retryable("Amplitude throttled this user or device", true); 2]
+        vec![
+            retryable(
+                "Amplitude throttled this user or device",
+                RetryCause::Throttled
+            );
+            2
+        ]
     );
     assert!(stored_ids(&emu).is_empty());
 }

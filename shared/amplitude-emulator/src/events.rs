@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::{Map, Value, json};
+use amplitude_wire::{ErrorBody, IdCounts, IndexMap, SuccessBody};
+use serde_json::Value;
 
 use crate::config::EmulatorConfig;
 use crate::store::Store;
@@ -59,8 +60,13 @@ pub struct Accepted {
     pub events: Vec<Value>,
 }
 
+/// An answer with one of Amplitude's JSON bodies.
+pub fn answer(status: u16, body: impl serde::Serialize) -> (u16, Value) {
+    (status, serde_json::to_value(body).unwrap_or(Value::Null))
+}
+
 pub fn error(status: u16, message: &str) -> (u16, Value) {
-    (status, json!({"code": status, "error": message}))
+    answer(status, ErrorBody::new(status, message))
 }
 
 /// Checks a request up to (not including) rate limits; `Err` is the response to send.
@@ -83,9 +89,12 @@ pub fn validate(
         return Err(error(400, "Invalid JSON request body"));
     };
     let missing = |field: &str| {
-        (
+        answer(
             400,
-            json!({"code": 400, "error": "Request missing required field", "missing_field": field}),
+            ErrorBody {
+                missing_field: Some(field.to_owned()),
+                ..ErrorBody::new(400, "Request missing required field")
+            },
         )
     };
     let api_key = match request.get("api_key") {
@@ -166,33 +175,32 @@ fn check_events(
         return Ok(());
     }
     let first_only = config.first_index_only;
-    let render = |m: BTreeMap<&str, Vec<usize>>| -> Value {
-        let mut out = Map::new();
-        for (k, mut v) in m {
-            if first_only {
-                v.truncate(1);
-            }
-            out.insert(k.to_owned(), json!(v));
-        }
-        Value::Object(out)
+    let render = |m: BTreeMap<&str, Vec<usize>>| -> Option<IndexMap> {
+        let out: IndexMap = m
+            .into_iter()
+            .map(|(k, mut v)| {
+                if first_only {
+                    v.truncate(1);
+                }
+                (k.to_owned(), v)
+            })
+            .collect();
+        Some(out)
     };
     let (error, short_only) = if invalid.is_empty() && missing.is_empty() {
         ("Invalid id length for user_id or device_id", true)
     } else {
         ("Invalid field values on some events", false)
     };
-    let mut body = json!({"code": 400, "error": error});
-    let o = body.as_object_mut().expect("object");
-    if !invalid.is_empty() {
-        o.insert("events_with_invalid_fields".into(), render(invalid));
-    }
-    if !missing.is_empty() {
-        o.insert("events_with_missing_fields".into(), render(missing));
-    }
-    if !short.is_empty() || short_only {
-        o.insert("events_with_invalid_id_lengths".into(), render(short));
-    }
-    Err((400, body))
+    let body = ErrorBody {
+        events_with_invalid_fields: (!invalid.is_empty()).then(|| render(invalid)).flatten(),
+        events_with_missing_fields: (!missing.is_empty()).then(|| render(missing)).flatten(),
+        events_with_invalid_id_lengths: (!short.is_empty() || short_only)
+            .then(|| render(short))
+            .flatten(),
+        ..ErrorBody::new(400, error)
+    };
+    Err(answer(400, body))
 }
 
 fn ids(e: &Value) -> impl Iterator<Item = (bool, &str)> + '_ {
@@ -215,12 +223,17 @@ pub fn throttle(store: &mut Store, kind: Kind, accepted: &Accepted) -> Result<()
         .map(|(i, _)| i)
         .collect();
     if !silenced.is_empty() {
-        return Err((
+        return Err(answer(
             400,
-            json!({"code": 400, "error": "Events silenced for device_id",
-                "eps_threshold": store.config.httpapi_eps,
-                "silenced_devices": store.config.silenced_devices, "silenced_events": silenced,
-                "throttled_devices": {}, "throttled_events": [], "exceeded_daily_quota_devices": {}}),
+            ErrorBody {
+                eps_threshold: Some(u64::from(store.config.httpapi_eps)),
+                silenced_devices: Some(store.config.silenced_devices.iter().cloned().collect()),
+                silenced_events: Some(silenced),
+                throttled_devices: Some(IdCounts::new()),
+                throttled_events: Some(Vec::new()),
+                exceeded_daily_quota_devices: Some(IdCounts::new()),
+                ..ErrorBody::new(400, "Events silenced for device_id")
+            },
         ));
     }
     let mut counts: HashMap<(bool, &str), u32> = HashMap::new();
@@ -236,20 +249,11 @@ pub fn throttle(store: &mut Store, kind: Kind, accepted: &Accepted) -> Result<()
     let unique: Vec<(bool, &str)> = counts.keys().copied().collect();
     let quota = store.over_daily_quota(&accepted.api_key, &unique);
     if !quota.is_empty() {
-        let users: Map<String, Value> = quota
-            .iter()
-            .filter(|((u, _), _)| *u)
-            .map(|((_, id), n)| (id.clone(), json!(n)))
-            .collect();
-        let devices: Map<String, Value> = quota
-            .iter()
-            .filter(|((u, _), _)| !*u)
-            .map(|((_, id), n)| (id.clone(), json!(n)))
-            .collect();
+        let (users, devices) = split_ids(quota.iter().map(|(id, n)| (id, *n)));
         return Err(too_many(
             eps,
-            Map::new(),
-            Map::new(),
+            IdCounts::new(),
+            IdCounts::new(),
             Vec::new(),
             users,
             devices,
@@ -262,18 +266,19 @@ pub fn throttle(store: &mut Store, kind: Kind, accepted: &Accepted) -> Result<()
     Err(throttled_body(eps, &accepted.events, &over))
 }
 
+/// Users and devices (`(is_user, id)`) with their counts, split into the two maps of a 429.
+fn split_ids<'i>(ids: impl Iterator<Item = (&'i (bool, String), u64)>) -> (IdCounts, IdCounts) {
+    let (mut users, mut devices) = (IdCounts::new(), IdCounts::new());
+    for ((is_user, id), n) in ids {
+        let target = if *is_user { &mut users } else { &mut devices };
+        target.insert(id.clone(), n);
+    }
+    (users, devices)
+}
+
 /// The documented 429 body naming these users/devices and their events' indices.
 pub fn throttled_body(eps: u32, events: &[Value], over: &[((bool, String), u32)]) -> (u16, Value) {
-    let users: Map<String, Value> = over
-        .iter()
-        .filter(|((u, _), _)| *u)
-        .map(|((_, id), n)| (id.clone(), json!(n)))
-        .collect();
-    let devices: Map<String, Value> = over
-        .iter()
-        .filter(|((u, _), _)| !*u)
-        .map(|((_, id), n)| (id.clone(), json!(n)))
-        .collect();
+    let (users, devices) = split_ids(over.iter().map(|(id, n)| (id, u64::from(*n))));
     let indices: Vec<usize> = events
         .iter()
         .enumerate()
@@ -282,23 +287,35 @@ pub fn throttled_body(eps: u32, events: &[Value], over: &[((bool, String), u32)]
         })
         .map(|(i, _)| i)
         .collect();
-    too_many(eps, users, devices, indices, Map::new(), Map::new())
+    too_many(
+        eps,
+        users,
+        devices,
+        indices,
+        IdCounts::new(),
+        IdCounts::new(),
+    )
 }
 
 fn too_many(
     eps: u32,
-    users: Map<String, Value>,
-    devices: Map<String, Value>,
+    users: IdCounts,
+    devices: IdCounts,
     indices: Vec<usize>,
-    quota_users: Map<String, Value>,
-    quota_devices: Map<String, Value>,
+    quota_users: IdCounts,
+    quota_devices: IdCounts,
 ) -> (u16, Value) {
-    (
+    answer(
         429,
-        json!({"code": 429, "error": "Too many requests for some devices and users",
-            "eps_threshold": eps, "throttled_devices": devices, "throttled_users": users,
-            "throttled_events": indices, "exceeded_daily_quota_users": quota_users,
-            "exceeded_daily_quota_devices": quota_devices}),
+        ErrorBody {
+            eps_threshold: Some(u64::from(eps)),
+            throttled_devices: Some(devices),
+            throttled_users: Some(users),
+            throttled_events: Some(indices),
+            exceeded_daily_quota_users: Some(quota_users),
+            exceeded_daily_quota_devices: Some(quota_devices),
+            ..ErrorBody::new(429, "Too many requests for some devices and users")
+        },
     )
 }
 
@@ -310,16 +327,20 @@ pub fn ingest(store: &mut Store, kind: Kind, accepted: Accepted, body_len: usize
         Kind::Batch => "batch",
     };
     store.store_events(endpoint, &accepted.api_key, accepted.events);
-    (
+    answer(
         200,
-        json!({"code": 200, "events_ingested": n, "payload_size_bytes": body_len,
-            "server_upload_time": now_ms()}),
+        SuccessBody {
+            code: 200,
+            events_ingested: n,
+            payload_size_bytes: body_len,
+            server_upload_time: now_ms(),
+        },
     )
 }
 
-pub fn now_ms() -> u128 {
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or_default()
 }

@@ -43,6 +43,14 @@ pub enum FaultAction {
     InvalidIndices { indices: Vec<usize>, field: String },
     /// Ingest the first half of the request's items, then answer `status` (e.g. 500).
     AcceptHalf { status: u16 },
+    /// Ingest the whole request as usual, then wait `after_ms` and answer `status`: "stored,
+    /// then 500" (`status` 500) or "stored, then too slow" (`status` 200 with `after_ms` longer
+    /// than the client's timeout). The client cannot tell it was stored.
+    StoreThen {
+        status: u16,
+        #[serde(default)]
+        after_ms: u64,
+    },
     /// Answer 200 with `{"code": code}` in the body (RudderStack has seen 200 + code 429).
     CodeInBody { code: u16 },
     /// Close the connection without a complete response.

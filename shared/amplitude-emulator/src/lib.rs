@@ -16,6 +16,7 @@ pub mod faults;
 pub mod forms;
 pub mod privacy;
 pub mod store;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -211,25 +212,60 @@ fn reset() -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-/// The faults every route understands the same way; `None` means "handle normally", with
-/// `half` set when only the first half of the items is to be ingested.
-fn common_fault(action: Option<FaultAction>, half: &mut Option<u16>) -> Option<Response> {
-    match action? {
-        FaultAction::Reset => Some(reset()),
-        FaultAction::Status { status, body } => {
-            Some(respond((status, body.unwrap_or(json!({"code": status})))))
+/// How a request is stored when a fault says "store, then answer something else".
+#[derive(Debug, Clone, Copy)]
+struct StoreThen {
+    /// Only the first half of the items.
+    half: bool,
+    status: u16,
+    after_ms: u64,
+}
+
+impl StoreThen {
+    /// Waits, then answers the scripted status.
+    async fn answer(self) -> Response {
+        if self.after_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.after_ms)).await;
         }
-        FaultAction::CodeInBody { code } => Some(respond((
-            200,
-            json!({"code": code, "error": "Too many requests for some devices and users"}),
+        respond(events::error(self.status, "scripted by the emulator"))
+    }
+}
+
+/// What a route does about the fault scripted for it.
+enum Plan {
+    /// Send this at once.
+    Respond(Response),
+    /// Store the request, then answer as scripted.
+    StoreThen(StoreThen),
+    /// Handle the request normally (or with a fault that needs its items).
+    Normal,
+}
+
+/// The faults every route understands the same way.
+fn common_fault(action: Option<FaultAction>) -> Plan {
+    match action {
+        Some(FaultAction::Reset) => Plan::Respond(reset()),
+        Some(FaultAction::Status { status, body }) => Plan::Respond(respond((
+            status,
+            body.unwrap_or_else(|| json!({"code": status})),
         ))),
-        FaultAction::AcceptHalf { status } => {
-            *half = Some(status);
-            None
-        }
+        Some(FaultAction::CodeInBody { code }) => Plan::Respond(respond(events::error(
+            code,
+            "Too many requests for some devices and users",
+        ))),
+        Some(FaultAction::AcceptHalf { status }) => Plan::StoreThen(StoreThen {
+            half: true,
+            status,
+            after_ms: 0,
+        }),
+        Some(FaultAction::StoreThen { status, after_ms }) => Plan::StoreThen(StoreThen {
+            half: false,
+            status,
+            after_ms,
+        }),
         // Throttle, DailyQuota and InvalidIndices need the request's items: the route
         // handles them.
-        _ => None,
+        _ => Plan::Normal,
     }
 }
 
@@ -264,10 +300,12 @@ fn targeted_answer(target: Targeted, items: &[Value]) -> (u16, Value) {
             if idx.is_empty() {
                 idx.push(0);
             }
-            (
+            events::answer(
                 400,
-                json!({"code": 400, "error": "Invalid field values on some events",
-                    "events_with_invalid_fields": {field: idx}}),
+                amplitude_wire::ErrorBody {
+                    events_with_invalid_fields: Some([(field, idx)].into()),
+                    ..amplitude_wire::ErrorBody::new(400, "Invalid field values on some events")
+                },
             )
         }
     }
@@ -284,26 +322,27 @@ async fn batch(State(s): State<AppState>, body: Bytes) -> Response {
 async fn events_route(s: AppState, kind: events::Kind, body: Bytes) -> Response {
     let action = s.begin(kind.path()).await;
     let targeted = targeted(&action);
-    let mut half = None;
-    if let Some(r) = common_fault(action, &mut half) {
-        return r;
-    }
+    let store_then = match common_fault(action) {
+        Plan::Respond(response) => return response,
+        Plan::StoreThen(then) => Some(then),
+        Plan::Normal => None,
+    };
     // Parsing and validation need only the config: do them outside the store's lock.
-    let accepted = match events::validate(&s.shared_config(), kind, &body) {
+    let mut accepted = match events::validate(&s.shared_config(), kind, &body) {
         Ok(a) => a,
         Err(e) => return respond(e),
     };
     if let Some(t) = targeted {
         return respond(targeted_answer(t, &accepted.events));
     }
-    let mut store = s.lock();
-    if let Some(status) = half {
-        let mut accepted = accepted;
-        let keep = accepted.events.len() / 2;
-        accepted.events.truncate(keep);
-        events::ingest(&mut store, kind, accepted, body.len());
-        return respond((status, json!({"code": status})));
+    if let Some(then) = store_then {
+        if then.half {
+            accepted.events.truncate(accepted.events.len() / 2);
+        }
+        events::ingest(&mut s.lock(), kind, accepted, body.len());
+        return then.answer().await;
     }
+    let mut store = s.lock();
     if let Err(e) = events::throttle(&mut store, kind, &accepted) {
         return respond(e);
     }
@@ -378,10 +417,11 @@ async fn usermap(State(s): State<AppState>, uri: Uri, body: Bytes) -> Response {
 async fn form_route(s: AppState, kind: forms::Kind, uri: Uri, body: Bytes) -> Response {
     let action = s.begin(kind.path()).await;
     let targeted = targeted(&action);
-    let mut half = None;
-    if let Some(r) = common_fault(action, &mut half) {
-        return r;
-    }
+    let store_then = match common_fault(action) {
+        Plan::Respond(response) => return response,
+        Plan::StoreThen(then) => Some(then),
+        Plan::Normal => None,
+    };
     let fields = forms::fields(uri.query(), &body);
     let accepted = match forms::validate(&s.shared_config(), kind, &fields, body.len()) {
         Ok(a) => a,
@@ -390,14 +430,15 @@ async fn form_route(s: AppState, kind: forms::Kind, uri: Uri, body: Bytes) -> Re
     if let Some(t) = targeted {
         return respond(targeted_answer(t, &accepted.items));
     }
-    let mut store = s.lock();
     let mut items = accepted.items;
-    if let Some(status) = half {
-        items.truncate(items.len() / 2);
-        forms::ingest(&mut store, kind, items);
-        return respond((status, json!({"code": status})));
+    if let Some(then) = store_then {
+        if then.half {
+            items.truncate(items.len() / 2);
+        }
+        forms::ingest(&mut s.lock(), kind, items);
+        return then.answer().await;
     }
-    respond(forms::ingest(&mut store, kind, items))
+    respond(forms::ingest(&mut s.lock(), kind, items))
 }
 
 const DELETIONS: &str = "/api/2/deletions/users";
@@ -423,17 +464,24 @@ async fn privacy_route(
     op: impl FnOnce(&mut Store, &str) -> (u16, Value),
 ) -> Response {
     let action = s.begin(DELETIONS).await;
-    let mut half = None;
-    if let Some(r) = common_fault(action, &mut half) {
-        return r;
-    }
+    let store_then = match common_fault(action) {
+        Plan::Respond(response) => return response,
+        Plan::StoreThen(then) => Some(then),
+        Plan::Normal => None,
+    };
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok());
-    let mut store = s.lock();
-    match privacy::authenticate(&store, auth) {
-        Ok(key) => respond(op(&mut store, &key)),
-        Err(e) => respond(e),
+    let answer = {
+        let mut store = s.lock();
+        match privacy::authenticate(&store, auth) {
+            Ok(key) => op(&mut store, &key),
+            Err(e) => e,
+        }
+    };
+    match store_then {
+        Some(then) => then.answer().await,
+        None => respond(answer),
     }
 }
 

@@ -5,9 +5,11 @@ use base64::Engine;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::events::error;
+use amplitude_wire::DeletionEntry;
+
+use crate::events::{answer, error};
 use crate::store::{DeletionJob, Store};
 
 /// At most this many ids per deletion request.
@@ -80,9 +82,9 @@ pub fn request(store: &mut Store, api_key: &str, body: &[u8]) -> (u16, Value) {
         .into_iter()
         .partition(|u| store.known_users.contains(u));
     if !invalid.is_empty() && !ignore_invalid {
-        return (
+        return answer(
             400,
-            json!({"code": 400, "error": "Invalid user ids", "invalid_ids": invalid}),
+            serde_json::json!({"code": 400, "error": "Invalid user ids", "invalid_ids": invalid}),
         );
     }
     let requester = req
@@ -95,16 +97,16 @@ pub fn request(store: &mut Store, api_key: &str, body: &[u8]) -> (u16, Value) {
         .checked_add(store.config.deletion_delay_days.days())
         .unwrap_or(today)
         .to_string();
-    let entries: Vec<Value> = known
+    let entry = |amplitude_id: Value, user_id: Option<String>| DeletionEntry {
+        amplitude_id,
+        user_id,
+        requester: Some(requester.clone()),
+        requested_on_day: Some(today.to_string()),
+    };
+    let entries: Vec<DeletionEntry> = known
         .iter()
-        .map(|u| {
-            json!({"amplitude_id": amplitude_id(u), "user_id": u, "requester": requester,
-            "requested_on_day": today.to_string()})
-        })
-        .chain(amplitude_ids.iter().map(|a| {
-            json!({"amplitude_id": a, "requester": requester,
-            "requested_on_day": today.to_string()})
-        }))
+        .map(|u| entry(Value::from(amplitude_id(u)), Some(u.clone())))
+        .chain(amplitude_ids.iter().map(|a| entry(a.clone(), None)))
         .collect();
     let jobs = &mut store.ingested.deletion_jobs;
     let job = match jobs
@@ -114,21 +116,22 @@ pub fn request(store: &mut Store, api_key: &str, body: &[u8]) -> (u16, Value) {
         Some(i) => &mut jobs[i],
         None => {
             jobs.push(DeletionJob {
-                day,
-                status: "staging".into(),
-                amplitude_ids: Vec::new(),
+                job: amplitude_wire::DeletionJob {
+                    day,
+                    status: "staging".into(),
+                    ..Default::default()
+                },
                 api_key: api_key.to_owned(),
             });
             jobs.last_mut().expect("just pushed")
         }
     };
-    job.amplitude_ids.extend(entries);
-    let mut body =
-        json!({"day": job.day, "status": job.status, "amplitude_ids": job.amplitude_ids});
+    job.job.amplitude_ids.extend(entries);
+    let mut body = job.job.clone();
     if !invalid.is_empty() {
-        body["invalid_ids"] = json!(invalid);
+        body.invalid_ids = Some(invalid.into_iter().map(Value::from).collect());
     }
-    (200, body)
+    answer(200, body)
 }
 
 /// A stable number standing in for Amplitude's internal id of a user.
@@ -157,13 +160,13 @@ pub fn list(store: &Store, api_key: &str, query: Option<&str>) -> (u16, Value) {
     if !(0..=MAX_RANGE_DAYS).contains(&span) {
         return error(400, "end_day must be after start_day and within 6 months");
     }
-    let jobs: Vec<Value> = store
+    let jobs: Vec<&amplitude_wire::DeletionJob> = store
         .ingested
         .deletion_jobs
         .iter()
         .filter(|j| j.api_key == api_key)
         .filter(|j| j.day.parse::<Date>().is_ok_and(|d| d >= start && d <= end))
-        .map(|j| json!({"day": j.day, "status": j.status, "amplitude_ids": j.amplitude_ids}))
+        .map(|j| &j.job)
         .collect();
-    (200, Value::Array(jobs))
+    answer(200, jobs)
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::config::EmulatorConfig;
 use crate::faults::Fault;
+use crate::users::{self, Users};
 
 /// Amplitude ignores a repeated `insert_id` for 7 days (amplitude-api §2.4).
 const DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -36,6 +37,8 @@ pub struct Ingested {
     pub group_identifies: Vec<Value>,
     pub mappings: Vec<Value>,
     pub deletion_jobs: Vec<DeletionJob>,
+    /// User properties after every identification and stored event (see `users`).
+    pub users: Users,
     /// insert_id → times it arrived in an accepted request / times it was stored.
     pub insert_ids: HashMap<String, InsertIdCount>,
     /// Requests received per path (faults included).
@@ -51,13 +54,21 @@ pub struct InsertIdCount {
     pub stored: usize,
 }
 
+/// A deletion job as Amplitude lists it, and the project it belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeletionJob {
-    pub day: String,
-    pub status: String,
-    pub amplitude_ids: Vec<Value>,
+    #[serde(flatten)]
+    pub job: amplitude_wire::DeletionJob,
     #[serde(skip)]
     pub api_key: String,
+}
+
+impl std::ops::Deref for DeletionJob {
+    type Target = amplitude_wire::DeletionJob;
+
+    fn deref(&self) -> &Self::Target {
+        &self.job
+    }
 }
 
 impl Store {
@@ -118,6 +129,7 @@ impl Store {
                     }
                 }
             }
+            users::apply(&mut self.ingested.users, &event);
             if let Some(o) = event.as_object_mut() {
                 o.insert("_endpoint".into(), Value::from(endpoint));
                 o.insert("_api_key".into(), Value::from(api_key));
@@ -126,11 +138,13 @@ impl Store {
         }
     }
 
+    /// Stores identifications; Amplitude has no dedup here, so each is applied every time.
     pub fn store_identifies(&mut self, list: Vec<Value>) {
         for i in &list {
             if let Some(u) = i.get("user_id").and_then(Value::as_str) {
                 self.known_users.insert(u.to_owned());
             }
+            users::apply(&mut self.ingested.users, i);
         }
         self.ingested.identifies.extend(list);
     }

@@ -7,6 +7,7 @@
 //! * `serve`: every function behind a local HTTP server with the routes of `template.yaml`,
 //!   Amplitude replaced by the emulator (see `serve.rs`).
 
+mod output;
 mod serve;
 
 use std::fs;
@@ -128,11 +129,18 @@ fn emulator(port: u16, config: Option<&std::path::Path>) -> ExitCode {
     })
 }
 
+/// Segment's settings file: the mapping's settings and the credentials beside them.
+fn read_settings(path: &std::path::Path) -> Result<(Settings, output::Keys), String> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| format!("settings: cannot read {}: {e}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("settings: not valid JSON ({e})"))?;
+    let settings = Settings::from_json(&value).map_err(|e| e.to_string())?;
+    Ok((settings, output::Keys::from_settings(&value)?))
+}
+
 fn map(settings_path: &std::path::Path, input: Option<&std::path::Path>) -> ExitCode {
-    let settings = match fs::read_to_string(settings_path)
-        .map_err(|e| format!("settings: cannot read {}: {e}", settings_path.display()))
-        .and_then(|text| Settings::from_json_str(&text).map_err(|e| e.to_string()))
-    {
+    let (settings, keys) = match read_settings(settings_path) {
         Ok(s) => s,
         Err(message) => {
             eprintln!("{message}");
@@ -149,7 +157,12 @@ fn map(settings_path: &std::path::Path, input: Option<&std::path::Path>) -> Exit
         },
         None => Box::new(io::stdin().lock()),
     };
-    match run_map(&settings, BufReader::new(reader), io::stdout().lock()) {
+    match run_map(
+        &settings,
+        &keys,
+        BufReader::new(reader),
+        io::stdout().lock(),
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
@@ -161,7 +174,12 @@ fn map(settings_path: &std::path::Path, input: Option<&std::path::Path>) -> Exit
 
 /// One output line per input line; blank lines are skipped and `index` is the 0-based line
 /// number. A line that is not UTF-8 is a rejected event like a line that is not JSON.
-fn run_map(settings: &Settings, mut input: impl BufRead, mut out: impl Write) -> io::Result<()> {
+fn run_map(
+    settings: &Settings,
+    keys: &output::Keys,
+    mut input: impl BufRead,
+    mut out: impl Write,
+) -> io::Result<()> {
     let mut raw = Vec::new();
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut index = 0;
@@ -172,10 +190,11 @@ fn run_map(settings: &Settings, mut input: impl BufRead, mut out: impl Write) ->
         }
         let line = String::from_utf8_lossy(&raw);
         if !line.trim().is_empty() {
-            mapping::output::write_line(
+            output::write_line(
                 index,
                 line.trim_end_matches(['\n', '\r']),
                 settings,
+                keys,
                 &mut buf,
             );
         }

@@ -52,7 +52,8 @@ pub struct ServeArgs {
 
 fn local_secrets(path: Option<&PathBuf>) -> Result<HashMap<String, String>, String> {
     let mut ingest = json!({"api_key": "local-api-key", "bearer_token": "local-token"});
-    let mut privacy = json!({"secret_key": "local-secret-key"});
+    let mut privacy =
+        json!({"secret_key": "local-secret-key", "operator_token": "local-operator-token"});
     if let Some(path) = path {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("secrets: {}: {e}", path.display()))?;
@@ -115,7 +116,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     } else {
         let map = local_secrets(args.secrets.as_ref())?;
         (
-            SecretSource::Fixed(Arc::new(map)),
+            SecretSource::fixed(map),
             LOCAL_INGEST.to_owned(),
             Some(LOCAL_PRIVACY.to_owned()),
         )
@@ -242,12 +243,8 @@ async fn invoke(
         .invoke(lambda_runtime::LambdaEvent::new(event, context))
         .await
     {
-        Ok(r) => {
-            let status = r["statusCode"]
-                .as_u64()
-                .and_then(|s| StatusCode::from_u16(s as u16).ok())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let body = r["body"].as_str().unwrap_or_default().to_owned();
+        Ok(response) => {
+            let (status, body) = response.status_and_body();
             (status, [("content-type", "application/json")], body).into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.error_message).into_response(),

@@ -114,6 +114,7 @@ fn settings_error_exits_2_with_one_line_naming_the_key() {
             r#"{"trackAllPages": true}"#,
             "settings: `apiKey` is required\n",
         ),
+        (r#"{"apiKey": ""}"#, "settings: `apiKey` is required\n"),
         (
             r#"{"apiKey": "SECRET", "sendAlias": "yes"}"#,
             "settings: `sendAlias` must be true or false\n",
@@ -123,4 +124,29 @@ fn settings_error_exits_2_with_one_line_naming_the_key() {
         assert_eq!((code, lines.len(), stderr.as_str()), (2, 0, message));
         assert!(!stderr.contains("SECRET"));
     }
+}
+
+#[test]
+fn deletions_need_the_secret_key_setting_and_never_print_it() {
+    // Mapping spec §12.2/§13: without `secretKey` a delete is a configuration error.
+    let delete = r#"{"type":"delete","userId":"u1"}"#;
+    let (code, lines, _) = run(r#"{"apiKey": "KEY"}"#, delete);
+    assert_eq!(code, 0);
+    assert_eq!(
+        lines,
+        vec![
+            json!({"index": 0, "requests": [], "error": {"kind": "configuration",
+            "message": "delete: Amplitude deletions need the `secretKey` setting, which is not configured"}})
+        ]
+    );
+    let (_, lines, _) = run(r#"{"apiKey": "KEY", "secretKey": "SECRET"}"#, delete);
+    assert_eq!(
+        lines,
+        vec![
+            json!({"index": 0, "requests": [{"endpoint": "deletion", "method": "POST",
+            "url": "https://amplitude.com/api/2/deletions/users",
+            "body": {"user_ids": ["u1"], "requester": "segment"}}], "error": null})
+        ]
+    );
+    assert!(!lines[0].to_string().contains("SECRET"));
 }

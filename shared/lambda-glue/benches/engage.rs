@@ -5,7 +5,6 @@
 //!
 //! Run: `cargo bench -p lambda-glue --bench engage`. Figures go to BENCHMARKS.md.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amplitude_emulator::{Emulator, EmulatorConfig};
@@ -56,9 +55,7 @@ async fn run() {
         vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
     })
     .unwrap();
-    let source = SecretSource::Fixed(Arc::new(
-        [("ingest".to_string(), r#"{"api_key": "k"}"#.to_string())].into(),
-    ));
+    let source = SecretSource::fixed([("ingest".to_string(), r#"{"api_key": "k"}"#.to_string())]);
     let function = Function::new(config, source).unwrap();
     let requests: Vec<Value> = (0..PROFILES / PER_REQUEST).map(request).collect();
 

@@ -1,8 +1,13 @@
 //! Authentication of Segment's requests, fail closed (segment-delivery §1.1–§1.2):
 //! `X-Signature` (lower-case hex HMAC-SHA1 of the signed bytes with the shared secret) and/or
-//! `Authorization: Bearer <token>`. Every configured method must pass. With none configured,
-//! every request is refused unless the operator explicitly opted out (an API already protected
-//! by IAM). Comparisons are constant-time; header names are case-insensitive.
+//! `Authorization: Bearer <token>`. Every configured method must pass; each may hold several
+//! accepted values (current and previous, for rotation). Comparisons are constant-time; header
+//! names are case-insensitive.
+//!
+//! Segment signs a batched request with its **first event only**, so a signature cannot vouch
+//! for the others: anyone who saw one signed request could append events to it. A body of more
+//! than one event that only a signature vouches for is refused unless the operator opted in
+//! (`ALLOW_SIGNED_BATCHES=true`).
 
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -10,16 +15,31 @@ use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
 /// The credentials a function checks, from its ingest secret.
-#[derive(Clone, Default)]
-pub struct AuthConfig {
-    pub shared_secret: Option<SecretString>,
-    pub bearer_token: Option<SecretString>,
+#[derive(Clone, Copy, Default)]
+pub struct AuthConfig<'k> {
+    pub shared_secrets: &'k [SecretString],
+    pub bearer_tokens: &'k [SecretString],
     /// `ALLOW_UNAUTHENTICATED=true`: accept requests with no credentials at all.
     pub allow_unauthenticated: bool,
+    /// `ALLOW_SIGNED_BATCHES=true`: accept batches vouched for by their first event's signature.
+    pub allow_signed_batches: bool,
+}
+
+/// What a request offers to be checked.
+pub struct Presented<'a> {
+    /// Header lookup (case-insensitive).
+    pub header: &'a (dyn Fn(&str) -> Option<&'a str> + Sync),
+    /// The bytes the signature covers.
+    pub signed: &'a [u8],
+    /// Events in the body.
+    pub events: usize,
+    /// True when the signed bytes are the whole body (false for an array: its first element).
+    pub signature_covers_body: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// A server-side mistake, not the caller's: answered 500 so Segment retries.
     #[error(
         "no authentication is configured (set webhook_secret or bearer_token in the ingest secret)"
     )]
@@ -32,48 +52,74 @@ pub enum AuthError {
     MissingBearer,
     #[error("the bearer token is wrong")]
     BadBearer,
+    #[error(
+        "a batch of several events is signed by its first event only, so the signature cannot vouch for the others: batches need the bearer token (set bearer_token in the ingest secret and send it in an Authorization header), or ALLOW_SIGNED_BATCHES=true"
+    )]
+    SignedBatch,
+    #[error(
+        "listing deletion jobs needs the operator token (operator_token in the privacy secret) as Authorization: Bearer"
+    )]
+    OperatorTokenRequired,
 }
 
-impl AuthConfig {
-    /// Checks a request. `signed` is what the signature covers (see `body::Messages`).
-    pub fn check(
-        &self,
-        header: impl Fn(&str) -> Option<String>,
-        signed: &[u8],
-    ) -> Result<(), AuthError> {
-        if self.shared_secret.is_none() && self.bearer_token.is_none() {
+impl AuthConfig<'_> {
+    /// Checks a request.
+    pub fn check(&self, p: &Presented<'_>) -> Result<(), AuthError> {
+        if self.shared_secrets.is_empty() && self.bearer_tokens.is_empty() {
             return if self.allow_unauthenticated {
                 Ok(())
             } else {
                 Err(AuthError::NotConfigured)
             };
         }
-        if let Some(secret) = &self.shared_secret {
-            let given = header("x-signature").ok_or(AuthError::MissingSignature)?;
+        if !self.shared_secrets.is_empty() {
+            let given = (p.header)("x-signature").ok_or(AuthError::MissingSignature)?;
             let given = hex::decode(given.trim()).map_err(|_| AuthError::BadSignature)?;
-            let mut mac = Hmac::<Sha1>::new_from_slice(secret.expose_secret().as_bytes())
-                .expect("HMAC takes keys of any length");
-            mac.update(signed);
-            mac.verify_slice(&given)
-                .map_err(|_| AuthError::BadSignature)?;
-        }
-        if let Some(token) = &self.bearer_token {
-            let given = header("authorization").ok_or(AuthError::MissingBearer)?;
-            let given = given
-                .strip_prefix("Bearer ")
-                .or_else(|| given.strip_prefix("bearer "))
-                .ok_or(AuthError::MissingBearer)?;
-            let ok: bool = given
-                .trim()
-                .as_bytes()
-                .ct_eq(token.expose_secret().as_bytes())
-                .into();
-            if !ok {
-                return Err(AuthError::BadBearer);
+            if !self
+                .shared_secrets
+                .iter()
+                .any(|s| signature_matches(s, p.signed, &given))
+            {
+                return Err(AuthError::BadSignature);
             }
+        }
+        if !self.bearer_tokens.is_empty() {
+            bearer(p.header, self.bearer_tokens, AuthError::MissingBearer)?;
+        } else if p.events > 1 && !p.signature_covers_body && !self.allow_signed_batches {
+            return Err(AuthError::SignedBatch);
         }
         Ok(())
     }
+}
+
+/// Checks `Authorization: Bearer <token>` against the accepted tokens.
+pub fn bearer<'a>(
+    header: &'a (dyn Fn(&str) -> Option<&'a str> + Sync),
+    tokens: &[SecretString],
+    missing: AuthError,
+) -> Result<(), AuthError> {
+    let given = header("authorization").ok_or(missing)?;
+    let given = given
+        .strip_prefix("Bearer ")
+        .or_else(|| given.strip_prefix("bearer "))
+        .ok_or(missing)?
+        .trim();
+    let matches = tokens.iter().fold(false, |found, t| {
+        let eq: bool = given.as_bytes().ct_eq(t.expose_secret().as_bytes()).into();
+        found | eq
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(AuthError::BadBearer)
+    }
+}
+
+fn signature_matches(secret: &SecretString, signed: &[u8], given: &[u8]) -> bool {
+    let mut mac = Hmac::<Sha1>::new_from_slice(secret.expose_secret().as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(signed);
+    mac.verify_slice(given).is_ok()
 }
 
 /// The `X-Signature` Segment sends for these bytes (used by tests and the local runner's
@@ -89,25 +135,44 @@ pub fn sign(secret: &str, signed: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn config(secret: Option<&str>, bearer: Option<&str>) -> AuthConfig {
+    /// Secrets leaked on purpose: the config borrows them, and tests are short-lived.
+    fn config(secrets: &[&str], tokens: &[&str]) -> AuthConfig<'static> {
+        let list = |v: &[&str]| -> &'static [SecretString] {
+            v.iter()
+                .map(|s| SecretString::from(s.to_string()))
+                .collect::<Vec<_>>()
+                .leak()
+        };
         AuthConfig {
-            shared_secret: secret.map(|s| s.to_owned().into()),
-            bearer_token: bearer.map(|s| s.to_owned().into()),
-            allow_unauthenticated: false,
+            shared_secrets: list(secrets),
+            bearer_tokens: list(tokens),
+            ..AuthConfig::default()
         }
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn check(
+        c: &AuthConfig,
+        pairs: &[(&str, &str)],
+        signed: &[u8],
+        events: usize,
+        covers: bool,
+    ) -> Result<(), AuthError> {
         let pairs: Vec<(String, String)> = pairs
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
             .collect();
-        move |name: &str| {
+        let header = |name: &str| {
             pairs
                 .iter()
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        }
+                .map(|(_, v)| v.as_str())
+        };
+        c.check(&Presented {
+            header: &header,
+            signed,
+            events,
+            signature_covers_body: covers,
+        })
     }
 
     #[test]
@@ -117,59 +182,113 @@ mod tests {
             sign("key", b"The quick brown fox jumps over the lazy dog"),
             "de7c9b85b8b78aa6bc8a7a36f70a90701c9db4d9"
         );
-        let c = config(Some("key"), None);
+        let c = config(&["key"], &[]);
         let body = b"{\"type\":\"track\"}";
         let good = sign("key", body);
-        assert_eq!(c.check(headers(&[("X-Signature", &good)]), body), Ok(()));
+        assert_eq!(check(&c, &[("X-Signature", &good)], body, 1, true), Ok(()));
         assert_eq!(
-            c.check(headers(&[("x-signature", &sign("other", body))]), body),
+            check(&c, &[("x-signature", &sign("other", body))], body, 1, true),
             Err(AuthError::BadSignature)
         );
         assert_eq!(
-            c.check(headers(&[]), body),
+            check(&c, &[], body, 1, true),
             Err(AuthError::MissingSignature)
         );
         assert_eq!(
-            c.check(headers(&[("X-Signature", "zz")]), body),
+            check(&c, &[("X-Signature", "zz")], body, 1, true),
             Err(AuthError::BadSignature)
         );
     }
 
     #[test]
+    fn rotation_accepts_the_previous_secret_and_token() {
+        let c = config(&["new", "old"], &[]);
+        let body = b"{}";
+        assert_eq!(
+            check(&c, &[("X-Signature", &sign("old", body))], body, 1, true),
+            Ok(())
+        );
+        let t = config(&[], &["t-new", "t-old"]);
+        assert_eq!(
+            check(&t, &[("Authorization", "Bearer t-old")], body, 3, false),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn bearer_token_and_both_methods() {
-        let c = config(Some("key"), Some("tok"));
+        let c = config(&["key"], &["tok"]);
         let body = b"{}";
         let sig = sign("key", body);
         assert_eq!(
-            c.check(
-                headers(&[("X-Signature", &sig), ("Authorization", "Bearer tok")]),
-                body
+            check(
+                &c,
+                &[("X-Signature", &sig), ("Authorization", "Bearer tok")],
+                body,
+                1,
+                true
             ),
             Ok(())
         );
         assert_eq!(
-            c.check(headers(&[("X-Signature", &sig)]), body),
+            check(&c, &[("X-Signature", &sig)], body, 1, true),
             Err(AuthError::MissingBearer)
         );
         assert_eq!(
-            c.check(
-                headers(&[("X-Signature", &sig), ("authorization", "Bearer nope")]),
-                body
+            check(
+                &c,
+                &[("X-Signature", &sig), ("authorization", "Bearer nope")],
+                body,
+                1,
+                true
             ),
             Err(AuthError::BadBearer)
         );
     }
 
     #[test]
+    fn a_signature_alone_cannot_vouch_for_appended_events() {
+        let c = config(&["key"], &[]);
+        let first = b"{\"type\":\"track\"}";
+        let sig = sign("key", first);
+        assert_eq!(
+            check(&c, &[("X-Signature", &sig)], first, 2, false),
+            Err(AuthError::SignedBatch)
+        );
+        // One event in an array, or a body the signature covers whole, is fine.
+        assert_eq!(check(&c, &[("X-Signature", &sig)], first, 1, false), Ok(()));
+        assert_eq!(check(&c, &[("X-Signature", &sig)], first, 5, true), Ok(()));
+        let opted_in = AuthConfig {
+            allow_signed_batches: true,
+            ..c
+        };
+        assert_eq!(
+            check(&opted_in, &[("X-Signature", &sig)], first, 2, false),
+            Ok(())
+        );
+        let with_token = config(&["key"], &["tok"]);
+        assert_eq!(
+            check(
+                &with_token,
+                &[("X-Signature", &sig), ("Authorization", "Bearer tok")],
+                first,
+                2,
+                false
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn fail_closed_unless_explicitly_opted_out() {
         assert_eq!(
-            config(None, None).check(headers(&[]), b"{}"),
+            check(&config(&[], &[]), &[], b"{}", 1, true),
             Err(AuthError::NotConfigured)
         );
         let open = AuthConfig {
             allow_unauthenticated: true,
             ..AuthConfig::default()
         };
-        assert_eq!(open.check(headers(&[]), b"{}"), Ok(()));
+        assert_eq!(check(&open, &[], b"{}", 1, true), Ok(()));
     }
 }

@@ -10,9 +10,27 @@ use serde_json::value::RawValue;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Messages {
     pub items: Vec<String>,
-    /// The bytes Segment's `X-Signature` covers: the whole body, or for an array body only the
-    /// first element's text exactly as sent.
-    pub signed: Vec<u8>,
+    /// What Segment's `X-Signature` covers.
+    pub signed: Signed,
+}
+
+/// The part of a body Segment's `X-Signature` covers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signed {
+    /// The whole body (one event, or the `{"batch": [...]}` shape).
+    WholeBody,
+    /// An array body: only its first element's text, exactly as sent.
+    FirstElement(String),
+}
+
+impl Messages {
+    /// The signed bytes of `body` (the body these messages were split from).
+    pub fn signed_bytes<'b>(&'b self, body: &'b [u8]) -> &'b [u8] {
+        match &self.signed {
+            Signed::WholeBody => body,
+            Signed::FirstElement(first) => first.as_bytes(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,7 +66,7 @@ pub fn split(body: &[u8]) -> Result<Messages, BodyError> {
                 serde_json::from_str(text).map_err(|e| BodyError::NotJson(e.to_string()))?;
             let first = items.first().ok_or(BodyError::EmptyBatch)?;
             Ok(Messages {
-                signed: first.get().as_bytes().to_vec(),
+                signed: Signed::FirstElement(first.get().to_owned()),
                 items: items.iter().map(|r| r.get().to_owned()).collect(),
             })
         }
@@ -66,12 +84,12 @@ pub fn split(body: &[u8]) -> Result<Messages, BodyError> {
                     .collect();
                 return Ok(Messages {
                     items,
-                    signed: body.to_vec(),
+                    signed: Signed::WholeBody,
                 });
             }
             Ok(Messages {
                 items: vec![value.get().to_owned()],
-                signed: body.to_vec(),
+                signed: Signed::WholeBody,
             })
         }
         Some(_) => match serde_json::from_str::<Value>(text) {
@@ -113,7 +131,7 @@ mod tests {
         let body = br#"{"type":"track","event":"e"}"#;
         let m = split(body).unwrap();
         assert_eq!(m.items, vec![r#"{"type":"track","event":"e"}"#]);
-        assert_eq!(m.signed, body.to_vec());
+        assert_eq!(m.signed_bytes(body), body);
     }
 
     #[test]
@@ -121,7 +139,7 @@ mod tests {
         let body = br#"[{"type":"track", "event":"a"} , {"type":"track","event":"b"}]"#;
         let m = split(body).unwrap();
         assert_eq!(m.items.len(), 2);
-        assert_eq!(m.signed, br#"{"type":"track", "event":"a"}"#.to_vec());
+        assert_eq!(m.signed_bytes(body), br#"{"type":"track", "event":"a"}"#);
     }
 
     #[test]

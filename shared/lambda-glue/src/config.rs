@@ -1,11 +1,15 @@
-//! A function's configuration from its environment. Non-secret settings (Segment's keys) come
-//! from `SEGMENT_SETTINGS`; keys come from Secrets Manager (see `secrets`).
+//! A function's configuration from its environment, validated once at start-up: a missing or
+//! out-of-range variable stops the cold start with a message naming it, instead of failing
+//! requests later. Segment's settings come from `SEGMENT_SETTINGS`; keys come from Secrets
+//! Manager (see `secrets`).
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use amplitude_client::ClientConfig;
 use mapping::{Call, Settings};
-use serde_json::Value;
+
+use crate::secrets::SecretId;
 
 /// The four functions, one route each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,7 +18,7 @@ pub enum Route {
     Events,
     /// `POST /alias`: alias → usermap / unmap.
     Alias,
-    /// `POST /deletions`: Segment `delete` → User Privacy API.
+    /// `POST /deletions`: Segment `delete` → User Privacy API; `GET` lists deletion jobs.
     Deletions,
     /// `POST /engage`: Engage audience and computed-trait identifies and tracks.
     Engage,
@@ -56,24 +60,28 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct FunctionConfig {
     pub route: Route,
-    /// Validated once at start-up; the API key from the ingest secret is set per request.
+    /// Segment's settings, validated once at start-up.
     pub settings: Settings,
-    pub ingest_secret_id: String,
-    pub privacy_secret_id: Option<String>,
+    pub ingest_secret: SecretId,
+    pub privacy_secret: Option<SecretId>,
     pub client: ClientConfig,
     /// Answer Segment within this (its timeout is 5 s).
     pub response_budget: Duration,
     pub secret_ttl: Duration,
     /// `ALLOW_UNAUTHENTICATED=true`: the API is protected otherwise (IAM); no credentials needed.
     pub allow_unauthenticated: bool,
+    /// `ALLOW_SIGNED_BATCHES=true`: accept batches vouched for by their first event's signature
+    /// only (see `auth`).
+    pub allow_signed_batches: bool,
     /// Log full payloads (debugging only; off by default).
     pub log_payloads: bool,
-    /// `requester` of Amplitude deletion requests (`DELETION_REQUESTER`; default "segment").
-    pub deletion_requester: Option<String>,
 }
 
-/// Stands in for the API key while settings are validated at start-up.
-const KEY_PLACEHOLDER: &str = "from-the-ingest-secret";
+/// `RESPONSE_BUDGET_MS`: at least time for one Amplitude request, at most under API Gateway's
+/// 30 s integration limit.
+const RESPONSE_BUDGET_MS: RangeInclusive<u64> = 500..=29_000;
+const SECRET_TTL_SECONDS: RangeInclusive<u64> = 1..=86_400;
+const MIN_ID_LENGTH: RangeInclusive<u64> = 1..=1024;
 
 impl FunctionConfig {
     pub fn from_env(route: Route) -> Result<Self, ConfigError> {
@@ -85,73 +93,121 @@ impl FunctionConfig {
         route: Route,
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let get = |name: &'static str| var(name).filter(|v| !v.trim().is_empty());
-        let settings = settings(get("SEGMENT_SETTINGS"))?;
-        let ingest_secret_id =
-            get("INGEST_SECRET_ID").ok_or(ConfigError::Missing("INGEST_SECRET_ID"))?;
-        let privacy_secret_id = get("PRIVACY_SECRET_ID");
-        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            get(name).map_or(Ok(default), |v| {
-                v.trim().parse().map_err(|_| ConfigError::Invalid {
-                    name,
-                    reason: format!("{v:?} is not a whole number"),
-                })
-            })
-        };
-        let flag = |name: &'static str| -> Result<bool, ConfigError> {
-            match get(name).as_deref().map(str::trim) {
-                None | Some("false") | Some("0") => Ok(false),
-                Some("true") | Some("1") => Ok(true),
-                Some(other) => Err(ConfigError::Invalid {
-                    name,
-                    reason: format!("{other:?} is not true or false"),
-                }),
-            }
-        };
+        let env = Env(&var);
         let mut client = ClientConfig {
-            base_url: get("AMPLITUDE_BASE_URL"),
+            base_url: env.base_url("AMPLITUDE_BASE_URL")?,
+            min_id_length: env
+                .number_in("AMPLITUDE_MIN_ID_LENGTH", MIN_ID_LENGTH)?
+                .map(|n| n as u32),
             ..ClientConfig::default()
         };
-        if let Some(n) = get("AMPLITUDE_MIN_ID_LENGTH") {
-            client.min_id_length = Some(n.trim().parse().map_err(|_| ConfigError::Invalid {
-                name: "AMPLITUDE_MIN_ID_LENGTH",
-                reason: format!("{n:?} is not a whole number"),
-            })?);
+        if let Some(requester) = env.get("DELETION_REQUESTER") {
+            if requester.chars().count() > 256 {
+                return Err(ConfigError::Invalid {
+                    name: "DELETION_REQUESTER",
+                    reason: "longer than 256 characters".into(),
+                });
+            }
+            client.deletion_requester = requester;
         }
         Ok(FunctionConfig {
             route,
-            settings,
-            ingest_secret_id,
-            privacy_secret_id,
+            settings: settings(env.get("SEGMENT_SETTINGS"))?,
+            ingest_secret: env
+                .get("INGEST_SECRET_ID")
+                .map(SecretId::new)
+                .ok_or(ConfigError::Missing("INGEST_SECRET_ID"))?,
+            privacy_secret: env.get("PRIVACY_SECRET_ID").map(SecretId::new),
             client,
-            response_budget: Duration::from_millis(number("RESPONSE_BUDGET_MS", 4500)?),
-            secret_ttl: Duration::from_secs(number("SECRET_TTL_SECONDS", 300)?),
-            allow_unauthenticated: flag("ALLOW_UNAUTHENTICATED")?,
-            log_payloads: flag("LOG_PAYLOADS")?,
-            deletion_requester: get("DELETION_REQUESTER"),
+            response_budget: Duration::from_millis(
+                env.number_in("RESPONSE_BUDGET_MS", RESPONSE_BUDGET_MS)?
+                    .unwrap_or(4500),
+            ),
+            secret_ttl: Duration::from_secs(
+                env.number_in("SECRET_TTL_SECONDS", SECRET_TTL_SECONDS)?
+                    .unwrap_or(300),
+            ),
+            allow_unauthenticated: env.flag("ALLOW_UNAUTHENTICATED")?,
+            allow_signed_batches: env.flag("ALLOW_SIGNED_BATCHES")?,
+            log_payloads: env.flag("LOG_PAYLOADS")?,
         })
     }
 }
 
-/// Segment's settings JSON without its secrets: `apiKey` and `secretKey` come from Secrets
-/// Manager, so any value here is ignored.
+/// The environment, read through a lookup function; empty values count as unset.
+struct Env<'v>(&'v dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn number_in(
+        &self,
+        name: &'static str,
+        range: RangeInclusive<u64>,
+    ) -> Result<Option<u64>, ConfigError> {
+        let Some(text) = self.get(name) else {
+            return Ok(None);
+        };
+        let n: u64 = text.parse().map_err(|_| ConfigError::Invalid {
+            name,
+            reason: format!("{text:?} is not a whole number"),
+        })?;
+        if !range.contains(&n) {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("{n} is outside {}..={}", range.start(), range.end()),
+            });
+        }
+        Ok(Some(n))
+    }
+
+    fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.get(name).as_deref() {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some(other) => Err(ConfigError::Invalid {
+                name,
+                reason: format!("{other:?} is not true or false"),
+            }),
+        }
+    }
+
+    /// An `http(s)://host[:port][/path]` URL, where `{host}` may stand for Amplitude's host.
+    fn base_url(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(text) = self.get(name) else {
+            return Ok(None);
+        };
+        let invalid = |reason: &str| ConfigError::Invalid {
+            name,
+            reason: reason.to_owned(),
+        };
+        let url = reqwest::Url::parse(&text.replace("{host}", "amplitude-host"))
+            .map_err(|e| invalid(&format!("not a URL ({e})")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(invalid("must be an http:// or https:// URL with a host"));
+        }
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            return Err(invalid("must not carry a query, a fragment or credentials"));
+        }
+        Ok(Some(text))
+    }
+}
+
+/// Segment's settings JSON. Its `apiKey` and `secretKey`, if any, are ignored: the keys come
+/// from Secrets Manager.
 fn settings(json: Option<String>) -> Result<Settings, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid {
         name: "SEGMENT_SETTINGS",
         reason,
     };
-    let mut value: Value = match json {
-        None => Value::Object(Default::default()),
-        Some(text) => {
-            serde_json::from_str(&text).map_err(|e| invalid(format!("not JSON ({e})")))?
-        }
-    };
-    let obj = value
-        .as_object_mut()
-        .ok_or_else(|| invalid("must be a JSON object".into()))?;
-    obj.insert("apiKey".into(), Value::from(KEY_PLACEHOLDER));
-    obj.remove("secretKey");
-    Settings::from_json(&value).map_err(|e| invalid(e.to_string()))
+    match json {
+        None => Ok(Settings::default()),
+        Some(text) => Settings::from_json_str(&text).map_err(|e| invalid(e.to_string())),
+    }
 }
 
 #[cfg(test)]
@@ -177,13 +233,20 @@ mod tests {
                     "SEGMENT_SETTINGS",
                     r#"{"trackAllPages": true, "apiKey": "ignored"}"#,
                 ),
+                ("AMPLITUDE_BASE_URL", "http://127.0.0.1:9/_host/{host}"),
+                ("DELETION_REQUESTER", "dpo@example.com"),
             ]),
         )
         .unwrap();
         assert!(c.settings.track_all_pages);
-        assert_eq!(c.settings.api_key(), KEY_PLACEHOLDER);
         assert_eq!(c.response_budget, Duration::from_millis(4500));
-        assert!(!c.allow_unauthenticated);
+        assert_eq!(c.secret_ttl, Duration::from_secs(300));
+        assert!(!c.allow_unauthenticated && !c.allow_signed_batches);
+        assert_eq!(c.client.deletion_requester, "dpo@example.com");
+        assert_eq!(
+            c.client.base_url.as_deref(),
+            Some("http://127.0.0.1:9/_host/{host}")
+        );
     }
 
     #[test]
@@ -208,6 +271,50 @@ mod tests {
         assert_eq!(
             err(&[("INGEST_SECRET_ID", "i"), ("RESPONSE_BUDGET_MS", "soon")]),
             "environment: `RESPONSE_BUDGET_MS` is invalid: \"soon\" is not a whole number"
+        );
+    }
+
+    #[test]
+    fn bounds_are_checked_at_start_up() {
+        let err = |name: &str, value: &str| {
+            FunctionConfig::from_vars(
+                Route::Events,
+                vars(&[("INGEST_SECRET_ID", "i"), (name, value)]),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert_eq!(
+            err("RESPONSE_BUDGET_MS", "100"),
+            "environment: `RESPONSE_BUDGET_MS` is invalid: 100 is outside 500..=29000"
+        );
+        assert_eq!(
+            err("RESPONSE_BUDGET_MS", "60000"),
+            "environment: `RESPONSE_BUDGET_MS` is invalid: 60000 is outside 500..=29000"
+        );
+        assert_eq!(
+            err("SECRET_TTL_SECONDS", "0"),
+            "environment: `SECRET_TTL_SECONDS` is invalid: 0 is outside 1..=86400"
+        );
+        assert_eq!(
+            err("AMPLITUDE_MIN_ID_LENGTH", "5000"),
+            "environment: `AMPLITUDE_MIN_ID_LENGTH` is invalid: 5000 is outside 1..=1024"
+        );
+        assert_eq!(
+            err("AMPLITUDE_BASE_URL", "ftp://example.com"),
+            "environment: `AMPLITUDE_BASE_URL` is invalid: must be an http:// or https:// URL with a host"
+        );
+        assert!(
+            err("AMPLITUDE_BASE_URL", "not a url")
+                .starts_with("environment: `AMPLITUDE_BASE_URL` is invalid: not a URL")
+        );
+        assert_eq!(
+            err("AMPLITUDE_BASE_URL", "https://user:pw@example.com"),
+            "environment: `AMPLITUDE_BASE_URL` is invalid: must not carry a query, a fragment or credentials"
+        );
+        assert_eq!(
+            err("ALLOW_SIGNED_BATCHES", "maybe"),
+            "environment: `ALLOW_SIGNED_BATCHES` is invalid: \"maybe\" is not true or false"
         );
     }
 }

@@ -1,33 +1,48 @@
-//! One function's request handling: parse → authenticate → map → deliver → respond.
+//! One function's request handling, in one direction:
+//!
+//! 1. **keys** — the ingest secret (cached; never fetched past the deadline);
+//! 2. **authenticate** — works out the signed bytes and returns the messages (a credential that
+//!    does not match makes the secret be read again first, so a rotation is never refused);
+//! 3. **plan** — each message on its own becomes items to send, or its final outcome;
+//! 4. **deliver** — all items at once, every endpoint independently, until the deadline;
+//! 5. **reply** — each message's outcome written once, then the answer to Segment.
+//!
+//! The deletions route adds its secret key at step 2 and its audit lines at step 5 (see
+//! `deletions`); its `GET` lists deletion jobs instead.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use amplitude_client::AmplitudeClient;
-use lambda_runtime::LambdaEvent;
-use mapping::message::Message;
-use mapping::{Plan, Rejection, Settings};
+use amplitude_client::{AmplitudeClient, Credentials, Outcome, Report, RetryCause};
+use lambda_runtime::{Diagnostic, LambdaEvent};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::auth::AuthConfig;
-use crate::body;
+use crate::auth::{AuthConfig, AuthError, Presented};
+use crate::body::{self, Messages};
 use crate::config::{ConfigError, FunctionConfig, Route};
-use crate::inbound::{Inbound, Source};
-use crate::reply::{Entry, Reply, Result as Res};
-use crate::secrets::{SecretCache, SecretError, SecretSource};
-use mapping::rules::engage::Engage;
+use crate::deletions;
+use crate::error::RequestError;
+use crate::inbound::{Inbound, LambdaRequest, Source};
+use crate::planning::{self, Decision, Planned};
+use crate::reply::{Entry, LambdaResponse, MessageOutcome, RejectedBy, Reply};
+use crate::secrets::{IngestKeys, SecretCache, SecretError, SecretId, SecretSource};
 
 /// Larger bodies are refused with 413 (a synchronous Lambda invocation carries at most 6 MB).
 pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// Time kept back from the Lambda deadline for answering.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
+/// After a credential does not match, the secret is read again at most this often per
+/// instance (a rotation is picked up; forged requests cannot hammer Secrets Manager).
+const REREAD_AFTER: Duration = Duration::from_secs(30);
+/// How many messageIds a log line about a refused request names.
+const FIRST_IDS: usize = 5;
 
 /// A ready function: configuration, one Amplitude client, the secret cache.
 pub struct Function {
     pub config: FunctionConfig,
-    client: AmplitudeClient,
-    secrets: SecretCache,
+    pub(crate) client: AmplitudeClient,
+    pub(crate) secrets: SecretCache,
 }
 
 impl Function {
@@ -52,303 +67,294 @@ impl Function {
     }
 
     /// The Lambda entry point.
-    pub async fn invoke(
-        &self,
-        event: LambdaEvent<Value>,
-    ) -> Result<Value, lambda_runtime::Diagnostic> {
+    pub async fn invoke(&self, event: LambdaEvent<Value>) -> Result<LambdaResponse, Diagnostic> {
+        let deadline = self.deadline(event.context.deadline);
+        let request_id = event.context.request_id;
+        let request = match LambdaRequest::from_payload(event.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                return RequestError::from(e)
+                    .reply(&request_id)
+                    .into_response(Source::HttpApi);
+            }
+        };
+        let source = request.source();
+        let reply = match Inbound::try_from(request) {
+            Ok(inbound) => self.handle(inbound, deadline, &request_id).await,
+            Err(e) => RequestError::from(e).reply(&request_id),
+        };
+        reply.into_response(source)
+    }
+
+    /// The smaller of the response budget and the Lambda's remaining time less a margin.
+    fn deadline(&self, lambda_deadline_ms: u64) -> Instant {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let remaining = Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
-        let deadline = Instant::now()
+        let remaining = Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms));
+        Instant::now()
             + self
                 .config
                 .response_budget
-                .min(remaining.saturating_sub(DEADLINE_MARGIN));
-        let request_id = event.context.request_id.clone();
-        match Inbound::from_payload(event.payload) {
-            Ok(inbound) => {
-                let source = inbound.source;
-                self.handle(inbound, deadline, &request_id)
-                    .await
-                    .into_payload(source)
-            }
-            Err(e) => Reply::error(400, e.to_string()).into_payload(Source::HttpApi),
-        }
+                .min(remaining.saturating_sub(DEADLINE_MARGIN))
     }
 
     /// Handles one request and logs one line about it.
     pub async fn handle(&self, inbound: Inbound, deadline: Instant, request_id: &str) -> Reply {
-        let route = self.config.route;
+        let started = Instant::now();
         // Boxed: the nested delivery futures are too deep for the compiler's layout limit.
-        let reply = Box::pin(self.process(&inbound, deadline)).await;
-        let c = reply.counts;
+        let reply = match Box::pin(self.process(&inbound, deadline, request_id)).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::error!(request_id, route = self.config.route.path(), error = %e, "request failed");
+                }
+                e.reply(request_id)
+            }
+        };
+        let c = reply.counts();
         tracing::info!(
             request_id,
-            route = route.path(),
+            route = self.config.route.path(),
             source = ?inbound.source,
-            status = reply.status,
+            status = reply.status.as_u16(),
             received = c.received,
             delivered = c.delivered,
             skipped = c.skipped,
             rejected = c.rejected,
             unsupported = c.unsupported,
             retryable = c.retryable,
-            error = reply.body.get("error").and_then(serde_json::Value::as_str),
+            duration_ms = started.elapsed().as_millis() as u64,
+            error = reply.body.error.as_deref(),
             "request handled"
         );
         if self.config.log_payloads {
-            tracing::debug!(request_id, body = %String::from_utf8_lossy(&inbound.body), reply = %reply.body, "payloads");
+            let reply_text = serde_json::to_string(&reply.body).unwrap_or_default();
+            tracing::debug!(request_id, body = %String::from_utf8_lossy(&inbound.body), reply = %reply_text, "payloads");
         }
         reply
     }
 
-    async fn process(&self, inbound: &Inbound, deadline: Instant) -> Reply {
-        if inbound.body.len() > MAX_BODY_BYTES {
-            return Reply::error(
-                413,
-                "body: larger than 6 MB; lower the batch size in Segment",
-            );
-        }
-        let keys = match self.secrets.ingest(&self.config.ingest_secret_id).await {
-            Ok(k) => k,
-            Err(e) => return Reply::error(500, format!("configuration: {e}")),
-        };
-        let get_jobs =
-            self.config.route == Route::Deletions && inbound.method.eq_ignore_ascii_case("GET");
-        let messages = if get_jobs {
-            // A job listing has no body; what is authenticated is the empty body.
-            Ok(body::Messages {
-                items: Vec::new(),
-                signed: Vec::new(),
-            })
-        } else {
-            body::split(&inbound.body)
-        };
-        if inbound.source != Source::Direct {
-            let auth = AuthConfig {
-                shared_secret: keys.webhook_secret.clone(),
-                bearer_token: keys.bearer_token.clone(),
-                allow_unauthenticated: self.config.allow_unauthenticated,
-            };
-            let signed = messages
-                .as_ref()
-                .map_or(inbound.body.as_slice(), |m| m.signed.as_slice());
-            if let Err(e) = auth.check(|h| inbound.header(h).map(str::to_owned), signed) {
-                return Reply::error(401, format!("authentication: {e}"));
-            }
-        }
-        let messages = match messages {
-            Ok(m) => m,
-            Err(e) => return Reply::error(400, e.to_string()),
-        };
-
-        let mut settings = self.config.settings.clone();
-        settings.set_api_key(keys.api_key.expose_secret().to_owned());
-        if self.config.route == Route::Deletions {
-            match self.secret_key().await {
-                Ok(key) => settings.set_secret_key(Some(key)),
-                Err(reply) => return reply,
-            }
-            if get_jobs {
-                return self.list_deletion_jobs(inbound, &settings, deadline).await;
-            }
-        }
-        let (entries, deletion_jobs) = self
-            .map_and_deliver(&messages.items, &settings, deadline)
-            .await;
-        let extra = (self.config.route == Route::Deletions)
-            .then_some(("jobs", Value::Array(deletion_jobs)));
-        Reply::for_entries(entries, extra)
-    }
-
-    async fn map_and_deliver(
-        &self,
-        items: &[String],
-        settings: &Settings,
-        deadline: Instant,
-    ) -> (Vec<Entry>, Vec<Value>) {
-        let parsed: Vec<Option<serde_json_borrow::Value>> =
-            items.iter().map(|t| serde_json::from_str(t).ok()).collect();
-        let mut entries = Vec::with_capacity(items.len());
-        let mut plans: Vec<Plan> = Vec::new();
-        let mut planned: Vec<usize> = Vec::new();
-        for (index, value) in parsed.iter().enumerate() {
-            let message_id = value
-                .as_ref()
-                .and_then(|v| v.get("messageId").as_str().map(str::to_owned));
-            let result = match value {
-                None => Res::Rejected {
-                    reason: "the event is not valid JSON".into(),
-                },
-                Some(v) => match self.plan(v, settings) {
-                    Ok(Engage::Skip(reason)) => Res::Skipped {
-                        reason: Some(reason.to_owned()),
-                    },
-                    Ok(Engage::Plan(plan)) if plan.requests.is_empty() => {
-                        Res::Skipped { reason: None }
-                    }
-                    Ok(Engage::Plan(plan)) => {
-                        planned.push(index);
-                        plans.push(plan);
-                        Res::Delivered
-                    }
-                    Err(Rejection::Invalid(reason)) => Res::Rejected { reason },
-                    Err(Rejection::Unsupported(reason) | Rejection::Configuration(reason)) => {
-                        Res::Unsupported { reason }
-                    }
-                },
-            };
-            entries.push(Entry {
-                index,
-                message_id,
-                result,
-            });
-        }
-        let mut jobs = Vec::new();
-        if !plans.is_empty() {
-            let report = self.client.deliver(&plans, settings, deadline).await;
-            if report.bad_credentials.is_some() {
-                // Amplitude refused the key: fetch the secrets again on the next request.
-                self.secrets.invalidate(&self.config.ingest_secret_id);
-                if let Some(id) = &self.config.privacy_secret_id {
-                    self.secrets.invalidate(id);
-                }
-            }
-            for (k, outcome) in report.outcomes.into_iter().enumerate() {
-                entries[planned[k]].result = outcome.into();
-            }
-            jobs = report.deletion_jobs;
-            if self.config.route == Route::Deletions {
-                audit(&parsed, &entries, &jobs);
-            }
-        }
-        (entries, jobs)
-    }
-
-    /// The route decides which call types it takes; the mapping does the rest.
-    fn plan<'a>(
-        &self,
-        message: &'a serde_json_borrow::Value<'a>,
-        settings: &Settings,
-    ) -> Result<Engage<'a>, Rejection> {
-        let call = Message::parse(message)?.call;
-        if !self.config.route.accepts(call) {
-            return Err(Rejection::Unsupported(format!(
-                "`type`: {call:?} calls are not handled by the {} route",
-                self.config.route.path()
-            )));
-        }
-        if self.config.route == Route::Engage {
-            return mapping::rules::engage::plan(message, settings);
-        }
-        let mut plan = mapping::plan(message, settings)?;
-        if let Some(requester) = &self.config.deletion_requester {
-            for r in &mut plan.requests {
-                if let mapping::Body::Deletion(d) = &mut r.body {
-                    d.requester = requester.clone().into();
-                }
-            }
-        }
-        Ok(Engage::Plan(plan))
-    }
-
-    /// The Amplitude secret key for deletions; without one, deletions are answered 501 (Segment
-    /// does not retry them: they cannot succeed until the key is configured).
-    async fn secret_key(&self) -> Result<String, Reply> {
-        let not_configured = |why: String| {
-            Reply::error(
-                501,
-                format!(
-                    "deletions: no Amplitude secret key is configured ({why}); Amplitude's User Privacy API needs the project's secret key"
-                ),
-            )
-        };
-        let Some(id) = &self.config.privacy_secret_id else {
-            return Err(not_configured("PRIVACY_SECRET_ID is not set".into()));
-        };
-        match self.secrets.privacy(id).await {
-            Ok(p) => Ok(p.secret_key.expose_secret().to_owned()),
-            Err(e @ SecretError::MissingKey { .. }) => Err(not_configured(e.to_string())),
-            Err(e) => Err(Reply::error(500, format!("configuration: {e}"))),
-        }
-    }
-
-    /// `GET /deletions?start_day=YYYY-MM-DD&end_day=YYYY-MM-DD`: Amplitude's deletion jobs, so an
-    /// operator can prove a deletion ran.
-    async fn list_deletion_jobs(
+    async fn process(
         &self,
         inbound: &Inbound,
-        settings: &Settings,
         deadline: Instant,
-    ) -> Reply {
-        let day = |name: &'static str| -> Result<jiff::civil::Date, Reply> {
-            let value = inbound.query(name).unwrap_or_default();
-            let dashed =
-                value.len() == 10 && value.as_bytes()[4] == b'-' && value.as_bytes()[7] == b'-';
-            value
-                .parse::<jiff::civil::Date>()
-                .ok()
-                .filter(|_| dashed)
-                .ok_or_else(|| {
-                    Reply::error(400, format!("query: `{name}` must be a date YYYY-MM-DD"))
-                })
-        };
-        let (start, end) = match (day("start_day"), day("end_day")) {
-            (Ok(s), Ok(e)) => (s, e),
-            (Err(r), _) | (_, Err(r)) => return r,
-        };
-        if !(0..=184).contains(&(end - start).get_days()) {
-            return Reply::error(
-                400,
-                "query: `end_day` must be on or after `start_day`, at most 6 months later",
-            );
+        request_id: &str,
+    ) -> Result<Reply, RequestError> {
+        if inbound.body.len() > MAX_BODY_BYTES {
+            return Err(RequestError::TooLarge);
         }
-        match self
+        let route = self.config.route;
+        if route == Route::Deletions && inbound.is_get() {
+            let keys = self
+                .secrets
+                .ingest(&self.config.ingest_secret, deadline)
+                .await?;
+            return self
+                .list_deletion_jobs(inbound, keys.api_key.expose_secret(), deadline)
+                .await;
+        }
+        let (keys, messages) = self.authenticate(inbound, deadline).await?;
+        let api_key = keys.api_key.expose_secret();
+        let credentials = match route {
+            Route::Deletions => self.deletion_credentials(api_key, deadline).await?,
+            _ => Credentials::new(api_key),
+        };
+
+        let mut planned: Vec<Planned> = messages
+            .items
+            .iter()
+            .map(|text| planning::decide(route, &self.config.settings, text))
+            .collect();
+        // The items of every message to send, numbered by the message's place among them.
+        let mut items = Vec::new();
+        let mut sent = 0;
+        for p in &mut planned {
+            if let Decision::Send(own) = &mut p.decision {
+                own.iter_mut().for_each(|item| item.message = sent);
+                items.append(own);
+                sent += 1;
+            }
+        }
+        let report = self
             .client
-            .deletion_jobs(settings, &start.to_string(), &end.to_string(), deadline)
-            .await
-        {
-            Ok(jobs) => Reply {
-                status: 200,
-                body: serde_json::json!({"status": 200, "jobs": jobs}),
-                counts: Default::default(),
-            },
-            Err(reason) => Reply::error(503, reason),
+            .deliver_items(
+                items,
+                sent,
+                self.config.settings.region,
+                &credentials,
+                deadline,
+            )
+            .await;
+        if let Some(reason) = &report.credentials_refused {
+            tracing::error!(
+                request_id,
+                route = route.path(),
+                reason,
+                "Amplitude refused the credentials; the secrets are read again on the next request"
+            );
+            self.forget_keys();
+        }
+        let user_ids: Vec<Option<String>> = planned.iter().map(|p| p.user_id.clone()).collect();
+        let entries = entries(planned, &report);
+        log_outcomes(request_id, route, &entries);
+        if route == Route::Deletions {
+            deletions::audit(&user_ids, &entries, &report.deletion_jobs);
+        }
+        let jobs = (route == Route::Deletions).then_some(report.deletion_jobs);
+        Ok(Reply::for_entries(entries, jobs))
+    }
+
+    /// The ingest keys and the request's messages, once its credentials passed. A direct
+    /// invocation is authenticated by IAM.
+    async fn authenticate(
+        &self,
+        inbound: &Inbound,
+        deadline: Instant,
+    ) -> Result<(IngestKeys, Messages), RequestError> {
+        let id = &self.config.ingest_secret;
+        if inbound.source == Source::Direct {
+            let keys = self.secrets.ingest(id, deadline).await?;
+            return Ok((keys, body::split(&inbound.body)?));
+        }
+        // An unauthenticated caller learns nothing about the body: a body that does not parse
+        // is checked as signed whole, and only an authenticated one hears it is malformed.
+        let messages = body::split(&inbound.body);
+        let (signed, events, covers) = match &messages {
+            Ok(m) => (
+                m.signed_bytes(&inbound.body),
+                m.items.len(),
+                m.signed == body::Signed::WholeBody,
+            ),
+            Err(_) => (inbound.body.as_slice(), 1, true),
+        };
+        let header = |name: &str| inbound.header(name);
+        let presented = Presented {
+            header: &header,
+            signed,
+            events,
+            signature_covers_body: covers,
+        };
+        let check = |keys: &IngestKeys| {
+            AuthConfig {
+                shared_secrets: &keys.webhook_secrets,
+                bearer_tokens: &keys.bearer_tokens,
+                allow_unauthenticated: self.config.allow_unauthenticated,
+                allow_signed_batches: self.config.allow_signed_batches,
+            }
+            .check(&presented)
+        };
+        let keys = self.checked(id, deadline, IngestKeys::parse, check).await?;
+        Ok((keys, messages?))
+    }
+
+    /// Reads a secret and checks the request's credentials against it. On a mismatch the
+    /// secret is read again (at most once per [`REREAD_AFTER`] per instance) before the request
+    /// is refused, so a rotation never causes a burst of 401s, which Segment drops.
+    pub(crate) async fn checked<K>(
+        &self,
+        id: &SecretId,
+        deadline: Instant,
+        parse: fn(&SecretId, &str) -> Result<K, SecretError>,
+        check: impl Fn(&K) -> Result<(), AuthError>,
+    ) -> Result<K, RequestError> {
+        let keys = parse(id, &self.secrets.get(id, deadline).await?)?;
+        match check(&keys) {
+            Ok(()) => Ok(keys),
+            Err(e @ AuthError::NotConfigured) => Err(e.into()),
+            Err(e) if self.secrets.allow_reread(id, REREAD_AFTER) => {
+                tracing::info!(secret = %id, error = %e, "credential mismatch: reading the secret again");
+                let keys = parse(id, &self.secrets.get(id, deadline).await?)?;
+                check(&keys)?;
+                Ok(keys)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Forgets the cached keys so the next request reads them again (after Amplitude refused
+    /// them).
+    pub(crate) fn forget_keys(&self) {
+        self.secrets.invalidate(&self.config.ingest_secret);
+        if let Some(id) = &self.config.privacy_secret {
+            self.secrets.invalidate(id);
         }
     }
 }
 
-/// One audit line per user id a deletion was requested for: the id, the day Amplitude scheduled
-/// its job, and the outcome. Never the secret key.
-fn audit(parsed: &[Option<serde_json_borrow::Value<'_>>], entries: &[Entry], jobs: &[Value]) {
-    for entry in entries {
-        let Some(user_id) = parsed[entry.index]
-            .as_ref()
-            .and_then(|v| mapping::json::id(v.get("userId")))
-        else {
-            continue;
-        };
-        let job_day = jobs.iter().find_map(|job| {
-            let ids = job.get("amplitude_ids")?.as_array()?;
-            ids.iter()
-                .any(|e| e.get("user_id").and_then(Value::as_str) == Some(&user_id))
-                .then(|| job.get("day").and_then(Value::as_str).map(str::to_owned))
-                .flatten()
-        });
-        let outcome = match &entry.result {
-            Res::Delivered => "requested",
-            Res::Skipped { .. } => "skipped",
-            Res::Rejected { .. } => "rejected",
-            Res::Unsupported { .. } => "unsupported",
-            Res::Retryable { .. } => "retryable",
-        };
-        tracing::info!(
-            audit = "deletion",
-            user_id = %user_id,
-            job_day = job_day.as_deref().unwrap_or("none"),
-            outcome,
-            "deletion audit"
+/// Each message's outcome, written once: decided at planning, or by the delivery.
+fn entries(planned: Vec<Planned>, report: &Report) -> Vec<Entry> {
+    let mut delivered = report.outcomes.iter();
+    planned
+        .into_iter()
+        .enumerate()
+        .map(|(index, p)| {
+            let outcome = match p.decision {
+                Decision::Send(_) => delivered
+                    .next()
+                    .cloned()
+                    .unwrap_or(Outcome::Retryable {
+                        reason: "not sent before the deadline".into(),
+                        cause: RetryCause::Transient,
+                    })
+                    .into(),
+                Decision::Skip(reason) => MessageOutcome::Skipped { reason },
+                Decision::Reject(reason) => MessageOutcome::Rejected {
+                    by: RejectedBy::Mapping,
+                    reason,
+                },
+                Decision::Unsupported(reason) => MessageOutcome::Unsupported { reason },
+            };
+            Entry {
+                index,
+                message_id: p.message_id,
+                outcome,
+            }
+        })
+        .collect()
+}
+
+/// What the operator must see: each rejection with its messageId and reason (WARN), and
+/// messages kept back because Amplitude refused the request or the configuration (ERROR, with
+/// their count and the first messageIds). Never keys or payloads.
+fn log_outcomes(request_id: &str, route: Route, entries: &[Entry]) {
+    for e in entries {
+        if let MessageOutcome::Rejected { by, reason } = &e.outcome {
+            tracing::warn!(
+                request_id,
+                route = route.path(),
+                message_id = e.message_id.as_deref().unwrap_or("none"),
+                by = ?by,
+                reason = %reason,
+                "message rejected"
+            );
+        }
+    }
+    let refused: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.outcome,
+                MessageOutcome::Retryable {
+                    cause: RetryCause::Refused,
+                    ..
+                }
+            )
+        })
+        .collect();
+    if let Some(first) = refused.first() {
+        let ids: Vec<&str> = refused
+            .iter()
+            .take(FIRST_IDS)
+            .filter_map(|e| e.message_id.as_deref())
+            .collect();
+        tracing::error!(
+            request_id,
+            route = route.path(),
+            count = refused.len(),
+            first_message_ids = ?ids,
+            reason = first.outcome.reason().unwrap_or_default(),
+            "Amplitude refused the request or the configuration; the messages are kept for a retry"
         );
     }
 }

@@ -1,10 +1,21 @@
 //! What arrives at a function: an API Gateway HTTP API (payload 2.0) or REST API (1.0) proxy
 //! event, or a direct invocation whose payload is the Segment body itself (Segment's "AWS
-//! Lambda" destination). All become one [`Inbound`] request.
+//! Lambda" destination). The payload is read once into [`LambdaRequest`], then into one
+//! [`Inbound`] request whatever its source.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayV2httpRequest};
+use aws_lambda_events::http::HeaderMap;
 use base64::Engine;
 use serde_json::Value;
+
+/// The three shapes a function is invoked with.
+#[derive(Debug)]
+pub enum LambdaRequest {
+    HttpApi(Box<ApiGatewayV2httpRequest>),
+    RestApi(Box<ApiGatewayProxyRequest>),
+    /// Segment's AWS Lambda destination: the payload is the Segment body.
+    Direct(Value),
+}
 
 /// Where a request came from; it decides the response shape and whether it is authenticated
 /// by IAM (direct invocation) or must carry Segment's credentials (API Gateway).
@@ -36,53 +47,86 @@ pub enum InboundError {
     BadEvent(String),
 }
 
-impl Inbound {
-    /// Recognises the payload's shape: API Gateway events have `requestContext`; anything else
-    /// is a direct invocation carrying a Segment body.
-    pub fn from_payload(payload: Value) -> Result<Inbound, InboundError> {
+impl LambdaRequest {
+    /// Recognises the payload's shape: API Gateway events have `requestContext` (with
+    /// `version: "2.0"` for HTTP APIs, `httpMethod` for REST APIs); anything else is a direct
+    /// invocation carrying a Segment body.
+    pub fn from_payload(payload: Value) -> Result<Self, InboundError> {
+        let bad = |e: serde_json::Error| InboundError::BadEvent(e.to_string());
         let has_context = payload.get("requestContext").is_some();
         if has_context && payload.get("version").and_then(Value::as_str) == Some("2.0") {
-            let req: ApiGatewayV2httpRequest = serde_json::from_value(payload)
-                .map_err(|e| InboundError::BadEvent(e.to_string()))?;
-            let body = decode(req.body.as_deref(), req.is_base64_encoded)?;
-            return Ok(Inbound {
-                source: Source::HttpApi,
-                method: req.request_context.http.method.to_string(),
-                path: req.raw_path.unwrap_or_default(),
-                headers: headers(&req.headers),
-                query: req
-                    .query_string_parameters
-                    .iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect(),
-                body,
-            });
+            return serde_json::from_value(payload)
+                .map(|r| LambdaRequest::HttpApi(Box::new(r)))
+                .map_err(bad);
         }
         if has_context && payload.get("httpMethod").is_some() {
-            let req: ApiGatewayProxyRequest = serde_json::from_value(payload)
-                .map_err(|e| InboundError::BadEvent(e.to_string()))?;
-            let body = decode(req.body.as_deref(), req.is_base64_encoded)?;
-            return Ok(Inbound {
-                source: Source::RestApi,
-                method: req.http_method.to_string(),
-                path: req.path.unwrap_or_default(),
-                headers: headers(&req.headers),
-                query: req
-                    .query_string_parameters
-                    .iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect(),
-                body,
-            });
+            return serde_json::from_value(payload)
+                .map(|r| LambdaRequest::RestApi(Box::new(r)))
+                .map_err(bad);
         }
+        Ok(LambdaRequest::Direct(payload))
+    }
+
+    pub fn source(&self) -> Source {
+        match self {
+            LambdaRequest::HttpApi(_) => Source::HttpApi,
+            LambdaRequest::RestApi(_) => Source::RestApi,
+            LambdaRequest::Direct(_) => Source::Direct,
+        }
+    }
+}
+
+impl TryFrom<LambdaRequest> for Inbound {
+    type Error = InboundError;
+
+    fn try_from(request: LambdaRequest) -> Result<Self, InboundError> {
+        let source = request.source();
+        let (method, path, headers, query, body, base64) = match request {
+            LambdaRequest::HttpApi(r) => (
+                r.request_context.http.method.to_string(),
+                r.raw_path.unwrap_or_default(),
+                r.headers,
+                r.query_string_parameters,
+                r.body,
+                r.is_base64_encoded,
+            ),
+            LambdaRequest::RestApi(r) => (
+                r.http_method.to_string(),
+                r.path.unwrap_or_default(),
+                r.headers,
+                r.query_string_parameters,
+                r.body,
+                r.is_base64_encoded,
+            ),
+            LambdaRequest::Direct(payload) => {
+                return Ok(Inbound {
+                    source,
+                    method: "POST".into(),
+                    path: String::new(),
+                    headers: Vec::new(),
+                    query: Vec::new(),
+                    body: serde_json::to_vec(&payload).expect("a JSON value serialises"),
+                });
+            }
+        };
         Ok(Inbound {
-            source: Source::Direct,
-            method: "POST".into(),
-            path: String::new(),
-            headers: Vec::new(),
-            query: Vec::new(),
-            body: serde_json::to_vec(&payload).expect("a JSON value serialises"),
+            source,
+            method,
+            path,
+            headers: header_list(&headers),
+            query: query
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            body: decode(body.as_deref(), base64)?,
         })
+    }
+}
+
+impl Inbound {
+    /// Reads a Lambda payload.
+    pub fn from_payload(payload: Value) -> Result<Inbound, InboundError> {
+        LambdaRequest::from_payload(payload)?.try_into()
     }
 
     /// A header's value, looked up case-insensitively.
@@ -99,9 +143,14 @@ impl Inbound {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// True for `GET` (the deletion job listing).
+    pub fn is_get(&self) -> bool {
+        self.method.eq_ignore_ascii_case("GET")
+    }
 }
 
-fn headers(map: &aws_lambda_events::http::HeaderMap) -> Vec<(String, String)> {
+fn header_list(map: &HeaderMap) -> Vec<(String, String)> {
     map.iter()
         .filter_map(|(k, v)| {
             v.to_str()

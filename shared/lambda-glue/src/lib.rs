@@ -1,14 +1,18 @@
 //! What the four Lambda functions share, so each `main` is a few lines: the inbound request
 //! ([`inbound`]: API Gateway v2/v1 or direct invocation), Segment's body shapes ([`body`]),
-//! authentication ([`auth`]), keys from Secrets Manager ([`secrets`], the secret cache),
-//! configuration ([`config`]), the request pipeline ([`function`]) and the answer to Segment
-//! ([`reply`]).
+//! authentication ([`auth`]), keys from Secrets Manager ([`secrets`], **the secret cache**),
+//! configuration ([`config`]), the request pipeline ([`function`]: keys → authenticate → plan
+//! → deliver → reply), planning one message ([`planning`]), request-level errors ([`error`]),
+//! the deletions route's own behaviour ([`deletions`]) and the answer to Segment ([`reply`]).
 
 pub mod auth;
 pub mod body;
 pub mod config;
+mod deletions;
+pub mod error;
 pub mod function;
 pub mod inbound;
+pub mod planning;
 pub mod reply;
 pub mod secrets;
 

@@ -1,16 +1,30 @@
 //! Answers to Segment (segment-delivery §1.7): 2xx is done; 429 and 5xx (except 501) are
 //! retried for hours; other 4xx and 501 are dropped.
 
-use amplitude_client::Outcome;
+use amplitude_client::{Outcome, RetryCause};
+use amplitude_wire::DeletionJob;
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_with::skip_serializing_none;
 
 use crate::inbound::Source;
+
+/// Who refused a message for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectedBy {
+    /// The mapping: the message lacks what Amplitude needs (the reason names the field).
+    Mapping,
+    /// Amplitude refused one of its events.
+    Amplitude,
+}
 
 /// What happened to one message of the request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Result {
+pub enum MessageOutcome {
     Delivered,
     /// Nothing to send (a page with no page setting on; an Engage profile without ids); never
     /// retried.
@@ -18,8 +32,9 @@ pub enum Result {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    /// Invalid for Amplitude, or refused by it for good.
+    /// Refused for good.
     Rejected {
+        by: RejectedBy,
         reason: String,
     },
     /// Not handled by this route or these settings.
@@ -29,36 +44,44 @@ pub enum Result {
     /// Not delivered yet; Segment must retry.
     Retryable {
         reason: String,
-        throttled: bool,
+        cause: RetryCause,
     },
 }
 
-impl From<Outcome> for Result {
+impl From<Outcome> for MessageOutcome {
     fn from(o: Outcome) -> Self {
         match o {
-            Outcome::Delivered => Result::Delivered,
-            Outcome::Rejected { reason } => Result::Rejected { reason },
-            Outcome::Retryable { reason, throttled } => Result::Retryable { reason, throttled },
+            Outcome::Delivered => MessageOutcome::Delivered,
+            Outcome::Rejected { reason } => MessageOutcome::Rejected {
+                by: RejectedBy::Amplitude,
+                reason,
+            },
+            Outcome::Retryable { reason, cause } => MessageOutcome::Retryable { reason, cause },
         }
     }
 }
 
+impl MessageOutcome {
+    /// Why the message was not delivered, if it says.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            MessageOutcome::Rejected { reason, .. }
+            | MessageOutcome::Unsupported { reason }
+            | MessageOutcome::Retryable { reason, .. } => Some(reason),
+            MessageOutcome::Skipped { reason } => reason.as_deref(),
+            MessageOutcome::Delivered => None,
+        }
+    }
+}
+
+/// One message's line in the answer.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Entry {
     pub index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     #[serde(flatten)]
-    pub result: Result,
-}
-
-/// The HTTP answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Value,
-    /// What happened to the request's messages (all zero for request-level errors).
-    pub counts: Counts,
+    pub outcome: MessageOutcome,
 }
 
 /// Counts by outcome, for the response body and the log line.
@@ -72,120 +95,213 @@ pub struct Counts {
     pub retryable: usize,
 }
 
-pub fn counts(entries: &[Entry]) -> Counts {
-    let mut c = Counts {
-        received: entries.len(),
-        ..Counts::default()
-    };
-    for e in entries {
-        match e.result {
-            Result::Delivered => c.delivered += 1,
-            Result::Skipped { .. } => c.skipped += 1,
-            Result::Rejected { .. } => c.rejected += 1,
-            Result::Unsupported { .. } => c.unsupported += 1,
-            Result::Retryable { .. } => c.retryable += 1,
+impl Counts {
+    pub fn of(entries: &[Entry]) -> Counts {
+        let mut c = Counts {
+            received: entries.len(),
+            ..Counts::default()
+        };
+        for e in entries {
+            match e.outcome {
+                MessageOutcome::Delivered => c.delivered += 1,
+                MessageOutcome::Skipped { .. } => c.skipped += 1,
+                MessageOutcome::Rejected { .. } => c.rejected += 1,
+                MessageOutcome::Unsupported { .. } => c.unsupported += 1,
+                MessageOutcome::Retryable { .. } => c.retryable += 1,
+            }
         }
+        c
     }
-    c
+}
+
+/// The JSON body of every answer.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplyBody {
+    pub status: u16,
+    pub error: Option<String>,
+    pub counts: Option<Counts>,
+    pub results: Option<Vec<Entry>>,
+    /// Deletion jobs (deletions route: the jobs Amplitude scheduled, or the listing).
+    pub jobs: Option<Vec<DeletionJob>>,
+}
+
+/// The HTTP answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: ReplyBody,
 }
 
 impl Reply {
-    /// An error about the request itself (bad body, failed auth, configuration).
-    pub fn error(status: u16, message: impl Into<String>) -> Reply {
+    /// An error about the request itself; the message must be safe to show to the caller.
+    pub fn error(status: StatusCode, message: impl Into<String>) -> Reply {
         Reply {
             status,
-            body: json!({"status": status, "error": message.into()}),
-            counts: Counts::default(),
+            body: ReplyBody {
+                status: status.as_u16(),
+                error: Some(message.into()),
+                counts: None,
+                results: None,
+                jobs: None,
+            },
         }
     }
 
-    /// The answer for a request whose messages all have results:
+    /// A deletion job listing.
+    pub fn jobs(jobs: Vec<DeletionJob>) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            body: ReplyBody {
+                status: 200,
+                error: None,
+                counts: None,
+                results: None,
+                jobs: Some(jobs),
+            },
+        }
+    }
+
+    /// The answer for a request whose messages all have outcomes:
     /// * any message still undelivered → 429 when Amplitude throttled, else 503 (Segment
     ///   retries; `insert_id` makes the retry safe);
     /// * every message unsupported here → 501 (Segment does not retry);
-    /// * a request whose only message is invalid → 400, naming the field;
-    /// * otherwise 200 (delivered, skipped or permanently rejected).
-    pub fn for_entries(entries: Vec<Entry>, extra: Option<(&str, Value)>) -> Reply {
-        let c = counts(&entries);
+    /// * a request whose only message the mapping rejected → 400, naming the field;
+    /// * otherwise 200 (delivered, skipped or rejected for good).
+    pub fn for_entries(entries: Vec<Entry>, jobs: Option<Vec<DeletionJob>>) -> Reply {
+        let c = Counts::of(&entries);
         let throttled = entries.iter().any(|e| {
             matches!(
-                e.result,
-                Result::Retryable {
-                    throttled: true,
+                e.outcome,
+                MessageOutcome::Retryable {
+                    cause: RetryCause::Throttled,
                     ..
                 }
             )
         });
+        let only_mapping_rejection = matches!(
+            entries.as_slice(),
+            [Entry {
+                outcome: MessageOutcome::Rejected {
+                    by: RejectedBy::Mapping,
+                    ..
+                },
+                ..
+            }]
+        );
         let status = if c.retryable > 0 {
-            if throttled { 429 } else { 503 }
+            if throttled {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         } else if c.unsupported == c.received && c.received > 0 {
-            501
-        } else if c.received == 1 && c.rejected == 1 && entries[0].is_invalid() {
-            400
+            StatusCode::NOT_IMPLEMENTED
+        } else if only_mapping_rejection {
+            StatusCode::BAD_REQUEST
         } else {
-            200
+            StatusCode::OK
         };
-        let error = (status != 200)
-            .then(|| entries.iter().find_map(Entry::reason))
+        let error = (status != StatusCode::OK)
+            .then(|| entries.iter().find_map(|e| e.outcome.reason()))
             .flatten()
             .map(str::to_owned);
-        let mut body = json!({"status": status, "counts": c, "results": entries});
-        if let Some((key, value)) = extra {
-            body[key] = value;
-        }
-        if let Some(reason) = error {
-            body["error"] = Value::String(reason);
-        }
         Reply {
             status,
-            body,
-            counts: c,
+            body: ReplyBody {
+                status: status.as_u16(),
+                error,
+                counts: Some(c),
+                results: Some(entries),
+                jobs,
+            },
         }
     }
 
-    /// The Lambda response: an API Gateway proxy response, or for a direct invocation the body
-    /// itself — and an error when Segment must retry, since the Lambda destination retries
-    /// only failed invocations.
-    pub fn into_payload(
+    /// True when Segment must send the request again.
+    pub fn is_retryable(&self) -> bool {
+        self.status == StatusCode::TOO_MANY_REQUESTS
+            || (self.status.is_server_error() && self.status != StatusCode::NOT_IMPLEMENTED)
+    }
+
+    /// The counts of the answer (zero for request-level errors).
+    pub fn counts(&self) -> Counts {
+        self.body.counts.unwrap_or_default()
+    }
+
+    /// The Lambda response: an API Gateway response of the request's version, or for a direct
+    /// invocation the body itself, and an error when Segment must retry, since the Lambda
+    /// destination retries only failed invocations.
+    pub fn into_response(
         self,
         source: Source,
-    ) -> std::result::Result<Value, lambda_runtime::Diagnostic> {
+    ) -> Result<LambdaResponse, lambda_runtime::Diagnostic> {
+        let text = serde_json::to_string(&self.body).expect("reply bodies serialise");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         match source {
-            Source::HttpApi | Source::RestApi => Ok(json!({
-                "statusCode": self.status,
-                "headers": {"content-type": "application/json"},
-                "body": self.body.to_string(),
-                "isBase64Encoded": false,
-            })),
-            Source::Direct if self.status == 429 || (self.status >= 500 && self.status != 501) => {
-                Err(lambda_runtime::Diagnostic {
-                    error_type: if self.status == 429 {
-                        "Throttled"
-                    } else {
-                        "Retryable"
-                    }
-                    .into(),
-                    error_message: self.body.to_string(),
-                })
+            Source::HttpApi => {
+                let mut r = ApiGatewayV2httpResponse::default();
+                r.status_code = i64::from(self.status.as_u16());
+                r.headers = headers;
+                r.body = Some(Body::Text(text));
+                Ok(LambdaResponse::HttpApi(r))
             }
-            Source::Direct => Ok(self.body),
+            Source::RestApi => {
+                let mut r = ApiGatewayProxyResponse::default();
+                r.status_code = i64::from(self.status.as_u16());
+                r.headers = headers;
+                r.body = Some(Body::Text(text));
+                Ok(LambdaResponse::RestApi(r))
+            }
+            Source::Direct if self.is_retryable() => Err(lambda_runtime::Diagnostic {
+                error_type: if self.status == StatusCode::TOO_MANY_REQUESTS {
+                    "Throttled"
+                } else {
+                    "Retryable"
+                }
+                .into(),
+                error_message: text,
+            }),
+            Source::Direct => Ok(LambdaResponse::Direct(Box::new(self.body))),
         }
     }
 }
 
-impl Entry {
-    /// Why the message was not delivered, if it says.
-    fn reason(&self) -> Option<&str> {
-        match &self.result {
-            Result::Rejected { reason }
-            | Result::Unsupported { reason }
-            | Result::Retryable { reason, .. } => Some(reason),
-            Result::Skipped { reason } => reason.as_deref(),
-            Result::Delivered => None,
-        }
-    }
+/// What a function returns to the Lambda runtime.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum LambdaResponse {
+    HttpApi(ApiGatewayV2httpResponse),
+    RestApi(ApiGatewayProxyResponse),
+    Direct(Box<ReplyBody>),
+}
 
-    fn is_invalid(&self) -> bool {
-        matches!(&self.result, Result::Rejected { reason } if !reason.starts_with("Amplitude"))
+impl LambdaResponse {
+    /// The status and JSON body, whatever the shape (for the local runner and tests).
+    pub fn status_and_body(&self) -> (StatusCode, String) {
+        let (code, body) = match self {
+            LambdaResponse::HttpApi(r) => (r.status_code, r.body.as_ref()),
+            LambdaResponse::RestApi(r) => (r.status_code, r.body.as_ref()),
+            LambdaResponse::Direct(b) => {
+                return (
+                    StatusCode::from_u16(b.status).unwrap_or(StatusCode::OK),
+                    serde_json::to_string(b).expect("reply bodies serialise"),
+                );
+            }
+        };
+        let text = match body {
+            Some(Body::Text(t)) => t.clone(),
+            Some(Body::Binary(b)) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
+        let status = u16::try_from(code)
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, text)
     }
 }

@@ -1,7 +1,6 @@
 //! The request pipeline against the real Amplitude emulator, with secrets from a fixed source:
 //! every inbound shape, authentication, body shapes, and every answer to Segment.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use amplitude_emulator::{Emulator, EmulatorConfig, Fault, FaultAction};
@@ -18,6 +17,8 @@ const TOKEN: &str = "bearer-test";
 struct Setup {
     emu: Emulator,
     function: Function,
+    /// The in-memory secrets, to rotate them.
+    secrets: SecretSource,
 }
 
 async fn setup(route: Route, settings: Value, ingest: Value) -> Setup {
@@ -33,19 +34,17 @@ async fn setup(route: Route, settings: Value, ingest: Value) -> Setup {
     })
     .unwrap();
     config.client.backoff.base = Duration::from_millis(5);
-    let source = SecretSource::Fixed(Arc::new(
-        [
-            ("ingest".to_string(), ingest.to_string()),
-            (
-                "privacy".to_string(),
-                json!({"secret_key": "sk"}).to_string(),
-            ),
-        ]
-        .into(),
-    ));
+    let source = SecretSource::fixed([
+        ("ingest".to_string(), ingest.to_string()),
+        (
+            "privacy".to_string(),
+            json!({"secret_key": "sk"}).to_string(),
+        ),
+    ]);
     Setup {
         emu,
-        function: Function::new(config, source).unwrap(),
+        function: Function::new(config, source.clone()).unwrap(),
+        secrets: source,
     }
 }
 
@@ -77,7 +76,20 @@ async fn call(f: &Function, payload: Value) -> (u16, Value) {
     let inbound = Inbound::from_payload(payload).unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
     let reply = f.handle(inbound, deadline, "test-request").await;
-    (reply.status, reply.body)
+    (
+        reply.status.as_u16(),
+        serde_json::to_value(&reply.body).unwrap(),
+    )
+}
+
+/// The ingest secret with the bearer token as well (batches need it).
+fn keys_with_token() -> Value {
+    json!({"api_key": "amp-key", "webhook_secret": SECRET, "bearer_token": TOKEN})
+}
+
+/// Signed by the first event, with the bearer token.
+fn batch_headers(first: &str) -> Value {
+    json!({"X-Signature": sign(SECRET, first.as_bytes()), "Authorization": format!("Bearer {TOKEN}")})
 }
 
 fn track(i: usize) -> Value {
@@ -147,12 +159,14 @@ async fn authentication_fails_closed() {
     );
     assert!(s.emu.state.ingested().events.is_empty());
 
+    // No inbound credential configured at all is a server-side mistake: 500 (Segment
+    // retries while it is fixed), with nothing about the configuration in the answer.
     let none = setup(Route::Events, json!({}), json!({"api_key": "k"})).await;
     assert_eq!(
         call(&none.function, apigw_v2(&body, json!({}), false)).await,
         (
-            401,
-            json!({"status": 401, "error": "authentication: no authentication is configured (set webhook_secret or bearer_token in the ingest secret)"})
+            500,
+            json!({"status": 500, "error": "configuration error (request test-request); see the function's logs"})
         )
     );
 }
@@ -207,12 +221,54 @@ async fn bearer_token_alone_and_with_the_signature() {
 }
 
 #[tokio::test]
+async fn a_rotated_token_is_accepted_at_once_and_forgeries_do_not_reread_the_secret() {
+    let s = setup(
+        Route::Events,
+        json!({}),
+        json!({"api_key": "k", "bearer_token": "old-token"}),
+    )
+    .await;
+    let body = track(1).to_string();
+    let with = |token: &str| {
+        apigw_v2(
+            &body,
+            json!({"authorization": format!("Bearer {token}")}),
+            false,
+        )
+    };
+    assert_eq!(call(&s.function, with("old-token")).await.0, 200);
+    // The operator rotates the secret; the cached copy still has the old token.
+    s.secrets.put(
+        "ingest",
+        &json!({"api_key": "k", "bearer_token": ["new-token", "old-token"]}).to_string(),
+    );
+    assert_eq!(
+        call(&s.function, with("new-token")).await.0,
+        200,
+        "a mismatch reads the secret again before refusing"
+    );
+    assert_eq!(
+        call(&s.function, with("old-token")).await.0,
+        200,
+        "the previous token still works"
+    );
+    s.secrets.put(
+        "ingest",
+        &json!({"api_key": "k", "bearer_token": "newest"}).to_string(),
+    );
+    assert_eq!(
+        call(&s.function, with("newest")).await.0,
+        401,
+        "at most one re-read per 30 s per instance"
+    );
+}
+
+#[tokio::test]
 async fn batch_array_is_signed_by_its_first_element_and_batch_object_merges_context() {
-    let s = setup(Route::Events, json!({}), keys()).await;
+    let s = setup(Route::Events, json!({}), keys_with_token()).await;
     let first = track(1).to_string();
     let body = format!("[{first},{},{}]", track(2), track(3));
-    let headers = json!({"X-Signature": sign(SECRET, first.as_bytes())});
-    let (status, reply) = call(&s.function, apigw_v2(&body, headers, false)).await;
+    let (status, reply) = call(&s.function, apigw_v2(&body, batch_headers(&first), false)).await;
     assert_eq!(
         (status, reply["counts"]["delivered"].clone()),
         (200, json!(3))
@@ -222,8 +278,46 @@ async fn batch_array_is_signed_by_its_first_element_and_batch_object_merges_cont
         json!({"batch": [{"type": "identify", "userId": "user-9"}], "context": {"ip": "9.9.9.9"}})
             .to_string();
     let (status, _) = call(&s.function, apigw_v2(&batch, signed(&batch), false)).await;
+    assert_eq!(
+        status, 401,
+        "the bearer token is configured, so it is required"
+    );
+    let mut headers = signed(&batch);
+    headers["Authorization"] = json!(format!("Bearer {TOKEN}"));
+    let (status, _) = call(&s.function, apigw_v2(&batch, headers, false)).await;
     assert_eq!(status, 200);
     assert_eq!(s.emu.state.ingested().identifies[0]["ip"], "9.9.9.9");
+}
+
+#[tokio::test]
+async fn appended_events_behind_one_signature_are_refused() {
+    // Segment signs a batch by its first event only: [<a signed event>, <anything>] with the
+    // same X-Signature must not get in (an identify for another user, here).
+    let s = setup(Route::Events, json!({}), keys()).await;
+    let first = track(1).to_string();
+    let forged = format!(
+        "[{first},{}]",
+        json!({"type": "identify", "userId": "victim-1", "traits": {"plan": "free"}})
+    );
+    let headers = json!({"X-Signature": sign(SECRET, first.as_bytes())});
+    let (status, reply) = call(&s.function, apigw_v2(&forged, headers.clone(), false)).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        reply["error"],
+        "authentication: a batch of several events is signed by its first event only, so the signature cannot vouch for the others: batches need the bearer token (set bearer_token in the ingest secret and send it in an Authorization header), or ALLOW_SIGNED_BATCHES=true"
+    );
+    let got = s.emu.state.ingested();
+    assert!(got.events.is_empty() && got.identifies.is_empty());
+
+    // The operator may opt in, knowing the risk.
+    let mut opted = setup(Route::Events, json!({}), keys()).await;
+    opted.function.config.allow_signed_batches = true;
+    assert_eq!(
+        call(&opted.function, apigw_v2(&forged, headers, false))
+            .await
+            .0,
+        200
+    );
 }
 
 #[tokio::test]
@@ -272,13 +366,10 @@ async fn unsupported_types_get_501_and_mixed_batches_200() {
     );
     let mixed = format!("[{},{delete}]", track(1));
     let first = track(1).to_string();
+    let with_token = setup(Route::Events, json!({}), keys_with_token()).await;
     let (status, reply) = call(
-        &s.function,
-        apigw_v2(
-            &mixed,
-            json!({"X-Signature": sign(SECRET, first.as_bytes())}),
-            false,
-        ),
+        &with_token.function,
+        apigw_v2(&mixed, batch_headers(&first), false),
     )
     .await;
     assert_eq!(
@@ -311,12 +402,12 @@ async fn unsupported_types_get_501_and_mixed_batches_200() {
 
 #[tokio::test]
 async fn amplitude_503_then_recovery_delivers_each_event_once() {
-    let s = setup(Route::Events, json!({}), keys()).await;
+    let s = setup(Route::Events, json!({}), keys_with_token()).await;
     s.emu
         .state
         .push_faults((0..200).map(|_| Fault::status("/2/httpapi", 503)));
     let body = format!("[{},{}]", track(1), track(2));
-    let headers = json!({"X-Signature": sign(SECRET, track(1).to_string().as_bytes())});
+    let headers = batch_headers(&track(1).to_string());
     let inbound = Inbound::from_payload(apigw_v2(&body, headers.clone(), false)).unwrap();
     let reply = s
         .function
@@ -326,7 +417,7 @@ async fn amplitude_503_then_recovery_delivers_each_event_once() {
             "r1",
         )
         .await;
-    assert_eq!(reply.status, 503, "Segment must retry");
+    assert_eq!(reply.status.as_u16(), 503, "Segment must retry");
     assert!(s.emu.state.ingested().events.is_empty());
     s.emu.state.reset();
     let (status, _) = call(&s.function, apigw_v2(&body, headers, false)).await;
@@ -349,7 +440,7 @@ async fn amplitude_429_answers_429() {
     let body = track(1).to_string();
     let (status, reply) = call(&s.function, apigw_v2(&body, signed(&body), false)).await;
     assert_eq!(status, 429);
-    assert_eq!(reply["results"][0]["throttled"], true);
+    assert_eq!(reply["results"][0]["cause"], "throttled");
 }
 
 #[tokio::test]
@@ -369,23 +460,27 @@ async fn invalid_api_key_is_retryable_refetches_the_secret_and_never_echoes_it()
 }
 
 #[tokio::test]
-async fn missing_secret_is_a_configuration_error_naming_it() {
+async fn missing_secret_is_a_generic_500_with_the_detail_only_in_the_log() {
     let s = setup(Route::Events, json!({}), keys()).await;
     let vars = [
-        ("INGEST_SECRET_ID", "nope".to_string()),
+        (
+            "INGEST_SECRET_ID",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope".to_string(),
+        ),
         ("AMPLITUDE_BASE_URL", s.emu.url()),
     ];
     let config = FunctionConfig::from_vars(Route::Events, |k| {
         vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
     })
     .unwrap();
-    let f = Function::new(config, SecretSource::Fixed(Arc::new(Default::default()))).unwrap();
+    let f = Function::new(config, SecretSource::fixed([])).unwrap();
     let body = track(1).to_string();
+    let (status, reply) = call(&f, apigw_v2(&body, json!({}), false)).await;
     assert_eq!(
-        call(&f, apigw_v2(&body, signed(&body), false)).await,
+        (status, reply),
         (
             500,
-            json!({"status": 500, "error": "configuration: secret `nope` could not be read: no such secret"})
+            json!({"status": 500, "error": "configuration error (request test-request); see the function's logs"})
         )
     );
 }
@@ -406,6 +501,6 @@ async fn direct_invocation_retryable_is_a_function_error() {
             "r",
         )
         .await;
-    let err = reply.into_payload(source).unwrap_err();
+    let err = reply.into_response(source).unwrap_err();
     assert_eq!(err.error_type, "Retryable");
 }

@@ -1,6 +1,5 @@
 //! The deletions and Engage routes through the pipeline, against the emulator.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use amplitude_emulator::{Emulator, EmulatorConfig, Fault};
@@ -39,11 +38,7 @@ async fn function(
     .unwrap();
     config.client.deletion_interval = Duration::from_millis(30);
     config.client.backoff.base = Duration::from_millis(5);
-    Function::new(
-        config,
-        SecretSource::Fixed(Arc::new(secrets.into_iter().collect())),
-    )
-    .unwrap()
+    Function::new(config, SecretSource::fixed(secrets)).unwrap()
 }
 
 fn http(method: &str, body: &str, query: &str) -> Value {
@@ -63,7 +58,19 @@ async fn call(f: &Function, payload: Value) -> (u16, Value) {
             "t",
         )
         .await;
-    (reply.status, reply.body)
+    (
+        reply.status.as_u16(),
+        serde_json::to_value(&reply.body).unwrap(),
+    )
+}
+
+const OPERATOR: &str = "operator-token";
+
+/// A job listing request with the operator's token.
+fn listing(query: &str) -> Value {
+    let mut get = http("GET", "", query);
+    get["headers"] = json!({"authorization": format!("Bearer {OPERATOR}")});
+    get
 }
 
 fn deletes(n: usize) -> String {
@@ -93,7 +100,7 @@ async fn deletions_batched_by_100_with_basic_auth_on_the_standard_and_eu_hosts()
             Route::Deletions,
             &emu,
             settings,
-            Some(json!({"secret_key": "amp-secret"})),
+            Some(json!({"secret_key": "amp-secret", "operator_token": OPERATOR})),
         )
         .await;
         let (status, body) = call(&f, http("POST", &deletes(250), "")).await;
@@ -115,11 +122,20 @@ async fn deletions_batched_by_100_with_basic_auth_on_the_standard_and_eu_hosts()
         assert_eq!(got.deletion_jobs[0].amplitude_ids.len(), 250);
 
         let today = got.deletion_jobs[0].day.clone();
-        let (status, listed) = call(
-            &f,
-            http("GET", "", &format!("start_day={today}&end_day={today}")),
-        )
-        .await;
+        // Listing user ids needs the operator's token, not Segment's credentials.
+        let query = format!("start_day={today}&end_day={today}");
+        let (status, refused) = call(&f, http("GET", "", &query)).await;
+        assert_eq!(
+            (status, refused["error"].as_str()),
+            (
+                401,
+                Some(
+                    "authentication: listing deletion jobs needs the operator token (operator_token in the privacy secret) as Authorization: Bearer"
+                )
+            )
+        );
+        let (status, listed) =
+            call(&f, listing(&format!("start_day={today}&end_day={today}"))).await;
         assert_eq!(status, 200);
         assert_eq!(
             listed["jobs"][0]["amplitude_ids"].as_array().unwrap().len(),
@@ -129,7 +145,7 @@ async fn deletions_batched_by_100_with_basic_auth_on_the_standard_and_eu_hosts()
 }
 
 #[tokio::test]
-async fn deletions_without_a_secret_key_are_501_and_bad_requests_400() {
+async fn deletions_not_configured_501_not_set_up_yet_503_and_bad_requests_400() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let none = function(Route::Deletions, &emu, json!({}), None).await;
     let (status, body) = call(&none, http("POST", &deletes(1), "")).await;
@@ -138,6 +154,8 @@ async fn deletions_without_a_secret_key_are_501_and_bad_requests_400() {
         body["error"],
         "deletions: no Amplitude secret key is configured (PRIVACY_SECRET_ID is not set); Amplitude's User Privacy API needs the project's secret key"
     );
+    // A created privacy secret whose secret_key is still empty means "not set up yet":
+    // retryable, so Segment keeps the deletions until someone sets it.
     let empty = function(
         Route::Deletions,
         &emu,
@@ -145,13 +163,22 @@ async fn deletions_without_a_secret_key_are_501_and_bad_requests_400() {
         Some(json!({"secret_key": ""})),
     )
     .await;
-    assert_eq!(call(&empty, http("POST", &deletes(1), "")).await.0, 501);
+    let (status, body) = call(&empty, http("POST", &deletes(1), "")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            503,
+            Some(
+                "deletions: the privacy secret `privacy` has no secret_key yet; put the project's Amplitude secret key in it"
+            )
+        )
+    );
 
     let f = function(
         Route::Deletions,
         &emu,
         json!({}),
-        Some(json!({"secret_key": "s"})),
+        Some(json!({"secret_key": "s", "operator_token": OPERATOR})),
     )
     .await;
     let (status, body) = call(&f, http("POST", r#"{"type": "delete", "context": []}"#, "")).await;
@@ -164,7 +191,7 @@ async fn deletions_without_a_secret_key_are_501_and_bad_requests_400() {
         "start_day=20240101&end_day=2024-01-02",
         "start_day=2024-02-01&end_day=2024-01-01",
     ] {
-        assert_eq!(call(&f, http("GET", "", bad)).await.0, 400, "{bad}");
+        assert_eq!(call(&f, listing(bad)).await.0, 400, "{bad}");
     }
 }
 

@@ -151,12 +151,12 @@ pub struct UserMapping<'a> {
     pub unmap: Option<bool>,
 }
 
-/// The JSON body of a User Privacy API deletion (spec §12). Credentials go in the
-/// `Authorization` header, never in the body.
+/// The users of a User Privacy API deletion (spec §12). The delivery adds the `requester`
+/// (who asked; `segment` unless the operator names someone) and the credentials, which go in
+/// the `Authorization` header, never in the body.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Deletion<'a> {
     pub user_ids: Vec<Cow<'a, str>>,
-    pub requester: Cow<'a, str>,
 }
 
 fn is_empty(map: &PropMap<'_>) -> bool {

@@ -5,7 +5,7 @@
 //! No I/O, no async, no panics on any JSON. Where each rule lives: see [`rules`].
 //!
 //! ```
-//! let settings = mapping::Settings::with_api_key("KEY");
+//! let settings = mapping::Settings::default();
 //! let input = r#"{"type":"track","event":"Signed Up","userId":"u1","messageId":"m1"}"#;
 //! let message: serde_json_borrow::Value = serde_json::from_str(input).unwrap();
 //! let plan = mapping::plan(&message, &settings).unwrap();
@@ -21,7 +21,6 @@ pub mod amplitude;
 pub mod json;
 pub mod locale;
 pub mod message;
-pub mod output;
 pub mod plan;
 pub mod props;
 pub mod rules;

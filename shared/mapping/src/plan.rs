@@ -1,8 +1,5 @@
 //! The typed result of mapping one Segment message: the Amplitude requests to send, or why none.
 
-use serde::Serialize;
-use serde::ser::{SerializeMap, Serializer};
-
 use crate::amplitude::{Deletion, Event, GroupIdentification, Identification, UserMapping};
 use crate::settings::Region;
 
@@ -80,8 +77,10 @@ impl Endpoint {
 }
 
 /// What a request carries. Each variant holds a list so a transport can merge the bodies of
-/// several messages into one request.
-#[derive(Debug, Clone, PartialEq)]
+/// several messages into one request. Serialises as its objects (without any key: the delivery
+/// frames them with the credentials).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum Body<'a> {
     Events(Vec<Event<'a>>),
     Identify(Vec<Identification<'a>>),
@@ -105,39 +104,6 @@ impl<'a> Request<'a> {
             url: endpoint.url(region),
             body,
         }
-    }
-
-    /// The body as Amplitude receives it, with the API key where Amplitude expects it. Form
-    /// endpoints are shown as an object of their fields with the JSON fields decoded; deletions
-    /// carry no key in the body (it is in the Basic auth header).
-    pub fn body_with_key<'r>(&'r self, api_key: &'r str) -> impl Serialize + 'r {
-        KeyedBody {
-            api_key,
-            body: &self.body,
-        }
-    }
-}
-
-struct KeyedBody<'r, 'a> {
-    api_key: &'r str,
-    body: &'r Body<'a>,
-}
-
-impl Serialize for KeyedBody<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if let Body::Deletion(d) = self.body {
-            return d.serialize(s);
-        }
-        let mut map = s.serialize_map(Some(2))?;
-        map.serialize_entry("api_key", self.api_key)?;
-        match self.body {
-            Body::Events(e) => map.serialize_entry("events", e)?,
-            Body::Identify(i) => map.serialize_entry("identification", i)?,
-            Body::GroupIdentify(g) => map.serialize_entry("identification", g)?,
-            Body::UserMap(m) => map.serialize_entry("mapping", m)?,
-            Body::Deletion(_) => unreachable!("handled above"),
-        }
-        map.end()
     }
 }
 

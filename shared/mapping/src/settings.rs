@@ -4,8 +4,11 @@
 //! typed fields of [`Settings`]; the 17 device-mode-only ones are accepted with any value and
 //! ignored (their type cannot matter when they have no effect). Keys that are not Segment keys
 //! at all are ignored too, so a full export of a destination's settings loads as it is.
+//!
+//! The two credentials among Segment's keys, `apiKey` and `secretKey`, are not kept here: they
+//! travel with the delivery, not the plan (the functions read them from Secrets Manager, the
+//! `map` command from its settings file), so no mapped object can leak them.
 
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 /// A configuration error: nothing is sent, and the message names the settings key.
@@ -46,8 +49,6 @@ pub enum QueryParamTarget {
 /// The validated destination settings. Built once; the mapping never looks at raw JSON settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    api_key: SecretString,
-    secret_key: Option<SecretString>,
     pub region: Region,
     pub group_type_trait: Option<String>,
     pub group_value_trait: Option<String>,
@@ -107,10 +108,6 @@ impl Settings {
     pub fn from_json(value: &Value) -> Result<Self, SettingsError> {
         let map = value.as_object().ok_or(SettingsError::NotAnObject)?;
         let r = Reader(map);
-        let api_key = r
-            .string("apiKey")?
-            .filter(|k| !k.trim().is_empty())
-            .ok_or(SettingsError::Missing("apiKey"))?;
         let region = match r.string("endpoint")? {
             None => Region::Standard,
             Some(v) => match v.trim().to_ascii_lowercase().as_str() {
@@ -120,11 +117,6 @@ impl Settings {
             },
         };
         Ok(Settings {
-            api_key: api_key.into(),
-            secret_key: r
-                .string("secretKey")?
-                .filter(|k| !k.is_empty())
-                .map(Into::into),
             region,
             group_type_trait: r.string("groupTypeTrait")?.filter(|s| !s.is_empty()),
             group_value_trait: r.string("groupValueTrait")?.filter(|s| !s.is_empty()),
@@ -149,31 +141,12 @@ impl Settings {
             idempotent_trait_operations: r.bool_or("idempotentTraitOperations", true)?,
         })
     }
+}
 
-    /// Settings with only an API key; every other setting at its default.
-    pub fn with_api_key(api_key: &str) -> Self {
-        Self::from_json(&serde_json::json!({ "apiKey": api_key }))
-            .expect("an API key alone is valid settings")
-    }
-
-    /// The Amplitude API key, for request bodies only. Never log it.
-    pub fn api_key(&self) -> &str {
-        self.api_key.expose_secret()
-    }
-
-    /// The Amplitude secret key (deletions only), if configured. Never log it.
-    pub fn secret_key(&self) -> Option<&str> {
-        self.secret_key.as_ref().map(|k| k.expose_secret())
-    }
-
-    /// Replaces the secret key (the Lambda reads it from its own secret, not the settings JSON).
-    pub fn set_secret_key(&mut self, key: Option<String>) {
-        self.secret_key = key.filter(|k| !k.is_empty()).map(Into::into);
-    }
-
-    /// Replaces the API key (the Lambda reads it from Secrets Manager).
-    pub fn set_api_key(&mut self, key: String) {
-        self.api_key = key.into();
+impl Default for Settings {
+    /// Every setting at its default.
+    fn default() -> Self {
+        Self::from_json(&Value::Object(Map::new())).expect("no settings is valid settings")
     }
 }
 

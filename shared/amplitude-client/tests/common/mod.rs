@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use amplitude_client::{AmplitudeClient, Backoff, ClientConfig, Report};
+use amplitude_client::{AmplitudeClient, Backoff, ClientConfig, Credentials, Report};
 use amplitude_emulator::{Emulator, EmulatorConfig};
 use mapping::{Plan, Settings};
 use serde_json::Value;
@@ -48,10 +48,27 @@ pub fn settings(extra: Value) -> Settings {
     Settings::from_json(&s).unwrap()
 }
 
-/// Maps the messages and delivers them with a deadline `secs` from now.
+/// The test project's credentials (any secret key is accepted unless the emulator names one).
+pub fn credentials() -> Credentials {
+    Credentials::new(KEY).with_secret_key("test-secret-key")
+}
+
+/// Maps the messages and delivers them with the test credentials and a deadline `secs` from
+/// now.
 pub async fn deliver(
     client: &AmplitudeClient,
     settings: &Settings,
+    messages: &[Value],
+    secs: f64,
+) -> Report {
+    deliver_with(client, settings, &credentials(), messages, secs).await
+}
+
+/// [`deliver`] with other credentials.
+pub async fn deliver_with(
+    client: &AmplitudeClient,
+    settings: &Settings,
+    credentials: &Credentials,
     messages: &[Value],
     secs: f64,
 ) -> Report {
@@ -59,7 +76,9 @@ pub async fn deliver(
     let parsed = parse(&lines);
     let plans = plan_all(&parsed, settings);
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    client.deliver(&plans, settings, deadline).await
+    client
+        .deliver(&plans, settings.region, credentials, deadline)
+        .await
 }
 
 /// JSON lines parsed as the mapping reads them.

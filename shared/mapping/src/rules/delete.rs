@@ -1,22 +1,15 @@
-//! Spec §12: a Segment `delete` (GDPR) → an Amplitude User Privacy API deletion.
-
-use std::borrow::Cow;
+//! Spec §12: a Segment `delete` (GDPR) → the users of an Amplitude User Privacy API deletion.
+//!
+//! §12.2 (no secret key → configuration error) is the delivery's rule, not the mapping's: the
+//! keys never reach the mapping. The functions answer 501 without a privacy secret; the `map`
+//! command reports a configuration error without `secretKey`.
 
 use crate::amplitude::Deletion;
 use crate::message::Message;
 use crate::plan::{Body, Endpoint, Plan, Rejection, Request};
 use crate::settings::Settings;
 
-/// Who Amplitude records as having asked for the deletion, unless the operator names someone.
-pub const DEFAULT_REQUESTER: &str = "segment";
-
 pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
-    if settings.secret_key().is_none() {
-        return Err(Rejection::Configuration(
-            "delete: Amplitude deletions need the `secretKey` setting, which is not configured"
-                .into(),
-        ));
-    }
     let user_id = msg
         .user_id
         .clone()
@@ -27,7 +20,6 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
             settings.region,
             Body::Deletion(Deletion {
                 user_ids: vec![user_id],
-                requester: Cow::Borrowed(DEFAULT_REQUESTER),
             }),
         )],
     })

@@ -1,0 +1,151 @@
+//! User properties as Amplitude holds them (amplitude-api §2.2, §4): every identification and
+//! every stored event's `user_properties` applied in arrival order, events only after their
+//! `insert_id` was found new. This is what makes a double-applied `$add` visible to a test: an
+//! increment resent through `/identify` (no dedup) counts twice, one resent as a deduplicated
+//! `$identify` event counts once.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+/// Properties per user: the key is the `user_id`, or `device:<device_id>` without one.
+pub type Users = BTreeMap<String, Map<String, Value>>;
+
+/// Whose properties an event or identification changes.
+pub fn key(item: &Value) -> Option<String> {
+    let text = |f: &str| {
+        item.get(f)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    text("user_id")
+        .map(str::to_owned)
+        .or_else(|| text("device_id").map(|d| format!("device:{d}")))
+}
+
+/// Applies one `user_properties` object. Without operation keys every entry is a `$set`;
+/// with them, each operation is applied and plain keys are set (Amplitude forbids mixing the
+/// two, so this case does not arise from the destination).
+pub fn apply(users: &mut Users, item: &Value) {
+    let (Some(who), Some(Value::Object(props))) = (key(item), item.get("user_properties")) else {
+        return;
+    };
+    let user = users.entry(who).or_default();
+    for (key, value) in props {
+        match (key.as_str(), value) {
+            ("$set", Value::Object(o)) => user.extend(o.clone()),
+            ("$setOnce", Value::Object(o)) => {
+                for (k, v) in o {
+                    user.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            ("$add", Value::Object(o)) => {
+                for (k, v) in o {
+                    let sum = add(user.get(k), v);
+                    user.insert(k.clone(), sum);
+                }
+            }
+            ("$append" | "$postInsert", Value::Object(o)) => {
+                for (k, v) in o {
+                    let list = list_of(user, k);
+                    push(list, v, key == "$postInsert", false);
+                }
+            }
+            ("$prepend" | "$preInsert", Value::Object(o)) => {
+                for (k, v) in o {
+                    let list = list_of(user, k);
+                    push(list, v, key == "$preInsert", true);
+                }
+            }
+            ("$remove", Value::Object(o)) => {
+                for (k, v) in o {
+                    let gone: Vec<Value> = values(v);
+                    list_of(user, k).retain(|x| !gone.contains(x));
+                }
+            }
+            ("$unset", Value::Object(o)) => {
+                for k in o.keys() {
+                    user.remove(k);
+                }
+            }
+            ("$clearAll", _) => user.clear(),
+            (_, _) => {
+                user.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// `$add`: a number added to the current number (absent or not a number counts as 0).
+fn add(current: Option<&Value>, by: &Value) -> Value {
+    let now = current.and_then(Value::as_f64).unwrap_or(0.0);
+    let both_integers = current.is_none_or(|c| c.is_i64()) && by.is_i64();
+    match (both_integers, current.and_then(Value::as_i64), by.as_i64()) {
+        (true, c, Some(b)) => Value::from(c.unwrap_or(0).saturating_add(b)),
+        _ => Value::from(now + by.as_f64().unwrap_or(0.0)),
+    }
+}
+
+/// The property as a list (absent → empty; a single value → a list of it).
+fn list_of<'m>(user: &'m mut Map<String, Value>, key: &str) -> &'m mut Vec<Value> {
+    let slot = user
+        .entry(key.to_owned())
+        .or_insert(Value::Array(Vec::new()));
+    if !slot.is_array() {
+        *slot = Value::Array(vec![slot.take()]);
+    }
+    match slot {
+        Value::Array(list) => list,
+        _ => unreachable!("made an array above"),
+    }
+}
+
+fn values(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+fn push(list: &mut Vec<Value>, v: &Value, only_new: bool, front: bool) {
+    for x in values(v) {
+        if only_new && list.contains(&x) {
+            continue;
+        }
+        if front {
+            list.insert(0, x);
+        } else {
+            list.push(x);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn operations_apply_as_amplitude_documents_them() {
+        let mut users = Users::new();
+        let ops = json!({"user_id": "u1", "user_properties": {
+            "$set": {"plan": "pro"}, "$setOnce": {"first": "a"}, "$add": {"logins": 2},
+            "$append": {"tags": "x"}, "$prepend": {"tags": "w"}}});
+        apply(&mut users, &ops);
+        apply(&mut users, &ops);
+        apply(
+            &mut users,
+            &json!({"user_id": "u1", "user_properties": {"$setOnce": {"first": "b"},
+                "$unset": {"plan": "-"}, "$add": {"score": 1.5}}}),
+        );
+        assert_eq!(
+            Value::Object(users["u1"].clone()),
+            json!({"first": "a", "logins": 4, "tags": ["w", "w", "x", "x"], "score": 1.5})
+        );
+        apply(
+            &mut users,
+            &json!({"device_id": "d1", "user_properties": {"plain": 1}}),
+        );
+        assert_eq!(users["device:d1"]["plain"], 1);
+    }
+}
