@@ -1,8 +1,15 @@
-//! Chaos: 10,000 messages of the generated corpus through a seeded random fault schedule (5xx,
-//! 503, 429 for throttled users, 413, 400 with listed indices, timeouts, resets, 500 after
-//! accepting half). Every message must end delivered exactly once (by insert_id) or rejected
-//! with Amplitude's reason; the retryable ones are sent again, as Segment would, until nothing
-//! valid is missing.
+//! Chaos: generated Segment traffic on every endpoint (events, `$identify` events carrying
+//! `$add`, identify, group identify, user mapping, deletions) through a seeded random fault
+//! schedule on every route: stored-then-500, stored-then-too-slow, slow, connection resets,
+//! 503s, 429s for throttled users, 413s and 400s listing bad indices. Retryable messages are
+//! sent again, as Segment would, until none is left. Then:
+//!
+//! * **nothing valid is lost**: every message ends delivered, or rejected by an answer that
+//!   named its event;
+//! * **nothing is answered done while undelivered**: every item of a delivered message is in
+//!   Amplitude;
+//! * **no operation is applied twice**: each `$add` counts once in the user's properties, however
+//!   often its request was stored and resent.
 
 mod common;
 
@@ -15,66 +22,69 @@ use common::*;
 use mapping::{Body, Plan, Settings};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
-const MESSAGES: usize = 10_000;
-const SEED: u64 = 20_261_128;
+const MESSAGES: usize = 6_000;
+const SEED: u64 = 20_261_130;
+const ROUTES: [Option<&str>; 6] = [
+    None,
+    Some("/2/httpapi"),
+    Some("/identify"),
+    Some("/groupidentify"),
+    Some("/usermap"),
+    Some("/api/2/deletions/users"),
+];
 
 fn schedule(rng: &mut SmallRng, users: &[String], n: usize) -> Vec<Fault> {
     (0..n)
         .map(|_| {
-            let roll = rng.random_range(0..100);
-            let (delay_ms, action) = match roll {
-                0..8 => (
+            let route = ROUTES[rng.random_range(0..ROUTES.len())].map(str::to_owned);
+            let status = |status| FaultAction::Status { status, body: None };
+            let (delay_ms, action) = match rng.random_range(0..100) {
+                0..10 => (
                     0,
-                    FaultAction::Status {
-                        status: [500, 502, 504][rng.random_range(0..3)],
-                        body: None,
+                    FaultAction::StoreThen {
+                        status: 500,
+                        after_ms: 0,
                     },
                 ),
-                8..16 => (
+                // Stored, then answered after the client gave up waiting.
+                10..16 => (
                     0,
-                    FaultAction::Status {
-                        status: 503,
-                        body: None,
+                    FaultAction::StoreThen {
+                        status: 200,
+                        after_ms: 900,
                     },
                 ),
-                16..24 => {
-                    let u: Vec<String> = (0..3)
+                16..20 => (900, FaultAction::Pass),
+                20..26 => (0, FaultAction::Reset),
+                26..34 => (0, status([500, 502, 503, 504][rng.random_range(0..4)])),
+                34..42 => {
+                    let named = (0..3)
                         .map(|_| users[rng.random_range(0..users.len())].clone())
                         .collect();
                     (
                         0,
                         FaultAction::Throttle {
-                            users: u,
+                            users: named,
                             devices: vec![],
                         },
                     )
                 }
-                24..30 => (
+                42..48 => (0, status(413)),
+                48..52 => (
                     0,
-                    FaultAction::Status {
-                        status: 413,
-                        body: None,
+                    FaultAction::InvalidIndices {
+                        indices: (0..2).map(|_| rng.random_range(0..60)).collect(),
+                        field: "time".into(),
                     },
                 ),
-                30..35 => {
-                    let idx = (0..2).map(|_| rng.random_range(0..40)).collect();
-                    (
-                        0,
-                        FaultAction::InvalidIndices {
-                            indices: idx,
-                            field: "time".into(),
-                        },
-                    )
-                }
-                35..38 => (900, FaultAction::Pass), // longer than the client's timeout
-                38..42 => (0, FaultAction::Reset),
-                42..47 => (0, FaultAction::AcceptHalf { status: 500 }),
+                52..56 => (0, FaultAction::AcceptHalf { status: 503 }),
                 _ => (0, FaultAction::Pass),
             };
             Fault {
-                route: None,
+                route,
                 delay_ms,
                 action,
             }
@@ -82,25 +92,52 @@ fn schedule(rng: &mut SmallRng, users: &[String], n: usize) -> Vec<Fault> {
         .collect()
 }
 
-/// The insert_ids each message's events carry (identify/group/alias messages have none).
-fn insert_ids(plan: &Plan<'_>) -> Vec<String> {
-    plan.requests
-        .iter()
-        .flat_map(|r| match &r.body {
-            Body::Events(e) => e
-                .iter()
-                .filter_map(|e| e.insert_id.as_deref().map(str::to_owned))
-                .collect(),
-            _ => Vec::new(),
-        })
-        .collect()
+/// Segment traffic: the corpus, with deletions of some of its users mixed in.
+fn traffic() -> Vec<String> {
+    let mut lines = corpus::lines(SEED, MESSAGES);
+    for i in (0..MESSAGES).step_by(200) {
+        lines[i] = json!({"type": "delete", "userId": format!("user-{:05}", i % 5000)}).to_string();
+    }
+    lines
+}
+
+/// What a delivered message must have left in Amplitude.
+#[derive(Default)]
+struct Expected {
+    insert_ids: Vec<String>,
+    identifies: Vec<Value>,
+    group_identifies: Vec<Value>,
+    mappings: Vec<Value>,
+    deleted: Vec<String>,
+}
+
+fn to<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("mapped objects serialise")
+}
+
+fn expected(plan: &Plan<'_>) -> Expected {
+    let mut e = Expected::default();
+    for request in &plan.requests {
+        match &request.body {
+            Body::Events(events) => e.insert_ids.extend(
+                events
+                    .iter()
+                    .filter_map(|ev| ev.insert_id.as_deref().map(str::to_owned)),
+            ),
+            Body::Identify(ids) => e.identifies.extend(ids.iter().map(to)),
+            Body::GroupIdentify(ids) => e.group_identifies.extend(ids.iter().map(to)),
+            Body::UserMap(maps) => e.mappings.extend(maps.iter().map(to)),
+            Body::Deletion(d) => e.deleted.extend(d.user_ids.iter().map(|u| u.to_string())),
+        }
+    }
+    e
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chaos_every_event_once_or_rejected_with_a_reason() {
+async fn chaos_on_every_endpoint_nothing_lost_nothing_applied_twice() {
     let emu = emulator().await;
     let mut rng = SmallRng::seed_from_u64(SEED);
-    let lines = corpus::lines(SEED, MESSAGES);
+    let lines = traffic();
     let settings = Settings::from_json(&corpus::settings()).unwrap();
     let parsed = parse(&lines);
     let plans = plan_all(&parsed, &settings);
@@ -108,19 +145,21 @@ async fn chaos_every_event_once_or_rejected_with_a_reason() {
         .iter()
         .filter_map(|m| m.get("userId").as_str().map(str::to_owned))
         .collect();
-    emu.state.push_faults(schedule(&mut rng, &users, 400));
+    for user in &users {
+        emu.state.add_known_user(user);
+    }
+    emu.state.push_faults(schedule(&mut rng, &users, 500));
 
     let client = client_with(&emu, |c| {
         c.concurrency = 4;
         c.request_timeout = Duration::from_millis(500);
-        c.max_items_per_request = Some(100);
+        c.max_items_per_request = Some(60);
+        c.deletion_interval = Duration::from_millis(5);
     });
-    let mut reasons: HashMap<String, usize> = HashMap::new();
-    let mut final_outcome: HashMap<usize, Outcome> = HashMap::new();
-    let mut pending: Vec<usize> = (0..MESSAGES).collect();
+    let mut outcome: HashMap<usize, Outcome> = HashMap::new();
+    let mut pending: Vec<usize> = (0..plans.len()).collect();
     let mut rounds = 0;
-    let mut tally_first = None;
-    while !pending.is_empty() && rounds < 20 {
+    while !pending.is_empty() && rounds < 30 {
         rounds += 1;
         let batch: Vec<Plan> = pending.iter().map(|&i| plans[i].clone()).collect();
         let report = client
@@ -128,34 +167,20 @@ async fn chaos_every_event_once_or_rejected_with_a_reason() {
                 &batch,
                 settings.region,
                 &credentials(),
-                Instant::now() + Duration::from_secs(10),
+                Instant::now() + Duration::from_secs(8),
             )
             .await;
-        tally_first.get_or_insert(report.tally());
         let mut still = Vec::new();
-        for (k, outcome) in report.outcomes.into_iter().enumerate() {
-            let m = pending[k];
-            if let Outcome::Rejected { reason } = &outcome {
-                assert!(
-                    reason.starts_with("Amplitude "),
-                    "rejections carry Amplitude's reason: {reason}"
-                );
+        for (k, o) in report.outcomes.into_iter().enumerate() {
+            if o.is_retryable() {
+                still.push(pending[k]);
             }
-            match &outcome {
-                Outcome::Retryable { reason, .. } | Outcome::Rejected { reason } => {
-                    *reasons.entry(reason.clone()).or_default() += 1;
-                }
-                Outcome::Delivered => {}
-            }
-            if outcome.is_retryable() {
-                still.push(m);
-            }
-            final_outcome.insert(m, outcome);
+            outcome.insert(pending[k], o);
         }
         pending = still;
         if rounds == 3 {
-            // Segment keeps retrying; by now the fault schedule is spent or nearly so.
-            emu.state.push_faults(schedule(&mut rng, &users, 20));
+            // Segment keeps retrying; Amplitude keeps misbehaving a little longer.
+            emu.state.push_faults(schedule(&mut rng, &users, 40));
         }
     }
     assert!(
@@ -164,55 +189,123 @@ async fn chaos_every_event_once_or_rejected_with_a_reason() {
         pending.len()
     );
 
-    let ingested = emu.state.ingested();
-    let stored: HashSet<&str> = ingested
-        .events
+    let got = emu.state.ingested();
+    let as_set =
+        |list: &[Value]| -> HashSet<String> { list.iter().map(Value::to_string).collect() };
+    let (identifies, groups, mappings) = (
+        as_set(&got.identifies),
+        as_set(&got.group_identifies),
+        as_set(&got.mappings),
+    );
+    let deleted: HashSet<String> = got
+        .deletion_jobs
         .iter()
-        .filter_map(|e| e["insert_id"].as_str())
+        .flat_map(|j| j.amplitude_ids.iter().filter_map(|e| e.user_id.clone()))
         .collect();
-    let mut delivered_events = 0;
+    let mut delivered = 0;
     let mut rejected = 0;
     for (m, plan) in plans.iter().enumerate() {
-        match &final_outcome[&m] {
+        match &outcome[&m] {
             Outcome::Delivered => {
-                for id in insert_ids(plan) {
-                    let count = ingested.insert_ids.get(&id).copied().unwrap_or_default();
+                delivered += 1;
+                let e = expected(plan);
+                for id in &e.insert_ids {
                     assert_eq!(
-                        count.stored, 1,
-                        "event {id} of a delivered message is stored exactly once"
+                        got.insert_ids.get(id).map(|c| c.stored),
+                        Some(1),
+                        "message {m}: event {id} is delivered, so stored exactly once"
                     );
-                    assert!(stored.contains(id.as_str()));
-                    delivered_events += 1;
+                }
+                for i in &e.identifies {
+                    assert!(
+                        identifies.contains(&i.to_string()),
+                        "message {m}: {i} missing"
+                    );
+                }
+                for g in &e.group_identifies {
+                    assert!(groups.contains(&g.to_string()), "message {m}: {g} missing");
+                }
+                for u in &e.mappings {
+                    assert!(
+                        mappings.contains(&u.to_string()),
+                        "message {m}: {u} missing"
+                    );
+                }
+                for u in &e.deleted {
+                    assert!(deleted.contains(u), "message {m}: deletion of {u} missing");
                 }
             }
-            Outcome::Rejected { .. } => rejected += 1,
+            Outcome::Rejected { reason } => {
+                rejected += 1;
+                assert!(
+                    reason.contains("(events_with_invalid_fields: time)"),
+                    "message {m}: only an answer naming its event may reject it: {reason}"
+                );
+            }
             Outcome::Retryable { .. } => unreachable!("drained above"),
         }
     }
     assert!(
-        ingested.insert_ids.values().all(|c| c.stored <= 1),
-        "nothing stored twice"
+        got.insert_ids.values().all(|c| c.stored <= 1),
+        "no event stored twice"
     );
-    let duplicates: usize = ingested
-        .insert_ids
-        .values()
-        .map(|c| c.received - c.stored)
-        .sum();
-    let (d, r, t) = tally_first.unwrap();
-    println!(
-        "chaos: {MESSAGES} messages; first delivery: {d} delivered, {r} rejected, {t} retryable; \
-         after {rounds} rounds: {} delivered ({delivered_events} events stored once), {rejected} rejected; \
-         {duplicates} resent duplicates absorbed by insert_id; {} requests received by the emulator",
-        MESSAGES - rejected,
-        ingested.requests.values().sum::<usize>()
-    );
-    let mut reasons: Vec<_> = reasons.into_iter().collect();
-    reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
-    for (reason, n) in reasons {
-        println!("chaos:   {n:>6} × {reason}");
+
+    // Every `$add` applied once: count how often each message carrying one reached a user's
+    // properties (a deduplicated `$identify` event, or an identification, which Amplitude
+    // applies every time it is stored), then check the users' totals against those counts.
+    let identification_counts: HashMap<String, usize> =
+        got.identifies.iter().fold(HashMap::new(), |mut n, i| {
+            *n.entry(i.to_string()).or_default() += 1;
+            n
+        });
+    let mut totals: HashMap<String, i64> = HashMap::new();
+    let mut increments = 0;
+    for (m, plan) in plans.iter().enumerate() {
+        let carried = plan.requests.iter().flat_map(|r| match &r.body {
+            Body::Events(events) => events.iter().map(to).collect(),
+            Body::Identify(ids) => ids.iter().map(to).collect(),
+            _ => Vec::new(),
+        });
+        for object in carried {
+            let Some(n) = object["user_properties"]["$add"]["logins"].as_i64() else {
+                continue;
+            };
+            let applied = match object["insert_id"].as_str() {
+                Some(id) if object["event_type"] == "$identify" => {
+                    got.insert_ids.get(id).map_or(0, |c| c.stored)
+                }
+                _ => identification_counts
+                    .get(&object.to_string())
+                    .copied()
+                    .unwrap_or(0),
+            };
+            assert!(
+                applied <= 1,
+                "message {m}: its $add was applied {applied} times"
+            );
+            if outcome[&m] == Outcome::Delivered {
+                assert_eq!(applied, 1, "message {m}: delivered, so applied once");
+            }
+            let user = object["user_id"].as_str().unwrap_or_default().to_owned();
+            *totals.entry(user).or_default() += n * applied as i64;
+            increments += 1;
+        }
     }
-    assert!(
-        rejected < MESSAGES / 10,
-        "only events hit by an injected 400 are rejected"
+    assert!(increments > 100, "the traffic carries increments");
+    for (user, sum) in totals.iter().filter(|(_, sum)| **sum > 0) {
+        assert_eq!(
+            got.users[user]["logins"].as_i64(),
+            Some(*sum),
+            "{user}: each increment applied once"
+        );
+    }
+    let resent: usize = got.insert_ids.values().map(|c| c.received - c.stored).sum();
+    println!(
+        "chaos: {} messages on every endpoint, {rounds} rounds: {delivered} delivered, {rejected} \
+         rejected by an index-400; {resent} resent events absorbed by insert_id; {} \
+         increments each applied once; {} requests received",
+        plans.len(),
+        increments,
+        got.requests.values().sum::<usize>()
     );
 }

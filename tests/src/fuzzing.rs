@@ -1,0 +1,270 @@
+//! The fuzz targets' bodies (`tests/fuzz/fuzz_targets/`), shared with the seed-replay test so
+//! every seed and every input that once crashed runs in the ordinary test suite too.
+//!
+//! * [`map_line`]: one JSON line → the mapping under several settings → the wire items;
+//! * [`inbound`]: a raw request (headers and body) → the inbound event, body splitting,
+//!   authentication and the planning of each message.
+//!
+//! Both assert properties besides "no panic": items are valid JSON (or form text), a body of
+//! several events vouched for only by its first event's signature is never accepted, and a
+//! correct signature of the signed bytes is always accepted.
+
+use std::sync::OnceLock;
+
+use amplitude_client::encode;
+use base64::Engine;
+use lambda_glue::Route;
+use lambda_glue::auth::{AuthConfig, AuthError, Presented, sign};
+use lambda_glue::body::{self, Signed};
+use lambda_glue::inbound::Inbound;
+use lambda_glue::planning::{self, Decision};
+use mapping::Settings;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+/// The shared secret and token the `inbound` target checks against.
+pub const SECRET: &str = "fuzz-secret";
+pub const TOKEN: &str = "fuzz-token";
+
+/// Settings that together switch on every rule.
+pub fn settings_variants() -> &'static [Settings] {
+    static VARIANTS: OnceLock<Vec<Settings>> = OnceLock::new();
+    VARIANTS.get_or_init(|| {
+        [
+            json!({}),
+            corpus::settings(),
+            json!({"endpoint": "eu", "sendToBatchEndpoint": true, "trackAllPages": true,
+                "trackCategorizedPages": true, "trackNamedPages": true, "trackProductsOnce": true,
+                "trackRevenuePerProduct": true, "preferAnonymousIdForDeviceId": true,
+                "useCustomAmplitudeProperties": true, "sendAlias": true,
+                "traitsToAppend": ["a", "tags"], "traitsToPrepend": ["p"],
+                "traitsToIncrement": ["n", "logins"], "traitsToSetOnce": ["s"],
+                "mapQueryParams": {"q": "user_properties", "r": "event_properties"},
+                "groupTypeTrait": "t", "groupValueTrait": "v", "trackUtmProperties": true,
+                "idempotentTraitOperations": false}),
+        ]
+        .iter()
+        .map(|s| Settings::from_json(s).expect("fuzz settings are valid"))
+        .collect()
+    })
+}
+
+/// One JSON line through the mapping and the encoder, under every settings variant.
+pub fn map_line(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(value) = serde_json::from_str::<serde_json_borrow::Value>(text) else {
+        return;
+    };
+    for settings in settings_variants() {
+        if let Ok(plan) = mapping::plan(&value, settings) {
+            check_items(&encode::items(0, &plan));
+        }
+        if let Ok(mapping::rules::engage::Engage::Plan(plan)) =
+            mapping::rules::engage::plan(&value, settings)
+        {
+            check_items(&encode::items(0, &plan));
+        }
+    }
+}
+
+/// Every item is what its endpoint's frame expects: JSON, or form-encoded JSON.
+fn check_items(items: &[amplitude_client::Item]) {
+    for item in items {
+        let json = if item.endpoint.is_form() {
+            form_urlencoded::parse(format!("x={}", item.wire).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        } else {
+            item.wire.clone()
+        };
+        assert!(
+            serde_json::from_str::<Value>(&json).is_ok(),
+            "an item is not JSON: {json}"
+        );
+    }
+}
+
+/// A raw request: optional flag lines (`!rest`, `!direct`, `!base64`) and `name: value`
+/// header lines, an empty line, then the body. Without an empty line it is all body.
+pub fn inbound(data: &[u8]) {
+    let (head, raw_body) = match find(data, b"\n\n") {
+        Some(at) => (
+            data.get(..at).unwrap_or_default(),
+            data.get(at + 2..).unwrap_or_default(),
+        ),
+        None => (&b""[..], data),
+    };
+    let head = String::from_utf8_lossy(head);
+    let flag = |f: &str| head.lines().any(|l| l.trim() == f);
+    let headers: serde_json::Map<String, Value> = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), Value::from(v.trim())))
+        .collect();
+    let payload = if flag("!direct") {
+        serde_json::from_slice(raw_body).unwrap_or(Value::Null)
+    } else {
+        let (text, base64) = if flag("!base64") {
+            (
+                base64::engine::general_purpose::STANDARD.encode(raw_body),
+                true,
+            )
+        } else {
+            (String::from_utf8_lossy(raw_body).into_owned(), false)
+        };
+        api_gateway(flag("!rest"), headers, &text, base64)
+    };
+    let Ok(inbound) = Inbound::from_payload(payload) else {
+        return;
+    };
+    let messages = body::split(&inbound.body);
+    let (signed, events, covers) = match &messages {
+        Ok(m) => (
+            m.signed_bytes(&inbound.body).to_vec(),
+            m.items.len(),
+            m.signed == Signed::WholeBody,
+        ),
+        Err(_) => (inbound.body.clone(), 1, true),
+    };
+    check_auth(&inbound, &signed, events, covers);
+    if let Ok(m) = messages {
+        for text in m.items.iter().take(64) {
+            for route in [Route::Events, Route::Engage] {
+                if let Decision::Send(items) =
+                    planning::decide(route, &settings_variants()[1], text).decision
+                {
+                    check_items(&items);
+                }
+            }
+        }
+    }
+}
+
+/// Authentication over what the request presents, with its properties.
+fn check_auth(inbound: &Inbound, signed: &[u8], events: usize, covers: bool) {
+    let secrets = [SecretString::from(SECRET)];
+    let tokens = [SecretString::from(TOKEN)];
+    let header = |name: &str| inbound.header(name);
+    let presented = Presented {
+        header: &header,
+        signed,
+        events,
+        signature_covers_body: covers,
+    };
+    let signature_only = AuthConfig {
+        shared_secrets: &secrets,
+        ..AuthConfig::default()
+    };
+    let outcome = signature_only.check(&presented);
+    if events > 1 && !covers {
+        assert_ne!(outcome, Ok(()), "a signature vouched for appended events");
+    }
+    for config in [
+        AuthConfig {
+            bearer_tokens: &tokens,
+            ..AuthConfig::default()
+        },
+        AuthConfig {
+            shared_secrets: &secrets,
+            bearer_tokens: &tokens,
+            ..AuthConfig::default()
+        },
+    ] {
+        let _ = config.check(&presented);
+    }
+    // The correct signature of exactly the signed bytes always passes the signature check.
+    let good = sign(SECRET, signed);
+    let with_good = |name: &str| {
+        if name == "x-signature" {
+            Some(good.as_str())
+        } else {
+            inbound.header(name)
+        }
+    };
+    let outcome = signature_only.check(&Presented {
+        header: &with_good,
+        ..presented
+    });
+    assert!(
+        matches!(outcome, Ok(()) | Err(AuthError::SignedBatch)),
+        "a correct signature was refused: {outcome:?}"
+    );
+}
+
+fn api_gateway(
+    rest: bool,
+    headers: serde_json::Map<String, Value>,
+    body: &str,
+    base64: bool,
+) -> Value {
+    if rest {
+        json!({"resource": "/events", "path": "/events", "httpMethod": "POST", "headers": headers,
+            "multiValueHeaders": {}, "requestContext": {"accountId": "1", "resourceId": "r",
+                "stage": "prod", "requestId": "q", "identity": {"sourceIp": "127.0.0.1"},
+                "resourcePath": "/events", "httpMethod": "POST", "apiId": "a"},
+            "body": body, "isBase64Encoded": base64})
+    } else {
+        json!({"version": "2.0", "routeKey": "POST /events", "rawPath": "/events",
+            "rawQueryString": "", "headers": headers,
+            "requestContext": {"accountId": "1", "apiId": "a", "domainName": "x", "domainPrefix": "x",
+                "http": {"method": "POST", "path": "/events", "protocol": "HTTP/1.1",
+                    "sourceIp": "127.0.0.1", "userAgent": "Segment.io/1.0"},
+                "requestId": "r", "routeKey": "POST /events", "stage": "$default", "time": "",
+                "timeEpoch": 0},
+            "body": body, "isBase64Encoded": base64})
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Seeds for `map_line`: messages of the generated corpus, one per file.
+pub fn map_line_seeds(count: usize) -> Vec<Vec<u8>> {
+    corpus::lines(7, count)
+        .into_iter()
+        .map(String::into_bytes)
+        .collect()
+}
+
+/// Seeds for `inbound`: corpus messages as single signed events, signed arrays, bearer
+/// batches, the `{"batch"}` shape, base64 bodies, REST events and direct invocations.
+pub fn inbound_seeds(count: usize) -> Vec<Vec<u8>> {
+    let lines = corpus::lines(11, count * 3);
+    (0..count)
+        .map(|i| {
+            let one = lines.get(i * 3).cloned().unwrap_or_default();
+            let two = lines.get(i * 3 + 1).cloned().unwrap_or_default();
+            let three = lines.get(i * 3 + 2).cloned().unwrap_or_default();
+            let array = format!("[{one},{two},{three}]");
+            let (flags, headers, body) = match i % 6 {
+                0 => (
+                    "",
+                    format!("x-signature: {}", sign(SECRET, one.as_bytes())),
+                    one,
+                ),
+                1 => (
+                    "",
+                    format!("X-Signature: {}", sign(SECRET, one.as_bytes())),
+                    array,
+                ),
+                2 => ("", format!("authorization: Bearer {TOKEN}"), array),
+                3 => (
+                    "!base64\n",
+                    format!("x-signature: {}", sign(SECRET, one.as_bytes())),
+                    one,
+                ),
+                4 => (
+                    "!rest\n",
+                    format!("authorization: Bearer {TOKEN}"),
+                    format!("{{\"batch\":[{one},{two}],\"context\":{{\"ip\":\"1.2.3.4\"}}}}"),
+                ),
+                _ => ("!direct\n", String::new(), one),
+            };
+            format!("{flags}{headers}\n\n{body}").into_bytes()
+        })
+        .collect()
+}
