@@ -77,6 +77,8 @@ def main():
         privacy = any("PrivacySecret" in str(r) for r in reads)
         if privacy != (binary == "deletions"):
             problems.append(f"{name}: only the deletions function may read the privacy secret")
+        if binary == "deletions" and props.get("ReservedConcurrentExecutions") != 1:
+            problems.append(f"{name}: needs ReservedConcurrentExecutions 1 (one deletion request per second)")
     for p in problems:
         print("template:", p)
     print(f"template: {len(functions)} functions checked, {len(problems)} problems")

@@ -6,6 +6,7 @@ use std::time::Duration;
 use amplitude_emulator::{Emulator, EmulatorConfig, Fault, FaultAction};
 use base64::Engine;
 use lambda_glue::auth::sign;
+use lambda_glue::inbound::http_api_event;
 use serde_json::{Value, json};
 use tests::moto::Moto;
 use tests::runtime_api::{Invocation, RuntimeApi};
@@ -97,14 +98,22 @@ impl Running {
     }
 }
 
+/// An HTTP API event for `body` with these headers (a JSON object).
 fn v2(body: &str, headers: Value) -> Value {
-    json!({
-        "version": "2.0", "routeKey": "POST /events", "rawPath": "/events", "rawQueryString": "", "headers": headers,
-        "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "x", "domainPrefix": "x",
-            "http": {"method": "POST", "path": "/events", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "Segment.io/1.0"},
-            "requestId": "r", "routeKey": "POST /events", "stage": "$default", "time": "28/Nov/2026:10:00:00 +0000", "timeEpoch": 0},
-        "body": body, "isBase64Encoded": false
-    })
+    let pairs: Vec<(String, String)> = headers
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    http_api_event(
+        "POST",
+        "/events",
+        "",
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        body.as_bytes(),
+        "r",
+    )
 }
 
 fn v1(body: &str, headers: Value) -> Value {
@@ -470,10 +479,15 @@ async fn deletions_function_under_the_runtime_api() {
         );
         // The job status query, as an operator would run it.
         let day = got.deletion_jobs[0].day.clone();
-        let mut get = v2("", json!({"Authorization": format!("Bearer {OPERATOR}")}));
-        get["requestContext"]["http"]["method"] = json!("GET");
-        get["rawQueryString"] = json!(format!("start_day={day}&end_day={day}"));
-        get["queryStringParameters"] = json!({"start_day": day, "end_day": day});
+        let token = format!("Bearer {OPERATOR}");
+        let get = http_api_event(
+            "GET",
+            "/deletions",
+            &format!("start_day={day}&end_day={day}"),
+            [("authorization", token.as_str())],
+            b"",
+            "r",
+        );
         let (status, listed) = f.http(get).await;
         assert_eq!(
             (

@@ -60,6 +60,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `work` on a multi-threaded runtime until it ends or Ctrl-C; `name` prefixes errors.
+fn run_async(name: &str, work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(async {
+            tokio::select! {
+                code = work => code,
+                _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+            }
+        }),
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn serve(args: serve::ServeArgs) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -68,23 +84,13 @@ fn serve(args: serve::ServeArgs) -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("serve: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        tokio::select! {
-            result = serve::run(args) => match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("serve: {e}");
-                    ExitCode::from(2)
-                }
-            },
-            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+    run_async("serve", async {
+        match serve::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("serve: {e}");
+                ExitCode::from(2)
+            }
         }
     })
 }
@@ -103,14 +109,7 @@ fn emulator(port: u16, config: Option<&std::path::Path>) -> ExitCode {
             }
         },
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("emulator: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    run_async("emulator", async {
         let emulator = match amplitude_emulator::Emulator::start_on(config, port).await {
             Ok(e) => e,
             Err(e) => {
@@ -121,11 +120,11 @@ fn emulator(port: u16, config: Option<&std::path::Path>) -> ExitCode {
         let url = emulator.url();
         println!("Amplitude emulator listening on {url}");
         println!("  what it ingested:  curl {url}/_emulator/ingested");
-        println!("  script faults:     curl -X POST {url}/_emulator/faults -d '[{{\"kind\":\"status\",\"status\":503}}]'");
-        tokio::select! {
-            _ = emulator.wait() => ExitCode::FAILURE,
-            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
-        }
+        println!(
+            "  script faults:     curl -X POST {url}/_emulator/faults -d '[{{\"kind\":\"status\",\"status\":503}}]'"
+        );
+        emulator.wait().await;
+        ExitCode::FAILURE
     })
 }
 

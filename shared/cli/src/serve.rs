@@ -190,49 +190,22 @@ async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (body_text, base64) = match std::str::from_utf8(&body) {
-        Ok(t) => (t.to_owned(), false),
-        Err(_) => {
-            use base64::Engine;
-            (
-                base64::engine::general_purpose::STANDARD.encode(&body),
-                true,
-            )
-        }
-    };
-    let header_map: serde_json::Map<String, Value> = headers
-        .iter()
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_owned(), Value::from(v)))
-        })
-        .collect();
     let request_id = format!(
         "local-{}",
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     );
-    let path = uri.path().to_owned();
-    let route_key = format!("{method} {path}");
-    let query: serde_json::Map<String, Value> = uri
-        .query()
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .map(|(k, v)| (k, Value::from(v)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let event = json!({
-        "version": "2.0", "routeKey": route_key, "rawPath": path, "rawQueryString": uri.query().unwrap_or_default(),
-        "headers": header_map, "queryStringParameters": query,
-        "requestContext": {"accountId": "000000000000", "apiId": "local", "domainName": "127.0.0.1", "domainPrefix": "local",
-            "http": {"method": method.as_str(), "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": ""},
-            "requestId": request_id, "routeKey": route_key, "stage": "$default", "time": "", "timeEpoch": 0},
-        "body": body_text, "isBase64Encoded": base64
-    });
+    let event = lambda_glue::inbound::http_api_event(
+        method.as_str(),
+        uri.path(),
+        uri.query().unwrap_or_default(),
+        headers
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
+        &body,
+        &request_id,
+    );
     let mut context = lambda_runtime::Context::default();
     context.request_id = request_id;
     context.deadline = SystemTime::now()

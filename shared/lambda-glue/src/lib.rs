@@ -12,6 +12,7 @@ mod deletions;
 pub mod error;
 pub mod function;
 pub mod inbound;
+pub mod logging;
 pub mod planning;
 pub mod reply;
 pub mod secrets;
@@ -23,7 +24,7 @@ pub use function::Function;
 /// the template sets), configuration from the environment, then one invocation after another.
 /// A configuration error stops the cold start with a message naming what is wrong.
 pub async fn run(route: Route) -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    logging::init();
     let function = match Function::from_env(route).await {
         Ok(f) => f,
         Err(e) => {

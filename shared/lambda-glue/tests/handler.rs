@@ -6,7 +6,7 @@ use std::time::Duration;
 use amplitude_emulator::{Emulator, EmulatorConfig, Fault, FaultAction};
 use base64::Engine;
 use lambda_glue::auth::sign;
-use lambda_glue::inbound::Inbound;
+use lambda_glue::inbound::{Inbound, http_api_event};
 use lambda_glue::secrets::SecretSource;
 use lambda_glue::{Function, FunctionConfig, Route};
 use serde_json::{Value, json};
@@ -52,20 +52,27 @@ fn keys() -> Value {
     json!({"api_key": "amp-key", "webhook_secret": SECRET})
 }
 
+/// An HTTP API event for `body` with these headers (a JSON object), base64-encoded if asked.
 fn apigw_v2(body: &str, headers: Value, base64: bool) -> Value {
-    let body = if base64 {
-        base64::engine::general_purpose::STANDARD.encode(body)
-    } else {
-        body.to_owned()
-    };
-    json!({
-        "version": "2.0", "routeKey": "POST /events", "rawPath": "/events", "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "x", "domainPrefix": "x",
-            "http": {"method": "POST", "path": "/events", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "Segment.io/1.0"},
-            "requestId": "r", "routeKey": "POST /events", "stage": "$default", "time": "28/Nov/2026:10:00:00 +0000", "timeEpoch": 0},
-        "body": body, "isBase64Encoded": base64
-    })
+    let pairs: Vec<(String, String)> = headers
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    let mut event = http_api_event(
+        "POST",
+        "/events",
+        "",
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        body.as_bytes(),
+        "r",
+    );
+    if base64 {
+        event["body"] = Value::from(base64::engine::general_purpose::STANDARD.encode(body));
+        event["isBase64Encoded"] = Value::Bool(true);
+    }
+    event
 }
 
 fn signed(body: &str) -> Value {

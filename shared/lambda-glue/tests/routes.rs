@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use amplitude_emulator::{Emulator, EmulatorConfig, Fault};
-use lambda_glue::inbound::Inbound;
+use lambda_glue::inbound::{Inbound, http_api_event};
 use lambda_glue::secrets::SecretSource;
 use lambda_glue::{Function, FunctionConfig, Route};
 use serde_json::{Value, json};
@@ -42,12 +42,7 @@ async fn function(
 }
 
 fn http(method: &str, body: &str, query: &str) -> Value {
-    json!({"version": "2.0", "routeKey": "x", "rawPath": "/deletions", "rawQueryString": query, "headers": {},
-        "queryStringParameters": form_urlencoded::parse(query.as_bytes()).into_owned().collect::<std::collections::HashMap<String, String>>(),
-        "requestContext": {"accountId": "1", "apiId": "a", "domainName": "x", "domainPrefix": "x",
-            "http": {"method": method, "path": "/deletions", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "b"},
-            "requestId": "r", "routeKey": "x", "stage": "$default", "time": "", "timeEpoch": 0},
-        "body": body, "isBase64Encoded": false})
+    http_api_event(method, "/deletions", query, [], body.as_bytes(), "r")
 }
 
 async fn call(f: &Function, payload: Value) -> (u16, Value) {
@@ -68,9 +63,15 @@ const OPERATOR: &str = "operator-token";
 
 /// A job listing request with the operator's token.
 fn listing(query: &str) -> Value {
-    let mut get = http("GET", "", query);
-    get["headers"] = json!({"authorization": format!("Bearer {OPERATOR}")});
-    get
+    let token = format!("Bearer {OPERATOR}");
+    http_api_event(
+        "GET",
+        "/deletions",
+        query,
+        [("authorization", token.as_str())],
+        b"",
+        "r",
+    )
 }
 
 fn deletes(n: usize) -> String {

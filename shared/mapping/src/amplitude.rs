@@ -1,69 +1,52 @@
 //! The Amplitude objects the mapping produces, serialised exactly as Amplitude receives them
-//! (spec §0.3: absent top-level fields are omitted, never sent as `null`).
+//! (spec §0.3: absent top-level fields are omitted, never sent as `null`: every `Option` field
+//! is skipped when `None`).
 
 use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json_borrow::Value;
+use serde_with::skip_serializing_none;
 
 use crate::props::{Prop, PropMap};
 
 /// Fields shared by events and user identifications (spec §3).
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DeviceFields<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub device_id: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub time: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub library: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub os_name: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub os_version: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub device_model: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub device_brand: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub device_manufacturer: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub carrier: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub app_version: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub location_lat: Option<Value<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub location_lng: Option<Value<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub city: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub idfa: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub adid: Option<Cow<'a, str>>,
 }
 
 /// Revenue fields of an event (spec §5.3, §6).
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Revenue<'a> {
     pub revenue: Value<'a>,
     pub price: Value<'a>,
     pub quantity: i64,
-    #[serde(rename = "productId", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "productId")]
     pub product_id: Option<Cow<'a, str>>,
-    #[serde(rename = "revenueType", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "revenueType")]
     pub revenue_type: Option<Cow<'a, str>>,
 }
 
@@ -71,26 +54,22 @@ pub struct Revenue<'a> {
 pub const IDENTIFY_EVENT: &str = "$identify";
 
 /// One element of the HTTP V2 / Batch `events` array.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event<'a> {
     #[serde(flatten)]
     pub device: DeviceFields<'a>,
     pub event_type: Cow<'a, str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub insert_id: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<i64>,
     /// Always present on track, page and screen events (spec §0.3.2, possibly `{}`); absent
     /// only on `$identify` events, which carry an identification's fields (§8.1.4).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub event_properties: Option<PropMap<'a>>,
     #[serde(skip_serializing_if = "is_empty")]
     pub user_properties: PropMap<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Prop<'a>>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[serde(flatten)]
     pub revenue: Option<Revenue<'a>>,
 }
 
@@ -107,27 +86,23 @@ pub enum Identification<'a> {
     GroupLink(GroupLink<'a>),
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UserIdentification<'a> {
     #[serde(flatten)]
     pub device: DeviceFields<'a>,
     #[serde(skip_serializing_if = "is_empty")]
     pub user_properties: PropMap<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Prop<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub paying: Option<Prop<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_version: Option<Prop<'a>>,
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupLink<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub device_id: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub time: Option<i64>,
     pub groups: PropMap<'a>,
     pub user_properties: PropMap<'a>,
@@ -142,12 +117,11 @@ pub struct GroupIdentification<'a> {
 }
 
 /// One element of the `/usermap` `mapping` array (spec §10).
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UserMapping<'a> {
     pub user_id: Cow<'a, str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub global_user_id: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub unmap: Option<bool>,
 }
 
