@@ -61,9 +61,7 @@ pub fn map_line(data: &[u8]) {
         if let Ok(plan) = mapping::plan(&value, settings) {
             check_items(&encode::items(0, &plan));
         }
-        if let Ok(mapping::rules::engage::Engage::Plan(plan)) =
-            mapping::rules::engage::plan(&value, settings)
-        {
+        if let Ok(mapping::engage::Engage::Plan(plan)) = mapping::engage::plan(&value, settings) {
             check_items(&encode::items(0, &plan));
         }
     }

@@ -11,8 +11,8 @@ pub mod batch;
 pub mod encode;
 mod engine;
 mod jobs;
-pub mod outcome;
-pub mod policy;
+mod outcome;
+mod policy;
 mod send;
 
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub use encode::Item;
 pub use jobs::JobListError;
 pub use outcome::{Outcome, Report, RequestRecord, RetryCause, Undelivered};
-pub use policy::Backoff;
+pub use policy::{Backoff, throttle_delay};
 
 /// Who Amplitude records as having asked for a deletion, unless the operator names someone.
 pub const DEFAULT_REQUESTER: &str = "segment";

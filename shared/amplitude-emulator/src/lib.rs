@@ -10,13 +10,13 @@
 //!
 //! In-process, [`Emulator`] offers the same operations directly.
 
-pub mod config;
-pub mod events;
-pub mod faults;
-pub mod forms;
-pub mod privacy;
-pub mod store;
-pub mod users;
+mod config;
+mod events;
+mod faults;
+mod forms;
+mod privacy;
+mod store;
+mod users;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,7 +32,8 @@ use serde_json::{Value, json};
 
 pub use config::EmulatorConfig;
 pub use faults::{Fault, FaultAction};
-pub use store::{Ingested, InsertIdCount, Store};
+pub use store::{DeletionJob, Ingested, InsertIdCount, Store};
+pub use users::Users;
 
 /// Shared state of one emulator.
 #[derive(Clone, Default)]

@@ -7,18 +7,19 @@
 
 pub mod auth;
 pub mod body;
-pub mod config;
+mod config;
 mod deletions;
-pub mod error;
-pub mod function;
+mod error;
+mod function;
 pub mod inbound;
-pub mod logging;
+mod logging;
 pub mod planning;
 pub mod reply;
 pub mod secrets;
 
-pub use config::{FunctionConfig, Route};
-pub use function::Function;
+pub use config::{ConfigError, FunctionConfig, Route};
+pub use error::RequestError;
+pub use function::{Function, MAX_BODY_BYTES};
 
 /// Runs a function on the Lambda runtime: logging (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`, as
 /// the template sets), configuration from the environment, then one invocation after another.

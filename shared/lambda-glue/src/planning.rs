@@ -9,9 +9,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use amplitude_client::Item;
 use amplitude_client::encode;
-use mapping::message::Message;
-use mapping::rules::engage::{self, Engage};
-use mapping::{Rejection, Settings};
+use mapping::engage::{self, Engage};
+use mapping::{Message, Rejection, Settings};
 
 use crate::config::Route;
 
@@ -47,7 +46,7 @@ pub fn decide(route: Route, settings: &Settings, text: &str) -> Planned {
             decision: Decision::Reject("the event is not valid JSON".into()),
         };
     };
-    let id = |key| mapping::json::id(value.get(key)).map(|c| c.into_owned());
+    let id = |key| mapping::id(value.get(key)).map(|c| c.into_owned());
     Planned {
         message_id: id("messageId"),
         user_id: id("userId"),

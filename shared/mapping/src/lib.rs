@@ -18,21 +18,23 @@
 #![cfg_attr(not(test), deny(clippy::string_slice, clippy::indexing_slicing))]
 
 pub mod amplitude;
-pub mod json;
-pub mod locale;
-pub mod message;
-pub mod plan;
-pub mod props;
-pub mod rules;
-pub mod settings;
-pub mod time;
-pub mod user_agent;
+mod json;
+mod locale;
+mod message;
+mod plan;
+mod props;
+mod rules;
+mod settings;
+mod time;
+mod user_agent;
 
-pub use message::Call;
+pub use json::id;
+pub use message::{Call, Message};
 pub use plan::{Body, Endpoint, Plan, Rejection, Request};
-pub use settings::{QueryParamTarget, Region, Settings, SettingsError};
+pub use props::{Prop, PropMap};
+pub use rules::engage;
+pub use settings::{DEVICE_MODE_ONLY_KEYS, QueryParamTarget, Region, Settings, SettingsError};
 
-use message::Message;
 use serde_json_borrow::Value;
 
 /// Maps one Segment message (already parsed) to the Amplitude requests it becomes.

@@ -88,7 +88,7 @@ fn s1_all_37_seed_settings_are_accepted() {
     let s = Settings::from_json(&all).unwrap();
     assert!(s.track_named_pages && s.track_categorized_pages && !s.track_all_pages);
     assert_eq!(
-        mapping::settings::DEVICE_MODE_ONLY_KEYS.len() + 20,
+        mapping::DEVICE_MODE_ONLY_KEYS.len() + 20,
         37,
         "20 cloud settings + 17 device-mode-only ones"
     );
@@ -1032,7 +1032,7 @@ fn s13_page_without_applicable_setting_is_skipped_without_error() {
 // §8.3 Engage route forms (segment-delivery §3) ---------------------------------------------
 
 fn engage(settings: Value, message: Value) -> Result<Option<Value>, String> {
-    use mapping::rules::engage::{Engage, plan};
+    use mapping::engage::{Engage, plan};
     let settings = Settings::from_json(&settings).unwrap();
     let text = message.to_string();
     let parsed: serde_json_borrow::Value = serde_json::from_str(&text).unwrap();
@@ -1105,7 +1105,7 @@ fn s8_3_engage_email_only_profiles_are_skipped_and_odd_tracks_refused() {
             key(),
             json!({"type": "identify", "traits": {"email": "a@b.c", "vip": true}, "context": personas("vip")})
         ),
-        Err(format!("skip: {}", mapping::rules::engage::NO_IDS))
+        Err(format!("skip: {}", mapping::engage::NO_IDS))
     );
     assert_eq!(
         engage(key(), json!({"type": "track", "event": "Signed Up", "userId": "u"})),
