@@ -7,11 +7,12 @@
 //! * `serve`: every function behind a local HTTP server with the routes of `template.yaml`,
 //!   Amplitude replaced by the emulator (see `serve.rs`).
 
+mod mapper;
 mod output;
 mod serve;
 
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -146,7 +147,7 @@ fn map(settings_path: &std::path::Path, input: Option<&std::path::Path>) -> Exit
             return ExitCode::from(2);
         }
     };
-    let reader: Box<dyn Read> = match input {
+    let reader: Box<dyn Read + Send> = match input {
         Some(path) => match fs::File::open(path) {
             Ok(f) => Box::new(f),
             Err(e) => {
@@ -154,14 +155,12 @@ fn map(settings_path: &std::path::Path, input: Option<&std::path::Path>) -> Exit
                 return ExitCode::from(2);
             }
         },
-        None => Box::new(io::stdin().lock()),
+        None => Box::new(io::stdin()),
     };
-    match run_map(
-        &settings,
-        &keys,
-        BufReader::new(reader),
-        io::stdout().lock(),
-    ) {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let input = BufReader::with_capacity(1 << 20, reader);
+    let output = io::BufWriter::with_capacity(1 << 20, io::stdout());
+    match mapper::run(&settings, &keys, input, output, threads) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
@@ -169,40 +168,4 @@ fn map(settings_path: &std::path::Path, input: Option<&std::path::Path>) -> Exit
             ExitCode::FAILURE
         }
     }
-}
-
-/// One output line per input line; blank lines are skipped and `index` is the 0-based line
-/// number. A line that is not UTF-8 is a rejected event like a line that is not JSON.
-fn run_map(
-    settings: &Settings,
-    keys: &output::Keys,
-    mut input: impl BufRead,
-    mut out: impl Write,
-) -> io::Result<()> {
-    let mut raw = Vec::new();
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut index = 0;
-    loop {
-        raw.clear();
-        if input.read_until(b'\n', &mut raw)? == 0 {
-            break;
-        }
-        let line = String::from_utf8_lossy(&raw);
-        if !line.trim().is_empty() {
-            output::write_line(
-                index,
-                line.trim_end_matches(['\n', '\r']),
-                settings,
-                keys,
-                &mut buf,
-            );
-        }
-        index += 1;
-        if buf.len() >= 32 * 1024 {
-            out.write_all(&buf)?;
-            buf.clear();
-        }
-    }
-    out.write_all(&buf)?;
-    out.flush()
 }

@@ -150,3 +150,42 @@ fn deletions_need_the_secret_key_setting_and_never_print_it() {
     );
     assert!(!lines[0].to_string().contains("SECRET"));
 }
+
+#[test]
+fn large_inputs_are_mapped_on_every_core_and_written_in_input_order() {
+    // Several 1 MB blocks, with blank lines and bad lines among them: each output line must
+    // still carry its input line number, in order.
+    let mut input = String::new();
+    let mut expected = Vec::new();
+    for i in 0..12_000 {
+        match i % 500 {
+            7 => input.push('\n'),
+            9 => {
+                input.push_str("not json\n");
+                expected.push((i, "invalid"));
+            }
+            _ => {
+                let pad = "x".repeat(i % 300);
+                input.push_str(&format!(
+                    "{{\"type\":\"track\",\"event\":\"e{i}\",\"userId\":\"user-{i}\",\"messageId\":\"m{i}\",\"properties\":{{\"pad\":\"{pad}\"}}}}\n"
+                ));
+                expected.push((i, "ok"));
+            }
+        }
+    }
+    assert!(input.len() > 2 << 20, "several 1 MB blocks");
+    let (code, lines, _) = run(r#"{"apiKey": "KEY"}"#, &input);
+    assert_eq!(code, 0);
+    assert_eq!(lines.len(), expected.len());
+    for (line, (index, kind)) in lines.iter().zip(&expected) {
+        assert_eq!(line["index"], json!(index));
+        if *kind == "ok" {
+            assert_eq!(
+                line["requests"][0]["body"]["events"][0]["insert_id"],
+                json!(format!("m{index}"))
+            );
+        } else {
+            assert_eq!(line["error"]["kind"], "invalid");
+        }
+    }
+}
