@@ -157,6 +157,7 @@ async fn serve_load() {
             break;
         }
     }
+    amplitude_client::install_crypto_provider();
     let client = reqwest::Client::new();
     let ok = Arc::new(AtomicUsize::new(0));
     let other = Arc::new(AtomicUsize::new(0));

@@ -51,6 +51,7 @@ impl Moto {
             .expect("moto_server starts");
         let url = format!("http://127.0.0.1:{port}");
         let moto = Moto { child, url };
+        amplitude_client::install_crypto_provider();
         let client = reqwest::Client::new();
         for _ in 0..100 {
             if client
@@ -72,6 +73,7 @@ impl Moto {
             "testing", "testing", None, None, "tests",
         );
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(lambda_glue::aws_http_client())
             .region(aws_config::Region::new(REGION))
             .credentials_provider(creds)
             .endpoint_url(&self.url)

@@ -136,6 +136,7 @@ struct Shared {
 
 impl AmplitudeClient {
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -156,6 +157,12 @@ impl AmplitudeClient {
     pub fn config(&self) -> &ClientConfig {
         &self.shared.config
     }
+}
+
+/// Makes ring rustls's process-wide crypto provider (the workspace's one TLS stack), before any
+/// client is built. Later calls change nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The URL of an endpoint: Amplitude's own for the region, or under the configured base URL.

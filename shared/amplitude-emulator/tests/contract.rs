@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 async fn start(tune: impl FnOnce(&mut EmulatorConfig)) -> (Emulator, reqwest::Client) {
     let mut config = EmulatorConfig::default();
     tune(&mut config);
+    // The workspace's one TLS stack: rustls with ring, installed before any client is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     (
         Emulator::start(config).await.unwrap(),
         reqwest::Client::new(),

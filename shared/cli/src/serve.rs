@@ -108,8 +108,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let (source, ingest_id, privacy_id) = if args.secrets_manager {
         let ingest = std::env::var("INGEST_SECRET_ID")
             .map_err(|_| "environment: `INGEST_SECRET_ID` is required".to_string())?;
+        // Locally, the standard AWS chain (profiles, SSO, ...), unlike the deployed functions.
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(lambda_glue::aws_http_client())
+            .load()
+            .await;
         (
-            SecretSource::from_aws_env().await,
+            SecretSource::SecretsManager(aws_sdk_secretsmanager::Client::new(&aws)),
             ingest,
             std::env::var("PRIVACY_SECRET_ID").ok(),
         )

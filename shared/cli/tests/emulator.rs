@@ -22,6 +22,7 @@ fn emulator_command_serves_amplitude_on_loopback() {
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (status, ingested) = runtime.block_on(async {
+        amplitude_client::install_crypto_provider();
         let c = reqwest::Client::new();
         let body = r#"{"api_key":"k","events":[{"user_id":"user-1","event_type":"Played"}]}"#;
         let status = c

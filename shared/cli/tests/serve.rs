@@ -36,6 +36,7 @@ fn serve_runs_every_route_against_the_emulator() {
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let results = runtime.block_on(async {
+        amplitude_client::install_crypto_provider();
         let c = reqwest::Client::new();
         let post = |path: &str, auth: Option<&str>, body: Value| {
             let mut r = c

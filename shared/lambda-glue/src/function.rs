@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::auth::{AuthConfig, AuthError, Presented};
+use crate::aws::AwsEnv;
 use crate::body::{self, Messages};
 use crate::config::{ConfigError, FunctionConfig, Route};
 use crate::deletions;
@@ -63,7 +64,8 @@ impl Function {
     /// The deployed function: configuration from the environment, secrets from Secrets Manager.
     pub async fn from_env(route: Route) -> Result<Self, ConfigError> {
         let config = FunctionConfig::from_env(route)?;
-        Self::new(config, SecretSource::from_aws_env().await)
+        let aws = AwsEnv::from_env()?;
+        Self::new(config, SecretSource::SecretsManager(aws.secrets_manager()))
     }
 
     /// The Lambda entry point.

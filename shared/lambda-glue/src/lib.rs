@@ -6,6 +6,7 @@
 //! the deletions route's own behaviour ([`deletions`]) and the answer to Segment ([`reply`]).
 
 pub mod auth;
+mod aws;
 pub mod body;
 mod config;
 mod deletions;
@@ -17,6 +18,7 @@ pub mod planning;
 pub mod reply;
 pub mod secrets;
 
+pub use aws::{AwsEnv, http_client as aws_http_client};
 pub use config::{ConfigError, FunctionConfig, Route};
 pub use error::RequestError;
 pub use function::{Function, MAX_BODY_BYTES};

@@ -85,12 +85,6 @@ impl SecretSource {
         }
     }
 
-    /// The AWS SDK client from the standard environment (region, credentials, endpoint).
-    pub async fn from_aws_env() -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        SecretSource::SecretsManager(aws_sdk_secretsmanager::Client::new(&config))
-    }
-
     async fn fetch(&self, id: &SecretId) -> Result<String, SecretError> {
         let unavailable = |reason: String| SecretError::Unavailable {
             id: id.clone(),

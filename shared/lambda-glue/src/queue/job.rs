@@ -1,0 +1,372 @@
+//! Delivery jobs: what is left of a request for one endpoint, self-contained, so it can be sent
+//! days later without the Segment request: the items in wire form (events with their
+//! `insert_id`s), the endpoint and region, the messageIds, the attempt count, when they were
+//! first seen and the last reason. Never a key.
+//!
+//! On the queue a job is a small JSON envelope whose `items` are gzip-compressed JSON in
+//! base64: items compress about tenfold, so a 4,000-event batch fits in a few SQS messages.
+
+use std::io::{Read, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use amplitude_client::{Item, RetryCause, Undelivered};
+use base64::Engine;
+use flate2::Compression;
+use mapping::{Endpoint, Region};
+use serde::{Deserialize, Serialize};
+
+/// The largest message this project puts on a queue, and the largest `SendMessageBatch`
+/// payload: SQS's long-standing limit (queues may allow more; none allows less).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Entries per `SendMessageBatch` call (SQS's limit).
+pub const MAX_BATCH_ENTRIES: usize = 10;
+
+/// One delivery job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// The route the messages came in on (for logs and metrics).
+    pub route: String,
+    pub endpoint: Endpoint,
+    pub region: Region,
+    /// The messageIds of the job's messages; items refer to them by index.
+    pub message_ids: Vec<Option<String>>,
+    pub items: Vec<JobItem>,
+    /// Delivery attempts made so far (the first, in the ingest function, counts).
+    pub attempts: u32,
+    /// When the messages first arrived, ms since the epoch: the job expires by age from then.
+    pub first_seen_ms: u64,
+    pub last_reason: String,
+    pub cause: RetryCause,
+    /// Set when the job was moved to the dead-letter queue: why it gave up.
+    pub dead_letter_reason: Option<String>,
+}
+
+/// One item of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobItem {
+    /// Index into the job's `message_ids`.
+    #[serde(rename = "m")]
+    pub message: usize,
+    #[serde(rename = "w")]
+    pub wire: String,
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+}
+
+/// The envelope as it travels.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    v: u32,
+    route: String,
+    endpoint: String,
+    region: String,
+    message_ids: Vec<Option<String>>,
+    attempts: u32,
+    first_seen_ms: u64,
+    last_reason: String,
+    cause: RetryCause,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dead_letter_reason: Option<String>,
+    /// Base64 of the gzip-compressed JSON array of items.
+    items: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    #[error("the job is not a delivery job of this version ({0})")]
+    Malformed(String),
+}
+
+impl Job {
+    /// The job as a queue message body.
+    pub fn encode(&self) -> String {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), Compression::default());
+        serde_json::to_writer(&mut gz, &self.items).expect("items serialise");
+        let compressed = gz.finish().expect("compressing into memory cannot fail");
+        let envelope = Envelope {
+            v: 1,
+            route: self.route.clone(),
+            endpoint: self.endpoint.as_str().to_owned(),
+            region: region_name(self.region).to_owned(),
+            message_ids: self.message_ids.clone(),
+            attempts: self.attempts,
+            first_seen_ms: self.first_seen_ms,
+            last_reason: self.last_reason.clone(),
+            cause: self.cause,
+            dead_letter_reason: self.dead_letter_reason.clone(),
+            items: base64::engine::general_purpose::STANDARD.encode(compressed),
+        };
+        serde_json::to_string(&envelope).expect("envelopes serialise")
+    }
+
+    /// Reads a queue message body.
+    pub fn decode(body: &str) -> Result<Job, JobError> {
+        let bad = |what: &str| JobError::Malformed(what.to_owned());
+        let e: Envelope = serde_json::from_str(body).map_err(|e| bad(&e.to_string()))?;
+        if e.v != 1 {
+            return Err(bad(&format!("version {}", e.v)));
+        }
+        let endpoint = Endpoint::from_name(&e.endpoint).ok_or_else(|| bad("endpoint"))?;
+        let region = match e.region.as_str() {
+            "standard" => Region::Standard,
+            "eu" => Region::Eu,
+            _ => return Err(bad("region")),
+        };
+        let compressed = base64::engine::general_purpose::STANDARD
+            .decode(&e.items)
+            .map_err(|_| bad("items are not base64"))?;
+        let mut json = Vec::new();
+        // A bound, so a hostile message cannot expand without limit.
+        flate2::read::GzDecoder::new(compressed.as_slice())
+            .take(64 << 20)
+            .read_to_end(&mut json)
+            .map_err(|_| bad("items are not gzip"))?;
+        let items: Vec<JobItem> =
+            serde_json::from_slice(&json).map_err(|_| bad("items are not a list of items"))?;
+        if items.iter().any(|i| i.message >= e.message_ids.len()) {
+            return Err(bad("an item names no message"));
+        }
+        Ok(Job {
+            route: e.route,
+            endpoint,
+            region,
+            message_ids: e.message_ids,
+            items,
+            attempts: e.attempts,
+            first_seen_ms: e.first_seen_ms,
+            last_reason: e.last_reason,
+            cause: e.cause,
+            dead_letter_reason: e.dead_letter_reason,
+        })
+    }
+
+    /// The items as the client sends them; their `message` is offset by `first_message`.
+    pub fn client_items(&self, first_message: usize) -> Vec<Item> {
+        self.items
+            .iter()
+            .map(|i| Item {
+                message: first_message + i.message,
+                endpoint: self.endpoint,
+                wire: i.wire.clone(),
+                user_id: i.user_id.clone(),
+                device_id: i.device_id.clone(),
+            })
+            .collect()
+    }
+
+    /// How old the job's messages are.
+    pub fn age(&self, now_ms: u64) -> Duration {
+        Duration::from_millis(now_ms.saturating_sub(self.first_seen_ms))
+    }
+
+    /// The job's encoded bodies, each at most [`MAX_MESSAGE_BYTES`]: split by items (keeping
+    /// a message's items together where they fit) when one body would be larger. An item that
+    /// alone exceeds the limit still travels alone (SQS then refuses it, and the caller keeps
+    /// the message retryable).
+    pub fn bodies(self) -> Vec<String> {
+        let body = self.encode();
+        if body.len() <= MAX_MESSAGE_BYTES || self.items.len() <= 1 {
+            return vec![body];
+        }
+        let parts = body.len().div_ceil(MAX_MESSAGE_BYTES * 9 / 10).max(2);
+        let per_part = self.items.len().div_ceil(parts);
+        let mut out = Vec::new();
+        for chunk in self.items.chunks(per_part) {
+            out.extend(self.with_items(chunk).bodies());
+        }
+        out
+    }
+
+    /// This job with only `items` (and only their messages).
+    fn with_items(&self, items: &[JobItem]) -> Job {
+        let mut ids = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        let items = items
+            .iter()
+            .map(|it| {
+                let m = *index.entry(it.message).or_insert_with(|| {
+                    ids.push(self.message_ids.get(it.message).cloned().flatten());
+                    ids.len() - 1
+                });
+                JobItem {
+                    message: m,
+                    ..it.clone()
+                }
+            })
+            .collect();
+        Job {
+            message_ids: ids,
+            items,
+            ..self.clone()
+        }
+    }
+}
+
+fn region_name(region: Region) -> &'static str {
+    match region {
+        Region::Standard => "standard",
+        Region::Eu => "eu",
+    }
+}
+
+/// Now, in ms since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What a delivery left undelivered, as jobs: one per endpoint, with the throttled items apart
+/// (they wait the delay Amplitude asks for). `message_ids` are those of the delivery's
+/// messages (the items' `message` indexes them).
+pub fn jobs_from(
+    undelivered: &[Undelivered],
+    message_ids: &[Option<String>],
+    route: &str,
+    region: Region,
+    attempts: u32,
+    first_seen_ms: u64,
+) -> Vec<Job> {
+    let mut groups: Vec<((Endpoint, bool), Vec<&Undelivered>)> = Vec::new();
+    for u in undelivered {
+        let key = (u.item.endpoint, u.cause == RetryCause::Throttled);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, list)) => list.push(u),
+            None => groups.push((key, vec![u])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((endpoint, _), list)| {
+            let first = list[0];
+            let whole = Job {
+                route: route.to_owned(),
+                endpoint,
+                region,
+                message_ids: message_ids.to_vec(),
+                items: list
+                    .iter()
+                    .map(|u| JobItem {
+                        message: u.item.message,
+                        wire: u.item.wire.clone(),
+                        user_id: u.item.user_id.clone(),
+                        device_id: u.item.device_id.clone(),
+                    })
+                    .collect(),
+                attempts,
+                first_seen_ms,
+                last_reason: first.reason.clone(),
+                cause: first.cause,
+                dead_letter_reason: None,
+            };
+            let items = whole.items.clone();
+            whole.with_items(&items)
+        })
+        .collect()
+}
+
+/// Entries packed into `SendMessageBatch` calls: at most [`MAX_BATCH_ENTRIES`] and
+/// [`MAX_MESSAGE_BYTES`] of bodies per call.
+pub fn batches<T>(entries: Vec<T>, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut calls: Vec<Vec<T>> = Vec::new();
+    let mut bytes = 0;
+    for entry in entries {
+        let n = size(&entry);
+        let full = calls
+            .last()
+            .is_none_or(|c| c.len() >= MAX_BATCH_ENTRIES || bytes + n > MAX_MESSAGE_BYTES);
+        if full {
+            calls.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += n;
+        if let Some(call) = calls.last_mut() {
+            call.push(entry);
+        }
+    }
+    calls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(items: usize, wire_len: usize) -> Job {
+        Job {
+            route: "/events".into(),
+            endpoint: Endpoint::HttpApi,
+            region: Region::Eu,
+            message_ids: (0..items).map(|i| Some(format!("m{i}"))).collect(),
+            items: (0..items)
+                .map(|i| JobItem {
+                    message: i,
+                    // Varied text, so it does not compress to nothing.
+                    wire: format!("{{\"insert_id\":\"m{i}\",\"p\":\"{}\"}}", pseudo_text(i, wire_len)),
+                    user_id: Some(format!("user-{i}")),
+                    device_id: None,
+                })
+                .collect(),
+            attempts: 1,
+            first_seen_ms: 1_764_500_000_000,
+            last_reason: "Amplitude 503: server error".into(),
+            cause: RetryCause::Transient,
+            dead_letter_reason: None,
+        }
+    }
+
+    fn pseudo_text(seed: usize, len: usize) -> String {
+        let mut x = seed as u64 * 2_654_435_761 + 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_job_survives_the_queue_exactly() {
+        let j = job(3, 20);
+        assert_eq!(Job::decode(&j.encode()).unwrap(), j);
+        assert!(matches!(Job::decode("{}"), Err(JobError::Malformed(_))));
+        let mut bad = serde_json::from_str::<serde_json::Value>(&j.encode()).unwrap();
+        bad["items"] = "not base64!".into();
+        assert_eq!(
+            Job::decode(&bad.to_string()),
+            Err(JobError::Malformed("items are not base64".into()))
+        );
+    }
+
+    #[test]
+    fn large_jobs_split_under_the_message_limit_and_keep_every_item() {
+        let big = job(3000, 400);
+        let bodies = big.clone().bodies();
+        assert!(bodies.len() > 1);
+        let mut seen = Vec::new();
+        for body in &bodies {
+            assert!(body.len() <= MAX_MESSAGE_BYTES, "{}", body.len());
+            let part = Job::decode(body).unwrap();
+            for item in &part.items {
+                seen.push((part.message_ids[item.message].clone(), item.wire.clone()));
+            }
+        }
+        let all: Vec<_> = big
+            .items
+            .iter()
+            .map(|i| (big.message_ids[i.message].clone(), i.wire.clone()))
+            .collect();
+        assert_eq!(seen, all);
+    }
+
+    #[test]
+    fn batches_respect_ten_entries_and_the_byte_limit() {
+        let sizes = vec![100_000, 100_000, 100_000, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10];
+        let calls = batches(sizes, |n| *n);
+        let shape: Vec<usize> = calls.iter().map(Vec::len).collect();
+        assert_eq!(shape, vec![2, 10, 1]);
+    }
+}
