@@ -119,11 +119,11 @@ fn emulator(port: u16, config: Option<&std::path::Path>) -> ExitCode {
             }
         };
         let url = emulator.url();
-        println!("Amplitude emulator listening on {url}");
-        println!("  what it ingested:  curl {url}/_emulator/ingested");
-        println!(
-            "  script faults:     curl -X POST {url}/_emulator/faults -d '[{{\"kind\":\"status\",\"status\":503}}]'"
+        // One write, and a closed standard output is not an error (a test may read one line).
+        let banner = format!(
+            "Amplitude emulator listening on {url}\n  what it ingested:  curl {url}/_emulator/ingested\n  script faults:     curl -X POST {url}/_emulator/faults -d '[{{\"kind\":\"status\",\"status\":503}}]'\n"
         );
+        let _ = io::Write::write_all(&mut io::stdout(), banner.as_bytes());
         emulator.wait().await;
         ExitCode::FAILURE
     })
