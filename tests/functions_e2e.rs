@@ -308,6 +308,56 @@ async fn events_function_under_the_runtime_api() {
     config.api_keys = ["amp-key".to_string()].into();
     amp.state.set_config(config);
     assert_eq!(f.http(v2(&eleven, sig(&eleven))).await.0, 200);
+
+    // What the operator sees: an event Amplitude refuses (a 400 naming it) is logged at WARN
+    // with its messageId and reason; events kept because Amplitude refused the request (403)
+    // are logged at ERROR with their count and first messageIds.
+    amp.state.push_faults([Fault {
+        route: None,
+        delay_ms: 0,
+        action: FaultAction::InvalidIndices {
+            indices: vec![0],
+            field: "time".into(),
+        },
+    }]);
+    let twelve = track(12).to_string();
+    assert_eq!(f.http(v2(&twelve, sig(&twelve))).await.0, 200);
+    amp.state.push_faults([Fault::status("/2/httpapi", 403)]);
+    let thirteen = track(13).to_string();
+    assert_eq!(f.http(v2(&thirteen, sig(&thirteen))).await.0, 503);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let lines: Vec<Value> = f
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let warn = lines
+        .iter()
+        .find(|l| l["level"] == "WARN" && l["fields"]["message_id"] == "e2e-12")
+        .expect("a WARN line for the rejected message");
+    assert_eq!(
+        warn["fields"]["reason"],
+        "Amplitude 400: Invalid field values on some events (events_with_invalid_fields: time)"
+    );
+    let refused = |id: &str| {
+        lines
+            .iter()
+            .find(|l| {
+                l["level"] == "ERROR" && l["fields"]["first_message_ids"] == format!(r#"["{id}"]"#)
+            })
+            .unwrap_or_else(|| panic!("an ERROR line naming {id}"))
+    };
+    assert_eq!(refused("e2e-13")["fields"]["count"], 1);
+    assert_eq!(
+        refused("e2e-13")["fields"]["reason"],
+        "Amplitude 403: request refused"
+    );
+    assert_eq!(
+        refused("e2e-11")["fields"]["reason"],
+        "configuration: Amplitude 400: Invalid API key"
+    );
     drop(f.child);
 }
 

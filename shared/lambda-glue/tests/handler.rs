@@ -511,3 +511,46 @@ async fn direct_invocation_retryable_is_a_function_error() {
     let err = reply.into_response(source).unwrap_err();
     assert_eq!(err.error_type, "Retryable");
 }
+
+#[tokio::test]
+async fn a_stalled_secrets_manager_is_given_up_at_the_deadline() {
+    // A Secrets Manager that accepts the connection and never answers.
+    let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", stall.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = stall.accept().await {
+            held.push(socket);
+        }
+    });
+    let aws = lambda_glue::AwsEnv::from_vars(|k| match k {
+        "AWS_REGION" => Some("us-east-1".into()),
+        "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("testing".into()),
+        "AWS_ENDPOINT_URL" => Some(endpoint.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let s = setup(Route::Events, json!({}), keys()).await;
+    let vars = [("INGEST_SECRET_ID", "ingest".to_string())];
+    let config = FunctionConfig::from_vars(Route::Events, |k| {
+        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let f = Function::new(config, SecretSource::SecretsManager(aws.secrets_manager())).unwrap();
+    let body = track(1).to_string();
+    let started = std::time::Instant::now();
+    let inbound = Inbound::from_payload(apigw_v2(&body, signed(&body), false)).unwrap();
+    let reply = f
+        .handle(
+            inbound,
+            tokio::time::Instant::now() + Duration::from_millis(400),
+            "stalled",
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 500);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered at the deadline, not at the SDK's own timeout"
+    );
+    drop(s);
+}
