@@ -15,34 +15,20 @@ pub struct Limits {
 
 impl Limits {
     pub fn of(endpoint: Endpoint) -> Limits {
-        match endpoint {
+        let (max_items, max_bytes) = match endpoint {
             // "< 2000 events" and "< 1 MB".
-            Endpoint::HttpApi => Limits {
-                max_items: 1999,
-                max_bytes: 999_999,
-            },
+            Endpoint::HttpApi => (1999, 999_999),
             // "2000 events", "20 MB".
-            Endpoint::Batch => Limits {
-                max_items: 2000,
-                max_bytes: 20_000_000,
-            },
+            Endpoint::Batch => (2000, 20_000_000),
             // Undocumented count; our own cap (amplitude-api §4 [Derived]).
-            Endpoint::Identify => Limits {
-                max_items: 1000,
-                max_bytes: 999_999,
-            },
-            Endpoint::GroupIdentify => Limits {
-                max_items: 1024,
-                max_bytes: 999_999,
-            },
-            Endpoint::UserMap => Limits {
-                max_items: 2000,
-                max_bytes: 999_999,
-            },
-            Endpoint::Deletion => Limits {
-                max_items: 100,
-                max_bytes: 999_999,
-            },
+            Endpoint::Identify => (1000, 999_999),
+            Endpoint::GroupIdentify => (1024, 999_999),
+            Endpoint::UserMap => (2000, 999_999),
+            Endpoint::Deletion => (100, 999_999),
+        };
+        Limits {
+            max_items,
+            max_bytes,
         }
     }
 }

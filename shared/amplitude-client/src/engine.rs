@@ -228,6 +228,17 @@ impl Delivery {
         lane
     }
 
+    /// How this delivery's requests to `endpoint` are framed.
+    fn frame(&self, endpoint: Endpoint) -> Frame {
+        let config = &self.shared.config;
+        Frame::new(
+            endpoint,
+            self.credentials.api_key(),
+            config.min_id_length,
+            &config.deletion_requester,
+        )
+    }
+
     /// Sends one batch through the retry loop.
     async fn send(
         &self,
@@ -236,12 +247,7 @@ impl Delivery {
         records: &mut Vec<RequestRecord>,
     ) -> Resolution {
         let config = &self.shared.config;
-        let frame = Frame::new(
-            endpoint,
-            self.credentials.api_key(),
-            config.min_id_length,
-            &config.deletion_requester,
-        );
+        let frame = self.frame(endpoint);
         let wires = job
             .iter()
             .filter_map(|&i| self.items.get(i))
@@ -272,13 +278,7 @@ impl Delivery {
 
     /// True when one item alone is larger than its endpoint accepts in a request.
     fn exceeds_limit(&self, endpoint: Endpoint, item: usize) -> bool {
-        let config = &self.shared.config;
-        let frame = Frame::new(
-            endpoint,
-            self.credentials.api_key(),
-            config.min_id_length,
-            &config.deletion_requester,
-        );
+        let frame = self.frame(endpoint);
         let size = self.item(item).map_or(0, |it| it.wire.len());
         frame.size(std::iter::once(size)) > Limits::of(endpoint).max_bytes
     }

@@ -16,7 +16,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use lambda_glue::secrets::SecretSource;
 use lambda_glue::{Function, FunctionConfig, Route};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 /// The routes `serve` offers, as in `template.yaml`.
 pub const ROUTES: [Route; 4] = [Route::Events, Route::Alias, Route::Deletions, Route::Engage];
@@ -50,36 +51,75 @@ pub struct ServeArgs {
     real_amplitude: bool,
 }
 
+/// The local runner's secrets file: `{"ingest": {...}, "privacy": {...}}`, each as the secret
+/// of the same name holds it (see the README); absent parts keep the local defaults.
+#[derive(Deserialize)]
+struct LocalSecrets {
+    #[serde(default = "default_ingest")]
+    ingest: LocalIngest,
+    #[serde(default = "default_privacy")]
+    privacy: LocalPrivacy,
+}
+
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize)]
+struct LocalIngest {
+    api_key: Option<String>,
+    webhook_secret: Option<String>,
+    bearer_token: Option<String>,
+}
+
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize)]
+struct LocalPrivacy {
+    secret_key: Option<String>,
+    operator_token: Option<String>,
+}
+
+fn default_ingest() -> LocalIngest {
+    LocalIngest {
+        api_key: Some("local-api-key".into()),
+        webhook_secret: None,
+        bearer_token: Some("local-token".into()),
+    }
+}
+
+fn default_privacy() -> LocalPrivacy {
+    LocalPrivacy {
+        secret_key: Some("local-secret-key".into()),
+        operator_token: Some("local-operator-token".into()),
+    }
+}
+
 fn local_secrets(path: Option<&PathBuf>) -> Result<HashMap<String, String>, String> {
-    let mut ingest = json!({"api_key": "local-api-key", "bearer_token": "local-token"});
-    let mut privacy =
-        json!({"secret_key": "local-secret-key", "operator_token": "local-operator-token"});
-    if let Some(path) = path {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("secrets: {}: {e}", path.display()))?;
-        let file: Value =
-            serde_json::from_str(&text).map_err(|e| format!("secrets: {}: {e}", path.display()))?;
-        if let Some(i) = file.get("ingest") {
-            ingest = i.clone();
+    let mut secrets = match path {
+        None => LocalSecrets {
+            ingest: default_ingest(),
+            privacy: default_privacy(),
+        },
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("secrets: {}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("secrets: {}: {e}", path.display()))?
         }
-        if let Some(p) = file.get("privacy") {
-            privacy = p.clone();
-        }
-    }
-    for (var, is_ingest, key) in [
-        ("AMPLITUDE_API_KEY", true, "api_key"),
-        ("WEBHOOK_SECRET", true, "webhook_secret"),
-        ("BEARER_TOKEN", true, "bearer_token"),
-        ("AMPLITUDE_SECRET_KEY", false, "secret_key"),
+    };
+    let var = |name| std::env::var(name).ok();
+    let ingest = &mut secrets.ingest;
+    for (slot, name) in [
+        (&mut ingest.api_key, "AMPLITUDE_API_KEY"),
+        (&mut ingest.webhook_secret, "WEBHOOK_SECRET"),
+        (&mut ingest.bearer_token, "BEARER_TOKEN"),
+        (&mut secrets.privacy.secret_key, "AMPLITUDE_SECRET_KEY"),
     ] {
-        if let Ok(v) = std::env::var(var) {
-            let target = if is_ingest { &mut ingest } else { &mut privacy };
-            target[key] = Value::String(v);
+        if let Some(v) = var(name) {
+            *slot = Some(v);
         }
     }
+    let ingest = serde_json::to_string(&secrets.ingest).expect("secrets serialise");
+    let privacy = serde_json::to_string(&secrets.privacy).expect("secrets serialise");
     Ok([
-        (LOCAL_INGEST.to_owned(), ingest.to_string()),
-        (LOCAL_PRIVACY.to_owned(), privacy.to_string()),
+        (LOCAL_INGEST.to_owned(), ingest),
+        (LOCAL_PRIVACY.to_owned(), privacy),
     ]
     .into())
 }
