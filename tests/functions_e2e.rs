@@ -8,19 +8,13 @@ use base64::Engine;
 use lambda_glue::auth::sign;
 use lambda_glue::inbound::http_api_event;
 use serde_json::{Value, json};
+use tests::function::{self, Running};
 use tests::moto::Moto;
-use tests::runtime_api::{Invocation, RuntimeApi};
+use tests::runtime_api::Invocation;
 
 const SECRET: &str = "whsec-e2e";
 const TOKEN: &str = "token-e2e";
 const OPERATOR: &str = "operator-e2e";
-
-struct Running {
-    runtime: RuntimeApi,
-    child: tokio::process::Child,
-    /// The function's log lines (stdout), as Lambda would ship them to CloudWatch.
-    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
 
 async fn start(
     name: &str,
@@ -40,80 +34,11 @@ async fn start_with(
     settings: Value,
     extra: &[(&str, String)],
 ) -> Running {
-    let runtime = RuntimeApi::start().await;
-    let mut cmd = tokio::process::Command::new(tests::binary(name));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", name)
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .env("INGEST_SECRET_ID", ingest_id)
-        .env("SEGMENT_SETTINGS", settings.to_string())
-        .env(
-            "AMPLITUDE_BASE_URL",
-            format!("{}/_host/{{host}}", amplitude.url()),
-        )
-        .kill_on_drop(true);
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    for (k, v) in moto.env() {
-        cmd.env(k, v);
-    }
-    cmd.stdout(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("function binary starts");
-    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = logs.clone();
-    let stdout = child.stdout.take().expect("piped stdout");
-    tokio::spawn(async move {
-        use tokio::io::AsyncBufReadExt;
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    Running {
-        runtime,
-        child,
-        logs,
-    }
+    function::start(name, moto, &amplitude.url(), ingest_id, settings, extra).await
 }
 
-impl Running {
-    async fn call(&self, payload: Value) -> Invocation {
-        self.runtime.invoke(payload, Duration::from_secs(5)).await
-    }
-
-    /// Calls through an API Gateway event and returns (statusCode, parsed body).
-    async fn http(&self, payload: Value) -> (u16, Value) {
-        match self.call(payload).await {
-            Invocation::Response(r) => (
-                r["statusCode"].as_u64().unwrap() as u16,
-                serde_json::from_str(r["body"].as_str().unwrap()).unwrap(),
-            ),
-            Invocation::Error(e) => panic!("function error: {e}"),
-        }
-    }
-}
-
-/// An HTTP API event for `body` with these headers (a JSON object).
 fn v2(body: &str, headers: Value) -> Value {
-    let pairs: Vec<(String, String)> = headers
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-        .collect();
-    http_api_event(
-        "POST",
-        "/events",
-        "",
-        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        body.as_bytes(),
-        "r",
-    )
+    function::post(body, headers)
 }
 
 fn v1(body: &str, headers: Value) -> Value {

@@ -1,9 +1,11 @@
 //! Helpers shared by the project-level tests: the conformance data, a Lambda Runtime API
 //! emulator that drives the real function binaries, and moto as Secrets Manager.
 
+pub mod function;
 pub mod fuzzing;
 pub mod moto;
 pub mod runtime_api;
+pub mod sqs;
 
 use std::path::PathBuf;
 

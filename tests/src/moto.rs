@@ -67,19 +67,27 @@ impl Moto {
         panic!("moto did not start on {}", moto.url);
     }
 
-    /// A Secrets Manager client pointed at this moto with dummy credentials.
-    pub async fn client(&self) -> aws_sdk_secretsmanager::Client {
+    /// An SQS client pointed at this moto with dummy credentials.
+    pub async fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk_config().await)
+    }
+
+    async fn sdk_config(&self) -> aws_config::SdkConfig {
         let creds = aws_sdk_secretsmanager::config::Credentials::new(
             "testing", "testing", None, None, "tests",
         );
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(lambda_glue::aws_http_client())
             .region(aws_config::Region::new(REGION))
             .credentials_provider(creds)
             .endpoint_url(&self.url)
             .load()
-            .await;
-        aws_sdk_secretsmanager::Client::new(&config)
+            .await
+    }
+
+    /// A Secrets Manager client pointed at this moto with dummy credentials.
+    pub async fn client(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk_config().await)
     }
 
     pub async fn put_secret(&self, name: &str, value: &str) {

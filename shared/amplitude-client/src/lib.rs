@@ -157,6 +157,12 @@ impl AmplitudeClient {
     pub fn config(&self) -> &ClientConfig {
         &self.shared.config
     }
+
+    /// Returns when Amplitude's one-deletion-request-per-second spacing allows the next
+    /// request (at once if this client sent none lately).
+    pub async fn wait_for_deletion_spacing(&self) {
+        self.shared.wait_for_deletion_spacing().await;
+    }
 }
 
 /// Makes ring rustls's process-wide crypto provider (the workspace's one TLS stack), before any

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use amplitude_wire::DeletionJob;
 use mapping::Endpoint;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::encode::Item;
 
@@ -23,7 +23,7 @@ pub enum Outcome {
 }
 
 /// Why a message is not delivered yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RetryCause {
     /// Amplitude failed, timed out or was unreachable until the deadline.
@@ -80,6 +80,33 @@ pub struct Report {
 }
 
 impl Report {
+    /// A delivery that sends nothing: every item kept retryable with `reason` (for a caller
+    /// that queues them instead).
+    pub fn held(items: Vec<Item>, messages: usize, reason: &str) -> Report {
+        let retryable = |reason: &str| Outcome::Retryable {
+            reason: reason.to_owned(),
+            cause: RetryCause::Transient,
+        };
+        let mut outcomes = vec![Outcome::Delivered; messages];
+        for item in &items {
+            if let Some(o) = outcomes.get_mut(item.message) {
+                *o = retryable(reason);
+            }
+        }
+        Report {
+            outcomes,
+            undelivered: items
+                .into_iter()
+                .map(|item| Undelivered {
+                    item,
+                    reason: reason.to_owned(),
+                    cause: RetryCause::Transient,
+                })
+                .collect(),
+            ..Report::default()
+        }
+    }
+
     /// Messages per outcome kind: (delivered, rejected, retryable).
     pub fn tally(&self) -> (usize, usize, usize) {
         self.outcomes

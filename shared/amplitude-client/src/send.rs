@@ -86,6 +86,15 @@ impl Shared {
         Resolution::GaveUp { reason: last }
     }
 
+    /// Waits until the next deletion request would be allowed (one per second), so whoever
+    /// sends the next one, in this process or another, keeps the spacing.
+    pub(crate) async fn wait_for_deletion_spacing(&self) {
+        let next = *self.next_deletion.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = next {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+
     /// Amplitude allows one deletion request per second per project (amplitude-api §7.1).
     /// Returns false when the next slot is past the deadline.
     async fn wait_for_deletion_slot(&self, deadline: Instant) -> bool {

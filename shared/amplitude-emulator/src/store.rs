@@ -43,6 +43,8 @@ pub struct Ingested {
     pub insert_ids: HashMap<String, InsertIdCount>,
     /// Requests received per path (faults included).
     pub requests: BTreeMap<String, usize>,
+    /// When each request arrived, per path, in ms since the epoch (for rate checks).
+    pub requests_at: BTreeMap<String, Vec<u64>>,
     /// Requests received under `/_host/{host}/…`, per `host/path`: which Amplitude host the
     /// client meant (standard or EU).
     pub hosts: BTreeMap<String, usize>,
@@ -87,6 +89,11 @@ impl Store {
 
     pub fn count_request(&mut self, route: &str) {
         *self.ingested.requests.entry(route.to_owned()).or_default() += 1;
+        self.ingested
+            .requests_at
+            .entry(route.to_owned())
+            .or_default()
+            .push(crate::events::now_ms());
     }
 
     /// Stores accepted events, skipping those whose `(api_key, device_id, insert_id)` was seen

@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use lambda_glue::queue::{Job, MemoryQueues, QueueKind, Queues, SqsQueues};
 use lambda_glue::secrets::SecretSource;
 use lambda_glue::{Function, FunctionConfig, Route};
 use serde::{Deserialize, Serialize};
@@ -49,7 +50,18 @@ pub struct ServeArgs {
     /// Send to Amplitude's real hosts instead of the emulator.
     #[arg(long)]
     real_amplitude: bool,
+    /// Keep undelivered events in this SQS queue (with `--secrets-manager`'s AWS
+    /// configuration) instead of the in-process queue; the deployed redeliver function drains it.
+    #[arg(long, conflicts_with = "direct")]
+    queue_url: Option<String>,
+    /// Direct mode: no queue; what is not delivered in time is answered retryable, as without
+    /// `DELIVERY_QUEUE_URL`.
+    #[arg(long)]
+    direct: bool,
 }
+
+/// The queue URLs the functions see when the queues are in process.
+const LOCAL_QUEUE: &str = "local";
 
 /// The local runner's secrets file: `{"ingest": {...}, "privacy": {...}}`, each as the secret
 /// of the same name holds it (see the README); absent parts keep the local defaults.
@@ -145,16 +157,22 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 })?,
         )
     };
-    let (source, ingest_id, privacy_id) = if args.secrets_manager {
+    // Locally, the standard AWS chain (profiles, SSO, ...), unlike the deployed functions.
+    let aws = if args.secrets_manager || args.queue_url.is_some() {
+        Some(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .http_client(lambda_glue::aws_http_client())
+                .load()
+                .await,
+        )
+    } else {
+        None
+    };
+    let (source, ingest_id, privacy_id) = if let (true, Some(aws)) = (args.secrets_manager, &aws) {
         let ingest = std::env::var("INGEST_SECRET_ID")
             .map_err(|_| "environment: `INGEST_SECRET_ID` is required".to_string())?;
-        // Locally, the standard AWS chain (profiles, SSO, ...), unlike the deployed functions.
-        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(lambda_glue::aws_http_client())
-            .load()
-            .await;
         (
-            SecretSource::SecretsManager(aws_sdk_secretsmanager::Client::new(&aws)),
+            SecretSource::SecretsManager(aws_sdk_secretsmanager::Client::new(aws)),
             ingest,
             std::env::var("PRIVACY_SECRET_ID").ok(),
         )
@@ -167,9 +185,39 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         )
     };
 
+    let (queues, memory) = match (&args.queue_url, &aws) {
+        _ if args.direct => (None, None),
+        (Some(url), Some(aws)) => (
+            Some(Queues::Sqs(Arc::new(SqsQueues::new(
+                aws_sdk_sqs::Client::new(aws),
+                url.clone(),
+                None,
+                None,
+            )))),
+            None,
+        ),
+        _ => {
+            let memory = Arc::new(MemoryQueues::new());
+            (Some(Queues::Memory(memory.clone())), Some(memory))
+        }
+    };
+    let queue_url = args
+        .queue_url
+        .clone()
+        .unwrap_or_else(|| LOCAL_QUEUE.to_owned());
+    let durable = |vars: &mut HashMap<&str, String>| {
+        if queues.is_some() {
+            vars.insert("DELIVERY_QUEUE_URL", queue_url.clone());
+            vars.insert("DELETION_QUEUE_URL", LOCAL_QUEUE.to_owned());
+            vars.insert("DEAD_LETTER_QUEUE_URL", LOCAL_QUEUE.to_owned());
+            // Seconds, not the deployed default of 10, so a newcomer sees the retry soon.
+            vars.insert("DELIVERY_RETRY_BASE_SECONDS", "2".to_owned());
+        }
+    };
+
     let mut router = Router::new();
     for route in ROUTES {
-        let vars: HashMap<&str, String> = [
+        let mut vars: HashMap<&str, String> = [
             ("SEGMENT_SETTINGS", settings.clone()),
             ("INGEST_SECRET_ID", ingest_id.clone()),
             // Only the deletion function reads the privacy secret, as in template.yaml.
@@ -187,12 +235,33 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             ),
         ]
         .into();
-        let config = FunctionConfig::from_vars(route, |k| vars.get(k).cloned())
-            .map_err(|e| e.to_string())?;
-        let function = Arc::new(Function::new(config, source.clone()).map_err(|e| e.to_string())?);
+        durable(&mut vars);
+        let function = function(route, &vars, &source, queues.as_ref())?;
         router = router.route(
             route.path(),
-            axum::routing::any(invoke).with_state(function),
+            axum::routing::any(invoke).with_state(Arc::new(function)),
+        );
+    }
+    if let Some(memory) = &memory {
+        // The in-process stand-in for the redeliver function and its SQS event sources.
+        let mut vars: HashMap<&str, String> = [
+            ("INGEST_SECRET_ID", ingest_id.clone()),
+            ("PRIVACY_SECRET_ID", privacy_id.clone().unwrap_or_default()),
+            (
+                "AMPLITUDE_BASE_URL",
+                emulator.as_ref().map(Emulator::url).unwrap_or_default(),
+            ),
+        ]
+        .into();
+        durable(&mut vars);
+        let redeliver = function(Route::Redeliver, &vars, &source, queues.as_ref())?;
+        tokio::spawn(lambda_glue::consume_memory_queues(
+            Arc::new(redeliver),
+            memory.clone(),
+        ));
+        router = router.route(
+            "/_queue",
+            axum::routing::get(queue_state).with_state(memory.clone()),
         );
     }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
@@ -214,6 +283,15 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         ),
         None => println!("Sending to Amplitude's real hosts"),
     }
+    match (&memory, &args.queue_url) {
+        (Some(_), _) => println!(
+            "Durable delivery: what Amplitude does not take in time is queued in process and redelivered — the queues: {url}/_queue"
+        ),
+        (None, Some(q)) => println!("Durable delivery: undelivered events go to the SQS queue {q}"),
+        (None, None) => {
+            println!("Direct mode: no queue; undelivered events are answered retryable")
+        }
+    }
     println!("Try it:");
     println!(
         "  curl -s -X POST {url}/events -H 'Authorization: Bearer local-token' -H 'content-type: application/json' \\\n    -d '{{\"type\":\"track\",\"event\":\"Signed Up\",\"userId\":\"user-1\",\"messageId\":\"m-1\"}}'"
@@ -224,6 +302,42 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     axum::serve(listener, router)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// One function as the template deploys it, on the local secrets and queues.
+fn function(
+    route: Route,
+    vars: &HashMap<&str, String>,
+    source: &SecretSource,
+    queues: Option<&Queues>,
+) -> Result<Function, String> {
+    let config =
+        FunctionConfig::from_vars(route, |k| vars.get(k).cloned()).map_err(|e| e.to_string())?;
+    let function = Function::new(config, source.clone()).map_err(|e| e.to_string())?;
+    Ok(match queues {
+        Some(q) => function.with_queues(q.clone()),
+        None => function,
+    })
+}
+
+/// `GET /_queue`: what the in-process queues hold, and why each dead letter gave up.
+async fn queue_state(State(queues): State<Arc<MemoryQueues>>) -> Response {
+    let dead: Vec<serde_json::Value> = queues
+        .bodies(QueueKind::DeadLetter)
+        .iter()
+        .map(|body| match Job::decode(body) {
+            Ok(job) => serde_json::json!({"endpoint": job.endpoint.as_str(),
+                "messages": job.message_ids.len(), "attempts": job.attempts,
+                "reason": job.dead_letter_reason}),
+            Err(_) => serde_json::json!({"unreadable": body}),
+        })
+        .collect();
+    axum::Json(serde_json::json!({
+        "delivery": queues.len(QueueKind::Delivery),
+        "deletion": queues.len(QueueKind::Deletion),
+        "dead_letter": dead,
+    }))
+    .into_response()
 }
 
 /// An HTTP request → the HTTP API (payload 2.0) event Lambda would receive → the function →

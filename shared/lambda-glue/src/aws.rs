@@ -74,6 +74,20 @@ impl AwsEnv {
     }
 }
 
+impl AwsEnv {
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        let mut config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .http_client(http_client())
+            .region(self.region.clone())
+            .credentials_provider(self.credentials.clone());
+        if let Some(url) = self.endpoint("SQS") {
+            config = config.endpoint_url(url);
+        }
+        aws_sdk_sqs::Client::from_conf(config.build())
+    }
+}
+
 /// The AWS SDK's HTTPS client on the workspace's one TLS stack (rustls with ring; see the
 /// workspace manifest). The local runner and the tests give it to `aws-config` too.
 pub fn http_client() -> SharedHttpClient {

@@ -9,9 +9,11 @@ use std::time::Duration;
 use amplitude_client::ClientConfig;
 use mapping::{Call, Settings};
 
+use crate::queue::RetrySchedule;
 use crate::secrets::SecretId;
 
-/// The four functions, one route each.
+/// The functions: four behind API Gateway, one route each, and the redeliver function fed by
+/// the delivery queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// `POST /events`: track, page, screen, identify (Engage identifies too), group.
@@ -22,6 +24,8 @@ pub enum Route {
     Deletions,
     /// `POST /engage`: Engage audience and computed-trait identifies and tracks.
     Engage,
+    /// The redeliver function: delivery jobs from the queues (no HTTP route).
+    Redeliver,
 }
 
 impl Route {
@@ -31,6 +35,7 @@ impl Route {
             Route::Alias => "/alias",
             Route::Deletions => "/deletions",
             Route::Engage => "/engage",
+            Route::Redeliver => "redeliver",
         }
     }
 
@@ -44,6 +49,7 @@ impl Route {
             Route::Alias => call == Call::Alias,
             Route::Deletions => call == Call::Delete,
             Route::Engage => matches!(call, Call::Identify | Call::Track),
+            Route::Redeliver => false,
         }
     }
 }
@@ -75,6 +81,29 @@ pub struct FunctionConfig {
     pub allow_signed_batches: bool,
     /// Log full payloads (debugging only; off by default).
     pub log_payloads: bool,
+    /// Durable delivery (`DELIVERY_QUEUE_URL` set): what is not delivered in time is queued.
+    pub queue: Option<QueueConfig>,
+}
+
+/// Durable delivery: the queues and how jobs are retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConfig {
+    /// `DELIVERY_QUEUE_URL`: every ingest function writes its jobs here.
+    pub delivery: String,
+    /// `DELETION_QUEUE_URL` (redeliver): the FIFO queue deletion jobs go through.
+    pub deletion: Option<String>,
+    /// `DEAD_LETTER_QUEUE_URL` (redeliver): where jobs that gave up go, with their reason.
+    pub dead_letter: Option<String>,
+    /// `DELIVERY_RETRY_BASE_SECONDS` (default 10): the first backoff, doubled per attempt.
+    pub retry: RetrySchedule,
+    /// `DELIVERY_THROTTLE_DELAY_SECONDS`: replaces the delay Amplitude asks throttled items to
+    /// wait (30 s, 15 s on `/batch`); tests only.
+    pub throttle_delay: Option<Duration>,
+    /// `DELIVERY_MAX_AGE_SECONDS` (default 3 days): a job older than this goes to the
+    /// dead-letter queue.
+    pub max_age: Duration,
+    /// `DELIVERY_MAX_ATTEMPTS` (default none): after this many attempts, too.
+    pub max_attempts: Option<u32>,
 }
 
 /// `RESPONSE_BUDGET_MS`: at least time for one Amplitude request, at most under API Gateway's
@@ -82,6 +111,11 @@ pub struct FunctionConfig {
 const RESPONSE_BUDGET_MS: RangeInclusive<u64> = 500..=29_000;
 const SECRET_TTL_SECONDS: RangeInclusive<u64> = 1..=86_400;
 const MIN_ID_LENGTH: RangeInclusive<u64> = 1..=1024;
+const RETRY_BASE_SECONDS: RangeInclusive<u64> = 1..=900;
+const THROTTLE_DELAY_SECONDS: RangeInclusive<u64> = 0..=900;
+/// Up to SQS's longest retention (14 days).
+const MAX_AGE_SECONDS: RangeInclusive<u64> = 60..=1_209_600;
+const MAX_ATTEMPTS: RangeInclusive<u64> = 1..=100_000;
 
 impl FunctionConfig {
     pub fn from_env(route: Route) -> Result<Self, ConfigError> {
@@ -130,8 +164,61 @@ impl FunctionConfig {
             allow_unauthenticated: env.flag("ALLOW_UNAUTHENTICATED")?,
             allow_signed_batches: env.flag("ALLOW_SIGNED_BATCHES")?,
             log_payloads: env.flag("LOG_PAYLOADS")?,
+            queue: queue(&env, route)?,
         })
     }
+}
+
+impl QueueConfig {
+    /// How long a job waits before its next attempt: the backoff for its attempt count, and
+    /// for throttled items at least the delay Amplitude asks for.
+    pub fn delay(&self, job: &crate::queue::Job) -> Duration {
+        let backoff = self.retry.after(job.attempts.max(1));
+        if job.cause == amplitude_client::RetryCause::Throttled {
+            let asked = self
+                .throttle_delay
+                .unwrap_or_else(|| amplitude_client::throttle_delay(job.endpoint));
+            backoff.max(asked)
+        } else {
+            backoff
+        }
+    }
+}
+
+/// The queue settings; the redeliver function needs its queues, an ingest function runs in
+/// direct mode without `DELIVERY_QUEUE_URL`.
+fn queue(env: &Env<'_>, route: Route) -> Result<Option<QueueConfig>, ConfigError> {
+    let Some(delivery) = env.get("DELIVERY_QUEUE_URL") else {
+        return match route {
+            Route::Redeliver => Err(ConfigError::Missing("DELIVERY_QUEUE_URL")),
+            _ => Ok(None),
+        };
+    };
+    let dead_letter = env.get("DEAD_LETTER_QUEUE_URL");
+    if route == Route::Redeliver && dead_letter.is_none() {
+        return Err(ConfigError::Missing("DEAD_LETTER_QUEUE_URL"));
+    }
+    let seconds = |name, range, default| -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(
+            env.number_in(name, range)?.unwrap_or(default),
+        ))
+    };
+    Ok(Some(QueueConfig {
+        delivery,
+        deletion: env.get("DELETION_QUEUE_URL"),
+        dead_letter,
+        retry: RetrySchedule {
+            base: seconds("DELIVERY_RETRY_BASE_SECONDS", RETRY_BASE_SECONDS, 10)?,
+            ..RetrySchedule::default()
+        },
+        throttle_delay: env
+            .number_in("DELIVERY_THROTTLE_DELAY_SECONDS", THROTTLE_DELAY_SECONDS)?
+            .map(Duration::from_secs),
+        max_age: seconds("DELIVERY_MAX_AGE_SECONDS", MAX_AGE_SECONDS, 259_200)?,
+        max_attempts: env
+            .number_in("DELIVERY_MAX_ATTEMPTS", MAX_ATTEMPTS)?
+            .map(|n| n as u32),
+    }))
 }
 
 /// The environment, read through a lookup function; empty values count as unset.
@@ -271,6 +358,47 @@ mod tests {
         assert_eq!(
             err(&[("INGEST_SECRET_ID", "i"), ("RESPONSE_BUDGET_MS", "soon")]),
             "environment: `RESPONSE_BUDGET_MS` is invalid: \"soon\" is not a whole number"
+        );
+    }
+
+    #[test]
+    fn durable_delivery_settings() {
+        let get = |pairs: &[(&str, &str)], route| {
+            let mut all = vec![("INGEST_SECRET_ID", "i")];
+            all.extend_from_slice(pairs);
+            FunctionConfig::from_vars(route, vars(&all)).map(|c| c.queue)
+        };
+        assert_eq!(get(&[], Route::Events), Ok(None), "direct mode");
+        let q = get(
+            &[("DELIVERY_QUEUE_URL", "http://q/delivery")],
+            Route::Events,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(q.retry.after(1), Duration::from_secs(10));
+        assert_eq!(q.max_age, Duration::from_secs(3 * 24 * 3600));
+        assert_eq!((q.max_attempts, q.throttle_delay), (None, None));
+        assert_eq!(
+            get(&[], Route::Redeliver).unwrap_err().to_string(),
+            "environment: `DELIVERY_QUEUE_URL` is required"
+        );
+        assert_eq!(
+            get(&[("DELIVERY_QUEUE_URL", "http://q/d")], Route::Redeliver)
+                .unwrap_err()
+                .to_string(),
+            "environment: `DEAD_LETTER_QUEUE_URL` is required"
+        );
+        assert_eq!(
+            get(
+                &[
+                    ("DELIVERY_QUEUE_URL", "q"),
+                    ("DELIVERY_MAX_AGE_SECONDS", "5")
+                ],
+                Route::Events
+            )
+            .unwrap_err()
+            .to_string(),
+            "environment: `DELIVERY_MAX_AGE_SECONDS` is invalid: 5 is outside 60..=1209600"
         );
     }
 

@@ -114,19 +114,31 @@ pub(crate) fn audit(user_ids: &[Option<String>], entries: &[Entry], jobs: &[Dele
         let Some(user_id) = user_id else {
             continue;
         };
-        let job_day = jobs.iter().find_map(|job| {
-            job.amplitude_ids
-                .iter()
-                .any(|e| e.user_id.as_deref() == Some(user_id))
-                .then_some(job.day.as_str())
-        });
         let outcome = match &entry.outcome {
             MessageOutcome::Delivered => "requested",
             MessageOutcome::Skipped { .. } => "skipped",
             MessageOutcome::Rejected { .. } => "rejected",
             MessageOutcome::Unsupported { .. } => "unsupported",
             MessageOutcome::Retryable { .. } => "retryable",
+            MessageOutcome::Queued { .. } => "queued",
         };
+        audit_users(std::iter::once(user_id.as_str()), jobs, outcome);
+    }
+}
+
+/// The audit lines of these user ids, with the day of the Amplitude job that lists each.
+pub(crate) fn audit_users<'u>(
+    user_ids: impl Iterator<Item = &'u str>,
+    jobs: &[DeletionJob],
+    outcome: &str,
+) {
+    for user_id in user_ids {
+        let job_day = jobs.iter().find_map(|job| {
+            job.amplitude_ids
+                .iter()
+                .any(|e| e.user_id.as_deref() == Some(user_id))
+                .then_some(job.day.as_str())
+        });
         tracing::info!(
             audit = "deletion",
             user_id = %user_id,

@@ -12,6 +12,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::collections::HashSet;
+
 use amplitude_client::{AmplitudeClient, Credentials, Outcome, Report, RetryCause};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use secrecy::ExposeSecret;
@@ -21,11 +23,12 @@ use tokio::time::Instant;
 use crate::auth::{AuthConfig, AuthError, Presented};
 use crate::aws::AwsEnv;
 use crate::body::{self, Messages};
-use crate::config::{ConfigError, FunctionConfig, Route};
+use crate::config::{ConfigError, FunctionConfig, QueueConfig, Route};
 use crate::deletions;
 use crate::error::RequestError;
 use crate::inbound::{Inbound, LambdaRequest, Source};
 use crate::planning::{self, Decision, Planned};
+use crate::queue::{Outgoing, QueueKind, Queues, SqsQueues, job};
 use crate::reply::{Entry, LambdaResponse, MessageOutcome, RejectedBy, Reply};
 use crate::secrets::{IngestKeys, SecretCache, SecretError, SecretId, SecretSource};
 
@@ -39,11 +42,13 @@ const REREAD_AFTER: Duration = Duration::from_secs(30);
 /// How many messageIds a log line about a refused request names.
 const FIRST_IDS: usize = 5;
 
-/// A ready function: configuration, one Amplitude client, the secret cache.
+/// A ready function: configuration, one Amplitude client, the secret cache, and in durable
+/// mode the queues.
 pub struct Function {
     pub config: FunctionConfig,
     pub(crate) client: AmplitudeClient,
     pub(crate) secrets: SecretCache,
+    pub(crate) queues: Option<Queues>,
 }
 
 impl Function {
@@ -58,14 +63,38 @@ impl Function {
             config,
             client,
             secrets,
+            queues: None,
         })
+    }
+
+    /// The queues of durable mode (used when the configuration names a delivery queue).
+    pub fn with_queues(mut self, queues: Queues) -> Self {
+        self.queues = Some(queues);
+        self
+    }
+
+    /// Durable mode: the queues and their settings, when both are there.
+    pub(crate) fn durable(&self) -> Option<(&Queues, &QueueConfig)> {
+        self.queues.as_ref().zip(self.config.queue.as_ref())
     }
 
     /// The deployed function: configuration from the environment, secrets from Secrets Manager.
     pub async fn from_env(route: Route) -> Result<Self, ConfigError> {
         let config = FunctionConfig::from_env(route)?;
         let aws = AwsEnv::from_env()?;
-        Self::new(config, SecretSource::SecretsManager(aws.secrets_manager()))
+        let queues = config.queue.as_ref().map(|q| {
+            Queues::Sqs(std::sync::Arc::new(SqsQueues::new(
+                aws.sqs(),
+                q.delivery.clone(),
+                q.deletion.clone(),
+                q.dead_letter.clone(),
+            )))
+        });
+        let function = Self::new(config, SecretSource::SecretsManager(aws.secrets_manager()))?;
+        Ok(match queues {
+            Some(q) => function.with_queues(q),
+            None => function,
+        })
     }
 
     /// The Lambda entry point.
@@ -88,17 +117,19 @@ impl Function {
         reply.into_response(source)
     }
 
-    /// The smaller of the response budget and the Lambda's remaining time less a margin.
-    fn deadline(&self, lambda_deadline_ms: u64) -> Instant {
+    /// The smaller of the response budget and the Lambda's remaining time less a margin (the
+    /// redeliver function answers no one waiting: all its remaining time).
+    pub(crate) fn deadline(&self, lambda_deadline_ms: u64) -> Instant {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let remaining = Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms));
+        let remaining = Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms))
+            .saturating_sub(DEADLINE_MARGIN);
         Instant::now()
-            + self
-                .config
-                .response_budget
-                .min(remaining.saturating_sub(DEADLINE_MARGIN))
+            + match self.config.route {
+                Route::Redeliver => remaining,
+                _ => self.config.response_budget.min(remaining),
+            }
     }
 
     /// Handles one request and logs one line about it.
@@ -170,24 +201,28 @@ impl Function {
             .collect();
         // The items of every message to send, numbered by the message's place among them.
         let mut items = Vec::new();
-        let mut sent = 0;
+        let mut sent_ids = Vec::new();
         for p in &mut planned {
             if let Decision::Send(own) = &mut p.decision {
-                own.iter_mut().for_each(|item| item.message = sent);
+                own.iter_mut()
+                    .for_each(|item| item.message = sent_ids.len());
                 items.append(own);
-                sent += 1;
+                sent_ids.push(p.message_id.clone());
             }
         }
-        let report = self
-            .client
-            .deliver_items(
-                items,
-                sent,
-                self.config.settings.region,
-                &credentials,
-                deadline,
-            )
-            .await;
+        let region = self.config.settings.region;
+        let durable_deletions = route == Route::Deletions && self.durable().is_some();
+        let report = if durable_deletions {
+            // In durable mode deletions go through the FIFO deletion queue, whose one consumer
+            // keeps Amplitude's one request per second across every instance.
+            Report::held(items, sent_ids.len(), DELETIONS_QUEUED)
+        } else {
+            self.client
+                .deliver_items(items, sent_ids.len(), region, &credentials, deadline)
+                .await
+        };
+        let attempts = u32::from(!durable_deletions);
+        let queued = self.keep(&report, &sent_ids, attempts, request_id).await;
         if let Some(reason) = &report.credentials_refused {
             tracing::error!(
                 request_id,
@@ -198,13 +233,69 @@ impl Function {
             self.forget_keys();
         }
         let user_ids: Vec<Option<String>> = planned.iter().map(|p| p.user_id.clone()).collect();
-        let entries = entries(planned, &report);
+        let entries = entries(planned, &report, &queued);
         log_outcomes(request_id, route, &entries);
         if route == Route::Deletions {
             deletions::audit(&user_ids, &entries, &report.deletion_jobs);
         }
         let jobs = (route == Route::Deletions).then_some(report.deletion_jobs);
         Ok(Reply::for_entries(entries, jobs))
+    }
+
+    /// Durable mode: puts what the delivery left undelivered into the delivery queue, as jobs.
+    /// Returns the (sent) messages now kept there; on a queue error, none: they stay retryable
+    /// and Segment is told to retry, as nothing is acknowledged that is not stored.
+    async fn keep(
+        &self,
+        report: &Report,
+        message_ids: &[Option<String>],
+        attempts: u32,
+        request_id: &str,
+    ) -> HashSet<usize> {
+        let Some((queues, queue)) = self.durable() else {
+            return HashSet::new();
+        };
+        if report.undelivered.is_empty() {
+            return HashSet::new();
+        }
+        let route = self.config.route;
+        let jobs = job::jobs_from(
+            &report.undelivered,
+            message_ids,
+            route.path(),
+            self.config.settings.region,
+            attempts,
+            job::now_ms(),
+        );
+        let outgoing: Vec<Outgoing> = jobs
+            .into_iter()
+            .flat_map(|j| {
+                let delay = queue.delay(&j);
+                j.bodies()
+                    .into_iter()
+                    .map(move |body| Outgoing { body, delay })
+            })
+            .collect();
+        let messages: HashSet<usize> = report.undelivered.iter().map(|u| u.item.message).collect();
+        let jobs = outgoing.len();
+        match queues.send(QueueKind::Delivery, outgoing).await {
+            Ok(calls) => {
+                tracing::info!(
+                    request_id,
+                    route = route.path(),
+                    messages = messages.len(),
+                    items = report.undelivered.len(),
+                    jobs,
+                    calls,
+                    "kept in the delivery queue"
+                );
+                messages
+            }
+            Err(e) => {
+                tracing::error!(request_id, route = route.path(), error = %e, "could not keep undelivered messages in the queue; Segment is told to retry");
+                HashSet::new()
+            }
+        }
     }
 
     /// The ingest keys and the request's messages, once its credentials passed. A direct
@@ -284,22 +375,30 @@ impl Function {
     }
 }
 
-/// Each message's outcome, written once: decided at planning, or by the delivery.
-fn entries(planned: Vec<Planned>, report: &Report) -> Vec<Entry> {
-    let mut delivered = report.outcomes.iter();
+/// Why deletions were not sent at once in durable mode.
+const DELETIONS_QUEUED: &str = "deletions go through the deletion queue (one request per second)";
+
+/// Each message's outcome, written once: decided at planning, or by the delivery (and the
+/// queue, which turns a retryable message into a queued one).
+fn entries(planned: Vec<Planned>, report: &Report, queued: &HashSet<usize>) -> Vec<Entry> {
+    let mut delivered = report.outcomes.iter().enumerate();
     planned
         .into_iter()
         .enumerate()
         .map(|(index, p)| {
             let outcome = match p.decision {
-                Decision::Send(_) => delivered
-                    .next()
-                    .cloned()
-                    .unwrap_or(Outcome::Retryable {
+                Decision::Send(_) => match delivered.next() {
+                    Some((k, Outcome::Retryable { reason, .. })) if queued.contains(&k) => {
+                        MessageOutcome::Queued {
+                            reason: reason.clone(),
+                        }
+                    }
+                    Some((_, o)) => o.clone().into(),
+                    None => MessageOutcome::Retryable {
                         reason: "not sent before the deadline".into(),
                         cause: RetryCause::Transient,
-                    })
-                    .into(),
+                    },
+                },
                 Decision::Skip(reason) => MessageOutcome::Skipped { reason },
                 Decision::Reject(reason) => MessageOutcome::Rejected {
                     by: RejectedBy::Mapping,

@@ -15,13 +15,16 @@ mod function;
 pub mod inbound;
 mod logging;
 pub mod planning;
+pub mod queue;
+mod redeliver;
 pub mod reply;
 pub mod secrets;
 
 pub use aws::{AwsEnv, http_client as aws_http_client};
-pub use config::{ConfigError, FunctionConfig, Route};
+pub use config::{ConfigError, FunctionConfig, QueueConfig, Route};
 pub use error::RequestError;
 pub use function::{Function, MAX_BODY_BYTES};
+pub use redeliver::consume_memory_queues;
 
 /// Runs a function on the Lambda runtime: logging (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`, as
 /// the template sets), configuration from the environment, then one invocation after another.
@@ -36,6 +39,14 @@ pub async fn run(route: Route) -> Result<(), lambda_runtime::Error> {
         }
     };
     let function = &function;
+    if route == Route::Redeliver {
+        return lambda_runtime::run(lambda_runtime::service_fn(
+            move |event: lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
+                function.redeliver_event(event).await
+            },
+        ))
+        .await;
+    }
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
             function.invoke(event).await

@@ -46,6 +46,11 @@ pub enum MessageOutcome {
         reason: String,
         cause: RetryCause,
     },
+    /// Not delivered yet, and kept in the delivery queue: the redeliver function sends it
+    /// (`reason` says why it was not delivered at once). Done for Segment.
+    Queued {
+        reason: String,
+    },
 }
 
 impl From<Outcome> for MessageOutcome {
@@ -67,7 +72,8 @@ impl MessageOutcome {
         match self {
             MessageOutcome::Rejected { reason, .. }
             | MessageOutcome::Unsupported { reason }
-            | MessageOutcome::Retryable { reason, .. } => Some(reason),
+            | MessageOutcome::Retryable { reason, .. }
+            | MessageOutcome::Queued { reason } => Some(reason),
             MessageOutcome::Skipped { reason } => reason.as_deref(),
             MessageOutcome::Delivered => None,
         }
@@ -93,6 +99,7 @@ pub struct Counts {
     pub rejected: usize,
     pub unsupported: usize,
     pub retryable: usize,
+    pub queued: usize,
 }
 
 impl Counts {
@@ -108,6 +115,7 @@ impl Counts {
                 MessageOutcome::Rejected { .. } => c.rejected += 1,
                 MessageOutcome::Unsupported { .. } => c.unsupported += 1,
                 MessageOutcome::Retryable { .. } => c.retryable += 1,
+                MessageOutcome::Queued { .. } => c.queued += 1,
             }
         }
         c
@@ -167,7 +175,7 @@ impl Reply {
     ///   retries; `insert_id` makes the retry safe);
     /// * every message unsupported here → 501 (Segment does not retry);
     /// * a request whose only message the mapping rejected → 400, naming the field;
-    /// * otherwise 200 (delivered, skipped or rejected for good).
+    /// * otherwise 200 (delivered, queued for redelivery, skipped or rejected for good).
     pub fn for_entries(entries: Vec<Entry>, jobs: Option<Vec<DeletionJob>>) -> Reply {
         let c = Counts::of(&entries);
         let throttled = entries.iter().any(|e| {

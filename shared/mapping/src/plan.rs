@@ -33,6 +33,20 @@ impl Endpoint {
         }
     }
 
+    /// The endpoint [`Endpoint::as_str`] names.
+    pub fn from_name(name: &str) -> Option<Endpoint> {
+        [
+            Endpoint::HttpApi,
+            Endpoint::Batch,
+            Endpoint::Identify,
+            Endpoint::GroupIdentify,
+            Endpoint::UserMap,
+            Endpoint::Deletion,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == name)
+    }
+
     /// The URL on Amplitude's hosts for a region (spec §2.2).
     pub fn url(self, region: Region) -> &'static str {
         match (region, self) {

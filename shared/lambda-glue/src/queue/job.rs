@@ -6,7 +6,7 @@
 //! On the queue a job is a small JSON envelope whose `items` are gzip-compressed JSON in
 //! base64: items compress about tenfold, so a 4,000-event batch fits in a few SQS messages.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use amplitude_client::{Item, RetryCause, Undelivered};
@@ -303,7 +303,10 @@ mod tests {
                 .map(|i| JobItem {
                     message: i,
                     // Varied text, so it does not compress to nothing.
-                    wire: format!("{{\"insert_id\":\"m{i}\",\"p\":\"{}\"}}", pseudo_text(i, wire_len)),
+                    wire: format!(
+                        "{{\"insert_id\":\"m{i}\",\"p\":\"{}\"}}",
+                        pseudo_text(i, wire_len)
+                    ),
                     user_id: Some(format!("user-{i}")),
                     device_id: None,
                 })
@@ -364,7 +367,9 @@ mod tests {
 
     #[test]
     fn batches_respect_ten_entries_and_the_byte_limit() {
-        let sizes = vec![100_000, 100_000, 100_000, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10];
+        let sizes = vec![
+            100_000, 100_000, 100_000, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10,
+        ];
         let calls = batches(sizes, |n| *n);
         let shape: Vec<usize> = calls.iter().map(Vec::len).collect();
         assert_eq!(shape, vec![2, 10, 1]);
