@@ -41,6 +41,9 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
 const REREAD_AFTER: Duration = Duration::from_secs(30);
 /// How many messageIds a log line about a refused request names.
 const FIRST_IDS: usize = 5;
+/// In durable mode, the part of the response budget kept for writing to the queue (an SQS
+/// `SendMessageBatch` takes tens of milliseconds).
+const QUEUE_RESERVE: Duration = Duration::from_millis(500);
 
 /// A ready function: configuration, one Amplitude client, the secret cache, and in durable
 /// mode the queues.
@@ -217,12 +220,22 @@ impl Function {
             // keeps Amplitude's one request per second across every instance.
             Report::held(items, sent_ids.len(), DELETIONS_QUEUED)
         } else {
+            // Durable mode stops delivering early enough to write what is left to the queue.
+            let deliver_until = match self.durable() {
+                Some(_) => deadline
+                    .checked_sub(QUEUE_RESERVE)
+                    .unwrap_or(deadline)
+                    .max(Instant::now()),
+                None => deadline,
+            };
             self.client
-                .deliver_items(items, sent_ids.len(), region, &credentials, deadline)
+                .deliver_items(items, sent_ids.len(), region, &credentials, deliver_until)
                 .await
         };
         let attempts = u32::from(!durable_deletions);
-        let queued = self.keep(&report, &sent_ids, attempts, request_id).await;
+        let queued = self
+            .keep(&report, &sent_ids, attempts, deadline, request_id)
+            .await;
         if let Some(reason) = &report.credentials_refused {
             tracing::error!(
                 request_id,
@@ -250,6 +263,7 @@ impl Function {
         report: &Report,
         message_ids: &[Option<String>],
         attempts: u32,
+        deadline: Instant,
         request_id: &str,
     ) -> HashSet<usize> {
         let Some((queues, queue)) = self.durable() else {
@@ -278,7 +292,15 @@ impl Function {
             .collect();
         let messages: HashSet<usize> = report.undelivered.iter().map(|u| u.item.message).collect();
         let jobs = outgoing.len();
-        match queues.send(QueueKind::Delivery, outgoing).await {
+        let sent = tokio::time::timeout_at(deadline, queues.send(QueueKind::Delivery, outgoing))
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::queue::QueueError::Refused {
+                    queue: QueueKind::Delivery.name(),
+                    reason: "no answer before the response deadline".into(),
+                })
+            });
+        match sent {
             Ok(calls) => {
                 tracing::info!(
                     request_id,

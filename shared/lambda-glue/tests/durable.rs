@@ -1,0 +1,119 @@
+//! Durable mode through the pipeline, with the in-process queues and the redeliver logic that
+//! drains them (the local runner's setup), and with an SQS that refuses the write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use amplitude_emulator::{Emulator, EmulatorConfig, Fault};
+use lambda_glue::inbound::{Inbound, http_api_event};
+use lambda_glue::queue::{MemoryQueues, QueueKind, Queues, SqsQueues};
+use lambda_glue::secrets::SecretSource;
+use lambda_glue::{Function, FunctionConfig, Route};
+use serde_json::{Value, json};
+
+fn function(route: Route, emu: &Emulator, queues: Queues) -> Function {
+    let vars = [
+        ("INGEST_SECRET_ID", "ingest".to_string()),
+        ("AMPLITUDE_BASE_URL", emu.url()),
+        ("ALLOW_UNAUTHENTICATED", "true".into()),
+        ("RESPONSE_BUDGET_MS", "600".into()),
+        ("DELIVERY_QUEUE_URL", "local".into()),
+        ("DEAD_LETTER_QUEUE_URL", "local".into()),
+        ("DELIVERY_RETRY_BASE_SECONDS", "1".into()),
+    ];
+    let mut config = FunctionConfig::from_vars(route, |k| {
+        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    config.client.backoff.base = Duration::from_millis(5);
+    let secrets = SecretSource::fixed([(
+        "ingest".to_string(),
+        json!({"api_key": "amp-key"}).to_string(),
+    )]);
+    Function::new(config, secrets).unwrap().with_queues(queues)
+}
+
+async fn post(f: &Function, body: &str) -> (u16, Value) {
+    let event = http_api_event("POST", "/events", "", [], body.as_bytes(), "r");
+    let reply = f
+        .handle(
+            Inbound::from_payload(event).unwrap(),
+            tokio::time::Instant::now() + Duration::from_millis(600),
+            "t",
+        )
+        .await;
+    (
+        reply.status.as_u16(),
+        serde_json::to_value(&reply.body).unwrap(),
+    )
+}
+
+fn track(i: usize) -> Value {
+    json!({"type": "track", "event": "Played", "userId": format!("user-{i}"), "messageId": format!("q-{i}")})
+}
+
+#[tokio::test]
+async fn queued_while_amplitude_fails_then_redelivered_once_from_the_in_process_queue() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emu.state
+        .push_faults((0..10_000).map(|_| Fault::status("/2/httpapi", 503)));
+    let memory = Arc::new(MemoryQueues::new());
+    let queues = Queues::Memory(memory.clone());
+    let events = function(Route::Events, &emu, queues.clone());
+    let body = json!([track(1), track(2)]).to_string();
+    let (status, reply) = post(&events, &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(reply["counts"]["queued"], 2);
+    assert_eq!(
+        memory.len(QueueKind::Delivery),
+        1,
+        "one job for both events"
+    );
+
+    emu.state.reset();
+    let redeliver = Arc::new(function(Route::Redeliver, &emu, queues));
+    let consumer = tokio::spawn(lambda_glue::consume_memory_queues(
+        redeliver,
+        memory.clone(),
+    ));
+    // The job waits its backoff (1 s), then goes.
+    for _ in 0..40 {
+        if memory.len(QueueKind::Delivery) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    consumer.abort();
+    let got = emu.state.ingested();
+    assert_eq!(
+        (got.insert_ids["q-1"].stored, got.insert_ids["q-2"].stored),
+        (1, 1)
+    );
+    assert_eq!(memory.len(QueueKind::Delivery), 0);
+}
+
+#[tokio::test]
+async fn a_queue_that_refuses_the_write_leaves_the_events_retryable() {
+    // Nothing is acknowledged that is not stored somewhere durable.
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emu.state
+        .push_faults((0..10_000).map(|_| Fault::status("/2/httpapi", 503)));
+    let aws = lambda_glue::AwsEnv::from_vars(|k| match k {
+        "AWS_REGION" => Some("us-east-1".into()),
+        "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("testing".into()),
+        // Nothing listens there: every write is refused.
+        "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:9".into()),
+        _ => None,
+    })
+    .unwrap();
+    let sqs = SqsQueues::new(
+        aws.sqs(),
+        "http://127.0.0.1:9/1/delivery".into(),
+        None,
+        None,
+    );
+    let events = function(Route::Events, &emu, Queues::Sqs(Arc::new(sqs)));
+    let (status, reply) = post(&events, &track(1).to_string()).await;
+    assert_eq!(status, 503);
+    assert_eq!(reply["results"][0]["outcome"], "retryable");
+}
