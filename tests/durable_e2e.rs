@@ -210,6 +210,32 @@ async fn refused_key_jobs_end_in_the_dead_letter_queue_and_a_redrive_delivers_th
         .count();
     assert_eq!(warned, 3, "one WARN line per dead-lettered message");
 
+    // What an operator reads before replaying: endpoint, messages, age, attempts, reason.
+    let out = std::process::Command::new(tests::binary("segment-amplitude"))
+        .args(["dlq", "inspect", "--visibility-seconds", "2", "--queue-url"])
+        .arg(&s.queues.dead_letter)
+        .env_clear()
+        .envs(s.moto.env())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("httpapi           3 message(s)  age "),
+        "{text}"
+    );
+    assert!(lines[0].contains("attempts 3    route /events"), "{text}");
+    assert!(
+        lines[0].ends_with("configuration: Amplitude 400: Invalid API key"),
+        "{text}"
+    );
+    assert_eq!(lines[1], "1 job(s), 3 message(s) in the dead-letter queue");
+    assert!(!text.contains("amp-key"));
+    // Inspecting takes nothing away: the message is back after the peek's visibility.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
     // The operator fixes the key and replays the dead-letter queue (SQS's redrive).
     s.moto
         .client()

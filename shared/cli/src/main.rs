@@ -7,6 +7,7 @@
 //! * `serve`: every function behind a local HTTP server with the routes of `template.yaml`,
 //!   Amplitude replaced by the emulator (see `serve.rs`).
 
+mod dlq;
 mod mapper;
 mod output;
 mod serve;
@@ -42,6 +43,11 @@ enum Command {
     },
     /// Run the functions locally behind an HTTP server on 127.0.0.1 (the emulator as Amplitude).
     Serve(serve::ServeArgs),
+    /// The dead-letter queue of durable delivery.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Run the Amplitude emulator on 127.0.0.1 until interrupted.
     Emulator {
         /// Port on 127.0.0.1 (0 = any free port).
@@ -53,8 +59,49 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Print each dead-lettered job (endpoint, messages, age, attempts, reason; never a key)
+    /// without removing it. Uses the standard AWS configuration (profile, region).
+    Inspect {
+        /// The dead-letter queue's URL (the stack output `DeadLetterQueueUrl`).
+        #[arg(long)]
+        queue_url: String,
+        /// Stop after this many messages.
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
+        /// Seconds each message read stays hidden before it is back in the queue.
+        #[arg(long, default_value_t = 30)]
+        visibility_seconds: i32,
+    },
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Dlq {
+            command:
+                DlqCommand::Inspect {
+                    queue_url,
+                    max,
+                    visibility_seconds,
+                },
+        } => run_async("dlq", async move {
+            let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .http_client(lambda_glue::aws_http_client())
+                .load()
+                .await;
+            let client = aws_sdk_sqs::Client::new(&aws);
+            match dlq::inspect(&client, &queue_url, max, visibility_seconds).await {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
         Command::Map { settings, input } => map(&settings, input.as_deref()),
         Command::Emulator { port, config } => emulator(port, config.as_deref()),
         Command::Serve(args) => serve(args),
