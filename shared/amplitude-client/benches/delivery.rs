@@ -7,11 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use amplitude_client::batch::Limits;
-use amplitude_client::encode::{self, Frame};
+use amplitude_client::batch;
+use amplitude_client::encode;
 use amplitude_client::{AmplitudeClient, ClientConfig, Credentials};
 use amplitude_emulator::{Emulator, EmulatorConfig};
-use mapping::{Endpoint, Plan, Settings};
+use mapping::{Plan, Settings};
 
 const MESSAGES: usize = 100_000;
 
@@ -24,39 +24,14 @@ fn main() {
     runtime.block_on(run());
 }
 
-/// The fewest requests Amplitude's limits allow for these items: per endpoint, the larger of
-/// the count bound and the byte bound.
+/// The fewest requests Amplitude's limits allow for these plans.
 fn minimum_requests(plans: &[Plan<'_>], api_key: &str) -> usize {
     let items: Vec<encode::Item> = plans
         .iter()
         .enumerate()
         .flat_map(|(m, p)| encode::items(m, p))
         .collect();
-    let mut total = 0;
-    for endpoint in [
-        Endpoint::HttpApi,
-        Endpoint::Batch,
-        Endpoint::Identify,
-        Endpoint::GroupIdentify,
-        Endpoint::UserMap,
-        Endpoint::Deletion,
-    ] {
-        let of: Vec<&encode::Item> = items.iter().filter(|i| i.endpoint == endpoint).collect();
-        if of.is_empty() {
-            continue;
-        }
-        let limits = Limits::of(endpoint);
-        let frame = Frame::new(endpoint, api_key, None, "segment");
-        let overhead = frame.prefix.len() + frame.suffix.len();
-        let bytes: usize = of
-            .iter()
-            .map(|i| i.wire.len() + frame.separator.len())
-            .sum();
-        let by_count = of.len().div_ceil(limits.max_items);
-        let by_bytes = bytes.div_ceil(limits.max_bytes - overhead);
-        total += by_count.max(by_bytes);
-    }
-    total
+    batch::minimum_requests(&items, api_key)
 }
 
 async fn run() {

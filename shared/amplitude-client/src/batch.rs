@@ -33,6 +33,37 @@ impl Limits {
     }
 }
 
+/// The fewest requests Amplitude's limits allow for these items (a true lower bound, for
+/// benchmarks): per endpoint, the larger of the count bound and the byte bound.
+pub fn minimum_requests(items: &[Item], api_key: &str) -> usize {
+    let mut total = 0;
+    for endpoint in [
+        Endpoint::HttpApi,
+        Endpoint::Batch,
+        Endpoint::Identify,
+        Endpoint::GroupIdentify,
+        Endpoint::UserMap,
+        Endpoint::Deletion,
+    ] {
+        let of: Vec<&Item> = items.iter().filter(|i| i.endpoint == endpoint).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let limits = Limits::of(endpoint);
+        let frame = Frame::new(endpoint, api_key, None, crate::DEFAULT_REQUESTER);
+        let overhead = frame.prefix.len() + frame.suffix.len();
+        let bytes: usize = of
+            .iter()
+            .map(|i| i.wire.len() + frame.separator.len())
+            .sum();
+        total += of
+            .len()
+            .div_ceil(limits.max_items)
+            .max(bytes.div_ceil(limits.max_bytes - overhead));
+    }
+    total
+}
+
 /// Packs item indices (all of one endpoint, in message order) into batches.
 /// A message's items go into the current batch if they all fit; otherwise a new batch starts.
 /// A message too big for one batch is split across consecutive batches, still in order.

@@ -20,7 +20,9 @@ use tokio::time::Instant;
 
 use crate::batch::{self, Limits};
 use crate::encode::{self, Frame, Item};
-use crate::outcome::{ItemState, Report, RequestRecord, RetryCause, Undelivered, fold};
+use crate::outcome::{
+    ItemRejection, ItemState, Report, RequestRecord, RetryCause, Undelivered, fold,
+};
 use crate::policy::{Throttle, Verdict};
 use crate::send::Resolution;
 use crate::{AmplitudeClient, Credentials, Shared};
@@ -113,18 +115,21 @@ impl AmplitudeClient {
             .into_iter()
             .map(|list| fold(list.into_iter()))
             .collect();
-        report.undelivered = items
-            .into_iter()
-            .zip(states)
-            .filter_map(|(item, state)| match state {
-                ItemState::Retryable { reason, cause } => Some(Undelivered {
+        for (item, state) in items.into_iter().zip(states) {
+            match state {
+                ItemState::Retryable { reason, cause } => report.undelivered.push(Undelivered {
                     item,
                     reason,
                     cause,
                 }),
-                _ => None,
-            })
-            .collect();
+                ItemState::Rejected(reason) => report.rejections.push(ItemRejection {
+                    message: item.message,
+                    endpoint: item.endpoint,
+                    reason,
+                }),
+                ItemState::Delivered | ItemState::Pending => {}
+            }
+        }
         report
     }
 }

@@ -22,7 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use encode::Item;
 pub use jobs::JobListError;
-pub use outcome::{Outcome, Report, RequestRecord, RetryCause, Undelivered};
+pub use outcome::{ItemRejection, Outcome, Report, RequestRecord, RetryCause, Undelivered};
 pub use policy::{Backoff, throttle_delay};
 
 /// Who Amplitude records as having asked for a deletion, unless the operator names someone.

@@ -51,6 +51,14 @@ pub struct Undelivered {
     pub cause: RetryCause,
 }
 
+/// An item Amplitude refused for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRejection {
+    pub message: usize,
+    pub endpoint: Endpoint,
+    pub reason: String,
+}
+
 /// One HTTP request sent to Amplitude.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestRecord {
@@ -69,6 +77,8 @@ pub struct Report {
     pub outcomes: Vec<Outcome>,
     /// Every item not delivered yet, with why (the items of the `Retryable` messages).
     pub undelivered: Vec<Undelivered>,
+    /// Every item Amplitude refused for good, with its endpoint and reason.
+    pub rejections: Vec<ItemRejection>,
     /// Every HTTP request sent (retries and splits included), in the order they ended.
     pub requests: Vec<RequestRecord>,
     /// Set when Amplitude refused the credentials (invalid API key, or 401): the caller should

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::collections::HashSet;
 
-use amplitude_client::{AmplitudeClient, Credentials, Outcome, Report, RetryCause};
+use amplitude_client::{AmplitudeClient, Credentials, Item, Outcome, Report, RetryCause};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -27,6 +27,7 @@ use crate::config::{ConfigError, FunctionConfig, QueueConfig, Route};
 use crate::deletions;
 use crate::error::RequestError;
 use crate::inbound::{Inbound, LambdaRequest, Source};
+use crate::metrics;
 use crate::planning::{self, Decision, Planned};
 use crate::queue::{Outgoing, QueueKind, Queues, SqsQueues, job};
 use crate::reply::{Entry, LambdaResponse, MessageOutcome, RejectedBy, Reply};
@@ -42,8 +43,11 @@ const REREAD_AFTER: Duration = Duration::from_secs(30);
 /// How many messageIds a log line about a refused request names.
 const FIRST_IDS: usize = 5;
 /// In durable mode, the part of the response budget kept for writing to the queue (an SQS
-/// `SendMessageBatch` takes tens of milliseconds).
+/// `SendMessageBatch` takes tens of milliseconds) ...
 const QUEUE_RESERVE: Duration = Duration::from_millis(500);
+/// ... plus this much per megabyte of items, for building and compressing the jobs (about
+/// 40 ms per MB measured; the rest is margin for a slower Lambda CPU).
+const QUEUE_RESERVE_PER_MB: Duration = Duration::from_millis(100);
 
 /// A ready function: configuration, one Amplitude client, the secret cache, and in durable
 /// mode the queues.
@@ -52,6 +56,7 @@ pub struct Function {
     pub(crate) client: AmplitudeClient,
     pub(crate) secrets: SecretCache,
     pub(crate) queues: Option<Queues>,
+    pub(crate) metrics: metrics::Sink,
 }
 
 impl Function {
@@ -62,12 +67,22 @@ impl Function {
                 reason: e.to_string(),
             })?;
         let secrets = SecretCache::new(source, config.secret_ttl);
+        let metrics = metrics::Sink::Emf {
+            namespace: config.metrics_namespace.clone(),
+        };
         Ok(Function {
             config,
             client,
             secrets,
             queues: None,
+            metrics,
         })
+    }
+
+    /// Where the invocations' metrics go (EMF lines on standard output unless told otherwise).
+    pub fn with_metrics(mut self, sink: metrics::Sink) -> Self {
+        self.metrics = sink;
+        self
     }
 
     /// The queues of durable mode (used when the configuration names a delivery queue).
@@ -138,8 +153,10 @@ impl Function {
     /// Handles one request and logs one line about it.
     pub async fn handle(&self, inbound: Inbound, deadline: Instant, request_id: &str) -> Reply {
         let started = Instant::now();
+        let mut measured = metrics::Invocation::new(self.config.route.name());
         // Boxed: the nested delivery futures are too deep for the compiler's layout limit.
-        let reply = match Box::pin(self.process(&inbound, deadline, request_id)).await {
+        let processed = Box::pin(self.process(&inbound, deadline, request_id, &mut measured));
+        let reply = match processed.await {
             Ok(reply) => reply,
             Err(e) => {
                 if e.status().is_server_error() {
@@ -153,6 +170,8 @@ impl Function {
             request_id,
             route = self.config.route.path(),
             source = ?inbound.source,
+            gateway_request_id = inbound.gateway_request_id.as_deref(),
+            sender_request_id = inbound.sender_request_id(),
             status = reply.status.as_u16(),
             received = c.received,
             delivered = c.delivered,
@@ -160,14 +179,19 @@ impl Function {
             rejected = c.rejected,
             unsupported = c.unsupported,
             retryable = c.retryable,
+            queued = c.queued,
             duration_ms = started.elapsed().as_millis() as u64,
             error = reply.body.error.as_deref(),
             "request handled"
         );
         if self.config.log_payloads {
+            // At INFO, so the default Lambda log level shows them (debugging only: payloads
+            // carry personal data).
             let reply_text = serde_json::to_string(&reply.body).unwrap_or_default();
-            tracing::debug!(request_id, body = %String::from_utf8_lossy(&inbound.body), reply = %reply_text, "payloads");
+            tracing::info!(request_id, body = %String::from_utf8_lossy(&inbound.body), reply = %reply_text, "payloads");
         }
+        measured.duration = started.elapsed();
+        self.metrics.record(&measured);
         reply
     }
 
@@ -176,6 +200,7 @@ impl Function {
         inbound: &Inbound,
         deadline: Instant,
         request_id: &str,
+        measured: &mut metrics::Invocation,
     ) -> Result<Reply, RequestError> {
         if inbound.body.len() > MAX_BODY_BYTES {
             return Err(RequestError::TooLarge);
@@ -223,7 +248,7 @@ impl Function {
             // Durable mode stops delivering early enough to write what is left to the queue.
             let deliver_until = match self.durable() {
                 Some(_) => deadline
-                    .checked_sub(QUEUE_RESERVE)
+                    .checked_sub(queue_reserve(&items))
                     .unwrap_or(deadline)
                     .max(Instant::now()),
                 None => deadline,
@@ -248,6 +273,8 @@ impl Function {
         let user_ids: Vec<Option<String>> = planned.iter().map(|p| p.user_id.clone()).collect();
         let entries = entries(planned, &report, &queued);
         log_outcomes(request_id, route, &entries);
+        measured.count_entries(&entries);
+        measured.count_requests(&report);
         if route == Route::Deletions {
             deletions::audit(&user_ids, &entries, &report.deletion_jobs);
         }
@@ -415,6 +442,15 @@ fn entries(planned: Vec<Planned>, report: &Report, queued: &HashSet<usize>) -> V
                             reason: reason.clone(),
                         }
                     }
+                    Some((k, Outcome::Rejected { reason })) => MessageOutcome::Rejected {
+                        by: RejectedBy::Amplitude,
+                        reason: reason.clone(),
+                        endpoint: report
+                            .rejections
+                            .iter()
+                            .find(|r| r.message == k)
+                            .map(|r| r.endpoint.as_str()),
+                    },
                     Some((_, o)) => o.clone().into(),
                     None => MessageOutcome::Retryable {
                         reason: "not sent before the deadline".into(),
@@ -425,6 +461,7 @@ fn entries(planned: Vec<Planned>, report: &Report, queued: &HashSet<usize>) -> V
                 Decision::Reject(reason) => MessageOutcome::Rejected {
                     by: RejectedBy::Mapping,
                     reason,
+                    endpoint: None,
                 },
                 Decision::Unsupported(reason) => MessageOutcome::Unsupported { reason },
             };
@@ -442,10 +479,16 @@ fn entries(planned: Vec<Planned>, report: &Report, queued: &HashSet<usize>) -> V
 /// their count and the first messageIds). Never keys or payloads.
 fn log_outcomes(request_id: &str, route: Route, entries: &[Entry]) {
     for e in entries {
-        if let MessageOutcome::Rejected { by, reason } = &e.outcome {
+        if let MessageOutcome::Rejected {
+            by,
+            reason,
+            endpoint,
+        } = &e.outcome
+        {
             tracing::warn!(
                 request_id,
                 route = route.path(),
+                endpoint = endpoint.unwrap_or("none"),
                 message_id = e.message_id.as_deref().unwrap_or("none"),
                 by = ?by,
                 reason = %reason,
@@ -480,4 +523,10 @@ fn log_outcomes(request_id: &str, route: Route, entries: &[Entry]) {
             "Amplitude refused the request or the configuration; the messages are kept for a retry"
         );
     }
+}
+
+/// The time durable mode keeps for writing `items` to the queue, should they all be left.
+fn queue_reserve(items: &[Item]) -> Duration {
+    let bytes: usize = items.iter().map(|i| i.wire.len()).sum();
+    QUEUE_RESERVE + QUEUE_RESERVE_PER_MB.mul_f64(bytes as f64 / 1e6)
 }
