@@ -266,6 +266,46 @@ async fn events_function_under_the_runtime_api() {
         warn["fields"]["reason"],
         "Amplitude 400: Invalid field values on some events (events_with_invalid_fields: time)"
     );
+    assert_eq!(
+        (&warn["fields"]["route"], &warn["fields"]["endpoint"]),
+        (&json!("/events"), &json!("httpapi"))
+    );
+    // ... and the same request as metrics: the EMF lines the binary wrote for it (the one
+    // invocation with a message Amplitude rejected).
+    let emf: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("_aws").is_some() && l["RejectedAmplitude"] == 1)
+        .collect();
+    assert_eq!(emf.len(), 1, "one EMF route line for the rejected message");
+    let route_line = emf[0];
+    assert_eq!(
+        route_line["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "SegmentAmplitude"
+    );
+    assert_eq!(
+        (
+            &route_line["Route"],
+            &route_line["Received"],
+            &route_line["Delivered"]
+        ),
+        (&json!("events"), &json!(1), &json!(0))
+    );
+    let endpoint_line = lines
+        .iter()
+        .find(|l| {
+            l.get("_aws").is_some()
+                && l["Endpoint"] == "httpapi"
+                && l["_aws"]["Timestamp"] == route_line["_aws"]["Timestamp"]
+        })
+        .expect("the endpoint line of the same invocation");
+    assert_eq!(
+        (
+            &endpoint_line["AmplitudeRequests"],
+            &endpoint_line["AmplitudeStatus4xx"],
+            &endpoint_line["EventsPerRequest"]
+        ),
+        (&json!(1), &json!(1), &json!(1.0))
+    );
     let refused = |id: &str| {
         lines
             .iter()

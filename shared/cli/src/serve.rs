@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use lambda_glue::metrics::{Registry, Sink};
 use lambda_glue::queue::{Job, MemoryQueues, QueueKind, Queues, SqsQueues};
 use lambda_glue::secrets::SecretSource;
 use lambda_glue::{Function, FunctionConfig, Route};
@@ -215,7 +216,18 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         }
     };
 
-    let mut router = Router::new();
+    // One registry for every function: `GET /_metrics` shows what the deployed functions
+    // would put in CloudWatch.
+    let registry = Arc::new(Registry::default());
+    let local = Local {
+        source: &source,
+        queues: queues.as_ref(),
+        registry: &registry,
+    };
+    let mut router = Router::new().route(
+        "/_metrics",
+        axum::routing::get(metrics).with_state(registry.clone()),
+    );
     for route in ROUTES {
         let mut vars: HashMap<&str, String> = [
             ("SEGMENT_SETTINGS", settings.clone()),
@@ -236,7 +248,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         ]
         .into();
         durable(&mut vars);
-        let function = function(route, &vars, &source, queues.as_ref())?;
+        let function = local.function(route, &vars)?;
         router = router.route(
             route.path(),
             axum::routing::any(invoke).with_state(Arc::new(function)),
@@ -254,7 +266,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         ]
         .into();
         durable(&mut vars);
-        let redeliver = function(Route::Redeliver, &vars, &source, queues.as_ref())?;
+        let redeliver = local.function(Route::Redeliver, &vars)?;
         tokio::spawn(lambda_glue::consume_memory_queues(
             Arc::new(redeliver),
             memory.clone(),
@@ -275,6 +287,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     for route in ROUTES {
         println!("  POST {url}{}", route.path());
     }
+    println!("Metrics (Prometheus text format): {url}/_metrics");
     match &emulator {
         Some(e) => println!(
             "Amplitude emulator on {} — what Amplitude received: {}/_emulator/ingested",
@@ -304,20 +317,35 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// One function as the template deploys it, on the local secrets and queues.
-fn function(
-    route: Route,
-    vars: &HashMap<&str, String>,
-    source: &SecretSource,
-    queues: Option<&Queues>,
-) -> Result<Function, String> {
-    let config =
-        FunctionConfig::from_vars(route, |k| vars.get(k).cloned()).map_err(|e| e.to_string())?;
-    let function = Function::new(config, source.clone()).map_err(|e| e.to_string())?;
-    Ok(match queues {
-        Some(q) => function.with_queues(q.clone()),
-        None => function,
-    })
+/// What every local function shares: the secrets, the queues and the metrics registry.
+struct Local<'a> {
+    source: &'a SecretSource,
+    queues: Option<&'a Queues>,
+    registry: &'a Arc<Registry>,
+}
+
+impl Local<'_> {
+    /// One function as the template deploys it, on the local secrets, queues and metrics.
+    fn function(&self, route: Route, vars: &HashMap<&str, String>) -> Result<Function, String> {
+        let config = FunctionConfig::from_vars(route, |k| vars.get(k).cloned())
+            .map_err(|e| e.to_string())?;
+        let function = Function::new(config, self.source.clone())
+            .map_err(|e| e.to_string())?
+            .with_metrics(Sink::Registry(self.registry.clone()));
+        Ok(match self.queues {
+            Some(q) => function.with_queues(q.clone()),
+            None => function,
+        })
+    }
+}
+
+/// `GET /_metrics`: the functions' counters in Prometheus text format.
+async fn metrics(State(registry): State<Arc<Registry>>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        registry.prometheus(),
+    )
+        .into_response()
 }
 
 /// `GET /_queue`: what the in-process queues hold, and why each dead letter gave up.

@@ -20,10 +20,14 @@ fn serve_runs_every_route_against_the_emulator() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut url = None;
     let mut emulator = None;
+    let mut metrics_url = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(u) = line.strip_prefix("Segment → Amplitude destination listening on ") {
             url = Some(u.to_owned());
+        }
+        if let Some(u) = line.strip_prefix("Metrics (Prometheus text format): ") {
+            metrics_url = Some(u.to_owned());
         }
         if let Some(rest) = line.strip_prefix("Amplitude emulator on ") {
             emulator = rest.split_whitespace().next().map(str::to_owned);
@@ -79,11 +83,19 @@ fn serve_runs_every_route_against_the_emulator() {
                 .unwrap(),
         )
         .unwrap();
-        (ok_status, ok_body, unauth, alias, ingested)
+        let metrics = c
+            .get(metrics_url.expect("the banner names /_metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        (ok_status, ok_body, unauth, alias, ingested, metrics)
     });
     child.kill().unwrap();
     child.wait().unwrap();
-    let (ok_status, ok_body, unauth, alias, ingested) = results;
+    let (ok_status, ok_body, unauth, alias, ingested, metrics) = results;
     assert_eq!(ok_status, 200);
     assert_eq!(
         ok_body["results"],
@@ -93,4 +105,26 @@ fn serve_runs_every_route_against_the_emulator() {
     assert_eq!(alias, 501, "alias is off in the default settings");
     assert_eq!(ingested["events"][0]["insert_id"], "m-1");
     assert_eq!(ingested["events"][0]["_api_key"], "local-api-key");
+    // Issue "metrics": the same counters the deployed functions write as EMF, summed over the
+    // three requests (the unauthenticated one counts as an invocation with no message).
+    let lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.ends_with(" 0") && !l.contains("seconds"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            r#"segment_amplitude_invocations_total{route="alias"} 1"#,
+            r#"segment_amplitude_invocations_total{route="events"} 2"#,
+            r#"segment_amplitude_messages_total{route="alias",outcome="received"} 1"#,
+            r#"segment_amplitude_messages_total{route="alias",outcome="unsupported"} 1"#,
+            r#"segment_amplitude_messages_total{route="events",outcome="delivered"} 1"#,
+            r#"segment_amplitude_messages_total{route="events",outcome="received"} 1"#,
+            r#"segment_amplitude_amplitude_requests_total{route="events",endpoint="httpapi",status="2xx"} 1"#,
+            r#"segment_amplitude_events_per_request_sum{route="events",endpoint="httpapi"} 1"#,
+            r#"segment_amplitude_events_per_request_count{route="events",endpoint="httpapi"} 1"#,
+        ],
+        "{metrics}"
+    );
+    assert!(metrics.contains("# TYPE segment_amplitude_invocation_seconds summary\n"));
 }

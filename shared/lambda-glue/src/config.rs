@@ -29,6 +29,17 @@ pub enum Route {
 }
 
 impl Route {
+    /// The route's name in metrics (the `Route` dimension) and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Events => "events",
+            Route::Alias => "alias",
+            Route::Deletions => "deletions",
+            Route::Engage => "engage",
+            Route::Redeliver => "redeliver",
+        }
+    }
+
     pub fn path(self) -> &'static str {
         match self {
             Route::Events => "/events",
@@ -83,6 +94,9 @@ pub struct FunctionConfig {
     pub log_payloads: bool,
     /// Durable delivery (`DELIVERY_QUEUE_URL` set): what is not delivered in time is queued.
     pub queue: Option<QueueConfig>,
+    /// `METRICS_NAMESPACE`: the CloudWatch namespace of the EMF metrics (default
+    /// `SegmentAmplitude`).
+    pub metrics_namespace: String,
 }
 
 /// Durable delivery: the queues and how jobs are retried.
@@ -165,6 +179,7 @@ impl FunctionConfig {
             allow_signed_batches: env.flag("ALLOW_SIGNED_BATCHES")?,
             log_payloads: env.flag("LOG_PAYLOADS")?,
             queue: queue(&env, route)?,
+            metrics_namespace: namespace(env.get("METRICS_NAMESPACE"))?,
         })
     }
 }
@@ -183,6 +198,22 @@ impl QueueConfig {
             backoff
         }
     }
+}
+
+/// A CloudWatch namespace: 1 to 255 characters, no `:` (CloudWatch's rules).
+fn namespace(value: Option<String>) -> Result<String, ConfigError> {
+    let ns = value.unwrap_or_else(|| "SegmentAmplitude".to_owned());
+    let valid = (1..=255).contains(&ns.chars().count())
+        && ns
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_/#".contains(c));
+    if !valid {
+        return Err(ConfigError::Invalid {
+            name: "METRICS_NAMESPACE",
+            reason: "must be 1 to 255 of A-Z a-z 0-9 . - _ / #".into(),
+        });
+    }
+    Ok(ns)
 }
 
 /// The queue settings; the redeliver function needs its queues, an ingest function runs in

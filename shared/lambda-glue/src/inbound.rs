@@ -37,6 +37,8 @@ pub struct Inbound {
     pub query: Vec<(String, String)>,
     /// The raw body bytes (base64 already decoded).
     pub body: Vec<u8>,
+    /// API Gateway's id of the request (its access log names it).
+    pub gateway_request_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -81,7 +83,7 @@ impl TryFrom<LambdaRequest> for Inbound {
 
     fn try_from(request: LambdaRequest) -> Result<Self, InboundError> {
         let source = request.source();
-        let (method, path, headers, query, body, base64) = match request {
+        let (method, path, headers, query, body, base64, gateway_request_id) = match request {
             LambdaRequest::HttpApi(r) => (
                 r.request_context.http.method.to_string(),
                 r.raw_path.unwrap_or_default(),
@@ -89,6 +91,7 @@ impl TryFrom<LambdaRequest> for Inbound {
                 r.query_string_parameters,
                 r.body,
                 r.is_base64_encoded,
+                r.request_context.request_id,
             ),
             LambdaRequest::RestApi(r) => (
                 r.http_method.to_string(),
@@ -97,6 +100,7 @@ impl TryFrom<LambdaRequest> for Inbound {
                 r.query_string_parameters,
                 r.body,
                 r.is_base64_encoded,
+                r.request_context.request_id,
             ),
             LambdaRequest::Direct(payload) => {
                 return Ok(Inbound {
@@ -106,6 +110,7 @@ impl TryFrom<LambdaRequest> for Inbound {
                     headers: Vec::new(),
                     query: Vec::new(),
                     body: serde_json::to_vec(&payload).expect("a JSON value serialises"),
+                    gateway_request_id: None,
                 });
             }
         };
@@ -119,6 +124,7 @@ impl TryFrom<LambdaRequest> for Inbound {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             body: decode(body.as_deref(), base64)?,
+            gateway_request_id,
         })
     }
 }
@@ -142,6 +148,13 @@ impl Inbound {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The request id the sender put in `X-Request-Id` (or `X-Segment-Request-Id`), if any:
+    /// Segment documents none for its webhooks, but proxies and Destination Functions set one.
+    pub fn sender_request_id(&self) -> Option<&str> {
+        self.header("x-segment-request-id")
+            .or_else(|| self.header("x-request-id"))
     }
 
     /// True for `GET` (the deletion job listing).

@@ -14,6 +14,7 @@ mod error;
 mod function;
 pub mod inbound;
 mod logging;
+pub mod metrics;
 pub mod planning;
 pub mod queue;
 mod redeliver;

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 
 use crate::config::{QueueConfig, Route};
 use crate::function::Function;
+use crate::metrics;
 use crate::queue::{Job, MemoryQueues, Outgoing, QueueKind, Queues, job};
 
 /// One job taken from a queue.
@@ -75,6 +76,23 @@ impl Function {
         deadline: Instant,
         request_id: &str,
     ) -> SqsBatchResponse {
+        let started = Instant::now();
+        let mut measured = metrics::Invocation::new(self.config.route.name());
+        let response = self
+            .redeliver_measured(records, deadline, request_id, &mut measured)
+            .await;
+        measured.duration = started.elapsed();
+        self.metrics.record(&measured);
+        response
+    }
+
+    async fn redeliver_measured(
+        &self,
+        records: Vec<SqsMessage>,
+        deadline: Instant,
+        request_id: &str,
+        measured: &mut metrics::Invocation,
+    ) -> SqsBatchResponse {
         let mut failed: Vec<String> = Vec::new();
         let Some((queues, config)) = self.durable() else {
             tracing::error!(request_id, "redeliver: no queues are configured");
@@ -85,7 +103,10 @@ impl Function {
         let mut work = Vec::new();
         for record in records {
             let id = record.message_id.clone().unwrap_or_default();
-            match self.take(queues, config, record, now, request_id).await {
+            match self
+                .take(queues, config, record, now, request_id, measured)
+                .await
+            {
                 Ok(Some(taken)) => work.push(taken),
                 Ok(None) => {}
                 Err(()) => failed.push(id),
@@ -98,7 +119,7 @@ impl Function {
             work = rest;
             if !jobs.is_empty() {
                 let fates = self
-                    .deliver_jobs(queues, config, &jobs, region, deadline, request_id)
+                    .deliver_jobs(queues, config, &jobs, deadline, request_id, measured)
                     .await;
                 for (t, fate) in jobs.iter().zip(fates) {
                     if matches!(fate, Fate::Failed) {
@@ -124,6 +145,7 @@ impl Function {
         record: SqsMessage,
         now: u64,
         request_id: &str,
+        measured: &mut metrics::Invocation,
     ) -> Result<Option<Taken>, ()> {
         let body = record.body.unwrap_or_default();
         let queue = if record
@@ -172,6 +194,7 @@ impl Function {
         // Retries in place leave the body as it was: SQS counts them.
         job.attempts += receives.saturating_sub(1);
         if let Some(reason) = expired(&job, config, now) {
+            measured.messages.dead_lettered += job.message_ids.len() as u64;
             return self
                 .dead_letter(queues, job, reason, request_id)
                 .await
@@ -191,10 +214,11 @@ impl Function {
         queues: &Queues,
         config: &QueueConfig,
         jobs: &[Taken],
-        region: Region,
         deadline: Instant,
         request_id: &str,
+        measured: &mut metrics::Invocation,
     ) -> Vec<Fate> {
+        let region = jobs.first().map_or(Region::Standard, |t| t.job.region);
         let credentials = match self.job_credentials(jobs, deadline).await {
             Ok(c) => c,
             Err(reason) => {
@@ -224,6 +248,8 @@ impl Function {
         if report.credentials_refused.is_some() {
             self.forget_keys();
         }
+        measured.count_requests(&report);
+        measured.count_outcomes(report.outcomes.iter());
         let mut fates = Vec::new();
         for (t, start) in jobs.iter().zip(starts) {
             fates.push(

@@ -36,6 +36,9 @@ pub enum MessageOutcome {
     Rejected {
         by: RejectedBy,
         reason: String,
+        /// The Amplitude endpoint that refused it (Amplitude's rejections).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        endpoint: Option<&'static str>,
     },
     /// Not handled by this route or these settings.
     Unsupported {
@@ -60,6 +63,7 @@ impl From<Outcome> for MessageOutcome {
             Outcome::Rejected { reason } => MessageOutcome::Rejected {
                 by: RejectedBy::Amplitude,
                 reason,
+                endpoint: None,
             },
             Outcome::Retryable { reason, cause } => MessageOutcome::Retryable { reason, cause },
         }

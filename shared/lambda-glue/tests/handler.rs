@@ -111,7 +111,7 @@ async fn signed_single_event_is_delivered_with_200_and_per_event_results() {
     assert_eq!(status, 200);
     assert_eq!(
         reply,
-        json!({"status": 200, "counts": {"received": 1, "delivered": 1, "skipped": 0, "rejected": 0, "unsupported": 0, "retryable": 0},
+        json!({"status": 200, "counts": {"received": 1, "delivered": 1, "skipped": 0, "rejected": 0, "unsupported": 0, "retryable": 0, "queued": 0},
             "results": [{"index": 0, "message_id": "m1", "outcome": "delivered"}]})
     );
     assert_eq!(s.emu.state.ingested().events[0]["_api_key"], "amp-key");
@@ -553,4 +553,95 @@ async fn a_stalled_secrets_manager_is_given_up_at_the_deadline() {
         "answered at the deadline, not at the SDK's own timeout"
     );
     drop(s);
+}
+
+/// Issue "metrics": one mixed batch, counted by outcome. Delivered, skipped by the settings
+/// (a page with `trackAllPages` off), refused by the mapping (no user or device id),
+/// unsupported by the route (a delete), refused by Amplitude (an id shorter than its minimum)
+/// and throttled (Amplitude's 429 for that user).
+#[tokio::test]
+async fn a_mixed_batch_is_counted_by_outcome() {
+    let mut s = setup(Route::Events, json!({}), keys_with_token()).await;
+    let registry = std::sync::Arc::new(lambda_glue::metrics::Registry::default());
+    s.function = s
+        .function
+        .with_metrics(lambda_glue::metrics::Sink::Registry(registry.clone()));
+    // The first request is refused for m6's short id; the throttle answers the second.
+    s.emu.state.push_faults([
+        Fault {
+            route: None,
+            delay_ms: 0,
+            action: FaultAction::Pass,
+        },
+        Fault {
+            route: None,
+            delay_ms: 0,
+            action: FaultAction::Throttle {
+                users: vec!["user-5".into()],
+                devices: vec![],
+            },
+        },
+    ]);
+    let events = [
+        track(1),
+        json!({"type": "page", "userId": "user-2", "messageId": "m2"}),
+        json!({"type": "track", "event": "e", "messageId": "m3"}),
+        json!({"type": "delete", "userId": "user-4", "messageId": "m4"}),
+        track(5),
+        json!({"type": "track", "event": "e", "userId": "ab", "messageId": "m6"}),
+    ];
+    let body = serde_json::to_string(&events).unwrap();
+    let (status, reply) = call(
+        &s.function,
+        apigw_v2(&body, batch_headers(&events[0].to_string()), false),
+    )
+    .await;
+    assert_eq!(status, 429, "{reply}");
+    let outcomes: Vec<(&str, &str)> = reply["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap(),
+                r["by"].as_str().or(r["cause"].as_str()).unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("delivered", ""),
+            ("skipped", ""),
+            ("rejected", "mapping"),
+            ("unsupported", ""),
+            ("retryable", "throttled"),
+            ("rejected", "amplitude"),
+        ]
+    );
+    let text = registry.prometheus();
+    let messages: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("segment_amplitude_messages_total"))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            r#"segment_amplitude_messages_total{route="events",outcome="dead_lettered"} 0"#,
+            r#"segment_amplitude_messages_total{route="events",outcome="delivered"} 1"#,
+            r#"segment_amplitude_messages_total{route="events",outcome="queued"} 0"#,
+            r#"segment_amplitude_messages_total{route="events",outcome="received"} 6"#,
+            r#"segment_amplitude_messages_total{route="events",outcome="refused_amplitude"} 0"#,
+            r#"segment_amplitude_messages_total{route="events",outcome="rejected_amplitude"} 1"#,
+            r#"segment_amplitude_messages_total{route="events",outcome="rejected_mapping"} 1"#,
+            r#"segment_amplitude_messages_total{route="events",outcome="retryable"} 1"#,
+            r#"segment_amplitude_messages_total{route="events",outcome="skipped"} 1"#,
+            r#"segment_amplitude_messages_total{route="events",outcome="throttled"} 1"#,
+            r#"segment_amplitude_messages_total{route="events",outcome="unsupported"} 1"#,
+        ]
+    );
+    assert!(
+        text.contains(r#"segment_amplitude_amplitude_requests_total{route="events",endpoint="httpapi",status="429"} 1"#),
+        "{text}"
+    );
 }
