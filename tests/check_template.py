@@ -1,12 +1,17 @@
 """What cfn-lint does not check inside SAM resources (lambda-toolchain §4), checked here:
 every function runs `bootstrap` on provided.al2023 / arm64, is built by cargo-lambda from a real
 binary of the workspace, routes through the one HTTP API (the redeliver function: the queues),
-and may read only its own secrets; and durable delivery as the README describes it.
+and may read only its own secrets; durable delivery as the README describes it; and what the
+people who deploy and run it see (the monitoring issue): metrics names shared with the code,
+alarms, the dashboard, API throttling and access logs, kept secrets and logs, the KMS key,
+validated parameters, Segment's Lambda-destination role, and samconfig.toml.
 
 Run: .venv/bin/python tests/check_template.py   (the test command does)
 """
 
+import json
 import pathlib
+import re
 import sys
 import tomllib
 
@@ -84,6 +89,8 @@ def main():
         if binary == "deletions" and props.get("ReservedConcurrentExecutions") != 1:
             problems.append(f"{name}: needs ReservedConcurrentExecutions 1 (one deletion request per second)")
     problems += durable_delivery(template, functions)
+    problems += monitoring(template, functions, bins)
+    problems += deployment(template, functions)
     for p in problems:
         print("template:", p)
     print(f"template: {len(functions)} functions checked, {len(problems)} problems")
@@ -181,6 +188,228 @@ def durable_delivery(template, functions):
     for out in ("DeliveryQueueUrl", "DeletionQueueUrl", "DeadLetterQueueUrl", "DeadLetterQueueArn"):
         if out not in outputs:
             problems.append(f"Outputs: {out}")
+    return problems
+
+
+def emf_metric_names():
+    """The metric names the functions write (lambda-glue `metrics.rs`), so the template's
+    alarms and dashboard cannot drift from the code."""
+    text = (ROOT / "shared/lambda-glue/src/metrics.rs").read_text()
+    return set(re.findall(r'\("([A-Z][A-Za-z0-9]+)", (?:m|e)\.', text)) | set(
+        re.findall(r'metric\(\s*"([A-Z][A-Za-z0-9]+)"', text)
+    )
+
+
+def sub_placeholders(text):
+    """A !Sub string with its ${...} replaced, so the JSON inside can be parsed."""
+    return re.sub(r"\$\{[^}]+\}", "X", text)
+
+
+def monitoring(template, functions, bins):
+    problems = []
+    params = template["Parameters"]
+    res = template["Resources"]
+    conditions = template.get("Conditions", {})
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    names = emf_metric_names()
+    if not {"Received", "Delivered", "RefusedAmplitude", "DeadLettered", "AmplitudeLatency"} <= names:
+        problems.append(f"metrics.rs: metric names not found ({sorted(names)})")
+
+    # 1. The namespace is a parameter the functions receive.
+    if env.get("METRICS_NAMESPACE") != {"Ref": "MetricsNamespace"}:
+        problems.append("Globals: METRICS_NAMESPACE is !Ref MetricsNamespace")
+    if params.get("MetricsNamespace", {}).get("Default") != "SegmentAmplitude":
+        problems.append("MetricsNamespace: a parameter defaulting to SegmentAmplitude")
+
+    # 2. Alarms: optional topic; errors and throttles per function; 5xx to Segment; Amplitude
+    # refusing requests; dead letters; the delivery queue's age.
+    topic = params.get("AlarmTopicArn", {})
+    if topic.get("Default") != "" or not re.fullmatch(topic.get("AllowedPattern", "x"), ""):
+        problems.append("AlarmTopicArn: optional (default empty)")
+    if conditions.get("HasAlarmTopic") != {"Not": [{"Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}:
+        problems.append("Conditions: HasAlarmTopic")
+    alarms = {k: v for k, v in res.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    notify = {"If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    for name, a in alarms.items():
+        props = a["Properties"]
+        if props.get("AlarmActions") != notify:
+            problems.append(f"{name}: AlarmActions notify AlarmTopicArn when given")
+        if props.get("TreatMissingData") != "notBreaching":
+            problems.append(f"{name}: TreatMissingData notBreaching (no traffic is not a fault)")
+        if not props.get("AlarmDescription"):
+            problems.append(f"{name}: a description saying what happened")
+
+    def on(metric, namespace, dimension):
+        return [
+            (k, a) for k, a in alarms.items()
+            if a["Properties"].get("MetricName") == metric
+            and a["Properties"].get("Namespace") == namespace
+            and dimension in [d.get("Value") for d in a["Properties"].get("Dimensions", [])]
+        ]
+
+    for fn_name, fn in functions.items():
+        for metric in ("Errors", "Throttles"):
+            found = on(metric, "AWS/Lambda", {"Ref": fn_name})
+            if len(found) != 1:
+                problems.append(f"{fn_name}: one alarm on AWS/Lambda {metric}")
+            elif found[0][1].get("Condition") != fn.get("Condition"):
+                problems.append(f"{found[0][0]}: the condition of {fn_name}")
+    if len(on("5xx", "AWS/ApiGateway", {"Ref": "Api"})) != 1:
+        problems.append("an alarm on the HTTP API's 5xx")
+    refused = [a for a in alarms.values() if "RefusedAmplitude" in json.dumps(a)]
+    routes = {b for b in bins}
+    if len(refused) != 1:
+        problems.append("an alarm on RefusedAmplitude (Amplitude refusing requests)")
+    else:
+        stats = [m["MetricStat"]["Metric"] for m in refused[0]["Properties"]["Metrics"] if "MetricStat" in m]
+        covered = {d["Value"] for m in stats for d in m.get("Dimensions", []) if d["Name"] == "Route"}
+        if covered != routes or any(m.get("Namespace") != {"Ref": "MetricsNamespace"} for m in stats):
+            problems.append(f"RefusedAmplitude alarm: every route {sorted(routes)} in MetricsNamespace")
+    dlq = on("ApproximateNumberOfMessagesVisible", "AWS/SQS", {"GetAtt": "DeadLetterQueue.QueueName"})
+    if len(dlq) != 1 or dlq[0][1]["Properties"].get("Threshold") != 1 or dlq[0][1].get("Condition") != "Durable":
+        problems.append("an alarm on any message in the dead-letter queue (durable mode)")
+    age = on("ApproximateAgeOfOldestMessage", "AWS/SQS", {"GetAtt": "DeliveryQueue.QueueName"})
+    if len(age) != 1 or age[0][1]["Properties"].get("Threshold") != {"Ref": "QueueAgeAlarmSeconds"}:
+        problems.append("an alarm on the delivery queue's oldest message (QueueAgeAlarmSeconds)")
+
+    # The dashboard: the funnel per route, Amplitude's status classes, latency percentiles, the
+    # queues, and only metric names the code writes.
+    dashboards = [v for v in res.values() if v["Type"] == "AWS::CloudWatch::Dashboard"]
+    if len(dashboards) != 1:
+        return problems + ["one CloudWatch dashboard"]
+    body_sub = dashboards[0]["Properties"]["DashboardBody"]["Sub"]
+    body_text = body_sub[0] if isinstance(body_sub, list) else body_sub
+    try:
+        body = json.loads(sub_placeholders(body_text))
+    except json.JSONDecodeError as e:
+        return problems + [f"Dashboard: the body is not JSON ({e})"]
+    widgets = body.get("widgets", [])
+    metric_rows = [row for w in widgets for row in w.get("properties", {}).get("metrics", [])]
+    text = body_text
+    for route in routes:
+        if not any(w.get("properties", {}).get("title", "").endswith(f": {route}") for w in widgets):
+            problems.append(f"Dashboard: a delivery funnel for {route}")
+    for m in ("Received", "Delivered", "Queued", "Retryable", "Throttled", "RefusedAmplitude",
+              "RejectedMapping", "RejectedAmplitude", "Skipped", "DeadLettered"):
+        if f'"{m}"' not in text:
+            problems.append(f"Dashboard: the funnel shows {m}")
+    for m in ("AmplitudeStatus2xx", "AmplitudeStatus4xx", "AmplitudeStatus429", "AmplitudeStatus5xx",
+              "AmplitudeNoAnswer"):
+        if m not in text:
+            problems.append(f"Dashboard: Amplitude status class {m}")
+    if "'p99'" not in text or "AmplitudeLatency" not in text or "InvocationLatency" not in text:
+        problems.append("Dashboard: latency percentiles (Amplitude requests and invocations)")
+    for q in ("DeliveryQueueName", "DeletionQueueName", "DeadLetterQueueName"):
+        if "${" + q + "}" not in text:
+            problems.append(f"Dashboard: the queue {q}")
+    for w in widgets:
+        for k, v in w.get("properties", {}).items():
+            if k == "region" and v != "X":
+                problems.append("Dashboard: every widget in the stack's region")
+    used = set(re.findall(r'MetricName=\\?"([A-Za-z0-9]+)\\?"', text))
+    used |= {row[1] for row in metric_rows if isinstance(row, list) and len(row) > 1 and row[0] == "X"}
+    used.discard(".")
+    if used - names:
+        problems.append(f"Dashboard: metric names the code does not write: {sorted(used - names)}")
+    for alarm_metric in re.findall(r"MetricName: ([A-Za-z0-9]+)", json.dumps(refused)):
+        if alarm_metric not in names:
+            problems.append(f"alarm: {alarm_metric} is not written by the code")
+    return problems
+
+
+def deployment(template, functions):
+    """The template an AWS engineer signs off: throttling, access logs, kept secrets and logs,
+    the KMS key, validated parameters, the 30 s integration limit, Segment's role, samconfig."""
+    problems = []
+    params = template["Parameters"]
+    res = template["Resources"]
+
+    api = res["Api"]["Properties"]
+    throttling = api.get("DefaultRouteSettings", {})
+    for key, param in (("ThrottlingRateLimit", "ApiThrottlingRateLimit"),
+                       ("ThrottlingBurstLimit", "ApiThrottlingBurstLimit")):
+        if throttling.get(key) != {"Ref": param} or not isinstance(params.get(param, {}).get("Default"), int):
+            problems.append(f"Api: DefaultRouteSettings.{key} from the parameter {param} with a default")
+    logs = api.get("AccessLogSettings", {})
+    dest = logs.get("DestinationArn", {}).get("GetAtt", "")
+    if not dest.endswith(".Arn") or res.get(dest[:-4], {}).get("Type") != "AWS::Logs::LogGroup":
+        problems.append("Api: access logs to a log group of the stack")
+    try:
+        fmt = json.loads(logs.get("Format", ""))
+        if fmt.get("requestId") != "$context.requestId" or "status" not in fmt:
+            problems.append("Api: access log format with requestId and status")
+    except json.JSONDecodeError:
+        problems.append("Api: the access log format is JSON")
+
+    for name, r in res.items():
+        if r["Type"] in ("AWS::SecretsManager::Secret", "AWS::Logs::LogGroup", "AWS::SQS::Queue"):
+            if r.get("DeletionPolicy") != "Retain" or r.get("UpdateReplacePolicy") != "Retain":
+                problems.append(f"{name}: DeletionPolicy and UpdateReplacePolicy Retain")
+        if r["Type"] == "AWS::SecretsManager::Secret":
+            if r["Properties"].get("KmsKeyId") != {"If": ["HasKmsKey", {"Ref": "SecretsKmsKeyArn"}, {"Ref": "AWS::NoValue"}]}:
+                problems.append(f"{name}: KmsKeyId from SecretsKmsKeyArn when given")
+    log_groups = {r["Properties"]["LogGroupName"]["Sub"] for r in res.values()
+                  if r["Type"] == "AWS::Logs::LogGroup" and "LogGroupName" in r["Properties"]}
+    for fn_name in functions:
+        if f"/aws/lambda/${{{fn_name}}}" not in log_groups:
+            problems.append(f"{fn_name}: a log group of the stack (retention, kept)")
+
+    key = res.get("SecretsKeyPolicy", {})
+    doc = key.get("Properties", {}).get("PolicyDocument", {}).get("Statement", [])
+    if key.get("Condition") != "HasKmsKey" or len(doc) != 1 or doc[0].get("Action") != "kms:Decrypt" \
+            or doc[0].get("Resource") != {"Ref": "SecretsKmsKeyArn"} \
+            or "kms:ViaService" not in json.dumps(doc[0].get("Condition", {})):
+        problems.append("SecretsKeyPolicy: kms:Decrypt on SecretsKmsKeyArn, via Secrets Manager only")
+    roles = json.dumps(key.get("Properties", {}).get("Roles", []))
+    for fn_name in functions:
+        if f"{fn_name}Role" not in roles:
+            problems.append(f"SecretsKeyPolicy: for {fn_name}")
+
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:seg/ingest-AbC123"
+    for p in ("IngestSecretArn", "PrivacySecretArn"):
+        pattern = params.get(p, {}).get("AllowedPattern")
+        if not pattern or not re.fullmatch(pattern, arn) or not re.fullmatch(pattern, "") \
+                or re.fullmatch(pattern, "seg/ingest") or re.fullmatch(pattern, "arn:aws:s3:::bucket"):
+            problems.append(f"{p}: validated as a secret ARN (or empty)")
+    kms = params.get("SecretsKmsKeyArn", {}).get("AllowedPattern", "")
+    if not re.fullmatch(kms, "") or not re.fullmatch(kms, "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab") \
+            or re.fullmatch(kms, "alias/mine"):
+        problems.append("SecretsKmsKeyArn: validated as a KMS key ARN (or empty)")
+    if params.get("FunctionTimeout", {}).get("MaxValue", 10**6) > 30:
+        problems.append("FunctionTimeout: at most the HTTP API's 30 s integration limit")
+
+    role = res.get("SegmentInvokeRole", {})
+    if role.get("Condition") != "SegmentLambdaDestination" or params.get("SegmentExternalId", {}).get("Default") != "":
+        problems.append("SegmentInvokeRole: optional, created when SegmentExternalId is given")
+    trust = role.get("Properties", {}).get("AssumeRolePolicyDocument", {}).get("Statement", [{}])
+    if len(trust) != 1 or "${SegmentAccountId}" not in json.dumps(trust[0].get("Principal")) \
+            or trust[0].get("Condition") != {"StringEquals": {"sts:ExternalId": {"Ref": "SegmentExternalId"}}}:
+        problems.append("SegmentInvokeRole: trusts Segment's account with the external id only")
+    if params.get("SegmentAccountId", {}).get("Default") != "595280932656":
+        problems.append("SegmentAccountId: Segment's documented account by default")
+    grants = [st for pol in role.get("Properties", {}).get("Policies", [])
+              for st in pol["PolicyDocument"]["Statement"]]
+    invokable = {r["GetAtt"] for st in grants for r in st.get("Resource", [])}
+    if [st.get("Action") for st in grants] != ["lambda:InvokeFunction"] or invokable != {
+        "EventsFunction.Arn", "AliasFunction.Arn", "EngageFunction.Arn"
+    }:
+        problems.append("SegmentInvokeRole: lambda:InvokeFunction on the events, alias and engage functions only")
+    if "SegmentRoleArn" not in template.get("Outputs", {}):
+        problems.append("Outputs: SegmentRoleArn")
+
+    samconfig = ROOT / "samconfig.toml"
+    if not samconfig.exists():
+        problems.append("samconfig.toml: missing")
+    else:
+        cfg = tomllib.loads(samconfig.read_text())
+        deploy = cfg.get("default", {}).get("deploy", {}).get("parameters", {})
+        build = cfg.get("default", {}).get("build", {}).get("parameters", {})
+        if deploy.get("confirm_changeset") is not True or "CAPABILITY_IAM" not in str(deploy.get("capabilities")):
+            problems.append("samconfig.toml: deploy confirms the change set, with CAPABILITY_IAM")
+        if build.get("beta_features") is not True:
+            problems.append("samconfig.toml: build with beta_features (cargo-lambda builds)")
+    if ".aws-sam/" not in (ROOT / ".gitignore").read_text().split():
+        problems.append(".gitignore: .aws-sam/")
     return problems
 
 
