@@ -408,6 +408,9 @@ def deployment(template, functions):
             problems.append("samconfig.toml: deploy confirms the change set, with CAPABILITY_IAM")
         if build.get("beta_features") is not True:
             problems.append("samconfig.toml: build with beta_features (cargo-lambda builds)")
+        if build.get("cached"):
+            # SAM's cache hashes every file under CodeUri (the workspace with target/) first.
+            problems.append("samconfig.toml: build without SAM's cache (it hashes target/)")
     if ".aws-sam/" not in (ROOT / ".gitignore").read_text().split():
         problems.append(".gitignore: .aws-sam/")
     return problems
