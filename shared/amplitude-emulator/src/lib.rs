@@ -292,8 +292,9 @@ fn targeted(action: &Option<FaultAction>) -> Option<Targeted> {
 }
 
 /// The scripted answer for these items. Listed indices past the request's end are dropped
-/// (index 0 stands in when none is left), since Amplitude lists only events it received.
-fn targeted_answer(target: Targeted, items: &[Value]) -> (u16, Value) {
+/// (index 0 stands in when none is left), since Amplitude lists only events it received; the
+/// items named are recorded (`named_invalid`).
+fn targeted_answer(s: &AppState, target: Targeted, items: &[Value]) -> (u16, Value) {
     match target {
         Targeted::Throttle(quota, users, devices) => targeted_429(items, quota, &users, &devices),
         Targeted::Invalid(indices, field) => {
@@ -301,6 +302,11 @@ fn targeted_answer(target: Targeted, items: &[Value]) -> (u16, Value) {
             if idx.is_empty() {
                 idx.push(0);
             }
+            let named = items.iter().enumerate().filter(|(i, _)| idx.contains(i));
+            s.lock()
+                .ingested
+                .named_invalid
+                .extend(named.map(|(_, item)| item.clone()));
             events::answer(
                 400,
                 amplitude_wire::ErrorBody {
@@ -334,7 +340,7 @@ async fn events_route(s: AppState, kind: events::Kind, body: Bytes) -> Response 
         Err(e) => return respond(e),
     };
     if let Some(t) = targeted {
-        return respond(targeted_answer(t, &accepted.events));
+        return respond(targeted_answer(&s, t, &accepted.events));
     }
     if let Some(then) = store_then {
         if then.half {
@@ -429,7 +435,7 @@ async fn form_route(s: AppState, kind: forms::Kind, uri: Uri, body: Bytes) -> Re
         Err(e) => return respond(e),
     };
     if let Some(t) = targeted {
-        return respond(targeted_answer(t, &accepted.items));
+        return respond(targeted_answer(&s, t, &accepted.items));
     }
     let mut items = accepted.items;
     if let Some(then) = store_then {

@@ -41,6 +41,9 @@ pub struct Ingested {
     pub users: Users,
     /// insert_id → times it arrived in an accepted request / times it was stored.
     pub insert_ids: HashMap<String, InsertIdCount>,
+    /// Items a scripted 400 named by index (`InvalidIndices`): refused, not stored. What a
+    /// client may rightly drop for good.
+    pub named_invalid: Vec<Value>,
     /// Requests received per path (faults included).
     pub requests: BTreeMap<String, usize>,
     /// When each request arrived, per path, in ms since the epoch (for rate checks).

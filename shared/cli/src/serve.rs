@@ -270,6 +270,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         tokio::spawn(lambda_glue::consume_memory_queues(
             Arc::new(redeliver),
             memory.clone(),
+            // The visibility timeout (the template's is six times the function's timeout).
+            Duration::from_secs(60),
         ));
         router = router.route(
             "/_queue",

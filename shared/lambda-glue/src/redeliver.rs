@@ -438,13 +438,19 @@ fn response(failed: Vec<String>) -> SqsBatchResponse {
 
 /// The local runner's stand-in for Lambda's SQS event source: takes batches from the
 /// in-process queues, runs them through the redeliver function, deletes what it handled and
-/// leaves the failures for their retry. Runs until the process ends.
-pub async fn consume_memory_queues(function: Arc<Function>, queues: Arc<MemoryQueues>) {
+/// leaves the failures for their retry. Runs until the process ends. `visibility` is the
+/// queue's visibility timeout: how long a failed record that set no backoff of its own (its
+/// leftovers could not be stored) stays hidden.
+pub async fn consume_memory_queues(
+    function: Arc<Function>,
+    queues: Arc<MemoryQueues>,
+    visibility: Duration,
+) {
     debug_assert_eq!(function.config.route, Route::Redeliver);
     loop {
         let mut idle = true;
         for (kind, max) in [(QueueKind::Deletion, 1), (QueueKind::Delivery, 10)] {
-            let received = queues.receive(kind, max, Duration::from_secs(60));
+            let received = queues.receive(kind, max, visibility);
             if received.is_empty() {
                 continue;
             }

@@ -75,6 +75,7 @@ async fn queued_while_amplitude_fails_then_redelivered_once_from_the_in_process_
     let consumer = tokio::spawn(lambda_glue::consume_memory_queues(
         redeliver,
         memory.clone(),
+        Duration::from_secs(60),
     ));
     // The job waits its backoff (1 s), then goes.
     for _ in 0..40 {

@@ -1,10 +1,12 @@
 //! The queues in process, for the local runner: the semantics the functions rely on from SQS
 //! (per-message delay, a visibility timeout while a message is being handled, a retry in place
-//! after a backoff, delete when handled, a receive count), without AWS.
+//! after a backoff, delete when handled, a receive count), without AWS. It can also rehearse
+//! an SQS outage ([`MemoryQueues::refuse_sends`]), so the paths that keep work when the queue
+//! refuses a write can be exercised without one.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Outgoing, QueueError, QueueKind};
@@ -31,6 +33,7 @@ pub struct Received {
 pub struct MemoryQueues {
     queues: Mutex<HashMap<QueueKind, Vec<Stored>>>,
     next_id: AtomicU64,
+    refusals: AtomicUsize,
 }
 
 impl MemoryQueues {
@@ -42,7 +45,20 @@ impl MemoryQueues {
         self.queues.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn send(&self, kind: QueueKind, messages: Vec<Outgoing>) -> Result<usize, QueueError> {
+    /// The next `n` writes fail as `SendMessageBatch` can: the first half of their messages
+    /// (rounded down) is stored, then the write is refused.
+    pub fn refuse_sends(&self, n: usize) {
+        self.refusals.store(n, Ordering::SeqCst);
+    }
+
+    pub fn send(&self, kind: QueueKind, mut messages: Vec<Outgoing>) -> Result<usize, QueueError> {
+        let refused = self
+            .refusals
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refused {
+            messages.truncate(messages.len() / 2);
+        }
         let now = Instant::now();
         let mut queues = self.lock();
         let queue = queues.entry(kind).or_default();
@@ -52,6 +68,12 @@ impl MemoryQueues {
                 body: m.body,
                 visible_at: now + m.delay,
                 receives: 0,
+            });
+        }
+        if refused {
+            return Err(QueueError::Refused {
+                queue: kind.name(),
+                reason: "a rehearsed outage".into(),
             });
         }
         Ok(1)
@@ -137,5 +159,27 @@ mod tests {
         assert_eq!(again[0].receives, 2);
         q.delete(QueueKind::Delivery, &again[0].receipt);
         assert_eq!(q.len(QueueKind::Delivery), 1);
+    }
+
+    #[test]
+    fn a_refused_write_may_have_stored_part_of_it_as_sqs_batches_can() {
+        let q = MemoryQueues::new();
+        let out = |body: &str| Outgoing {
+            body: body.into(),
+            delay: Duration::ZERO,
+        };
+        q.refuse_sends(2);
+        let refused = q.send(QueueKind::Delivery, vec![out("a"), out("b"), out("c")]);
+        assert_eq!(
+            refused,
+            Err(QueueError::Refused {
+                queue: "delivery",
+                reason: "a rehearsed outage".into()
+            })
+        );
+        assert_eq!(q.bodies(QueueKind::Delivery), vec!["a"]);
+        assert!(q.send(QueueKind::Delivery, vec![out("d")]).is_err());
+        assert_eq!(q.send(QueueKind::Delivery, vec![out("e")]), Ok(1));
+        assert_eq!(q.bodies(QueueKind::Delivery), vec!["a", "e"]);
     }
 }
