@@ -50,3 +50,8 @@ fn map_line_seeds_and_regressions_replay() {
 fn inbound_seeds_and_regressions_replay() {
     replay("inbound", tests::fuzzing::inbound);
 }
+
+#[test]
+fn job_seeds_and_regressions_replay() {
+    replay("job", tests::fuzzing::job);
+}

@@ -19,5 +19,6 @@ fn main() -> std::io::Result<()> {
     let root = tests::workspace_root().join("tests/fuzz/seeds");
     write(&root.join("map_line"), tests::fuzzing::map_line_seeds(60))?;
     write(&root.join("inbound"), tests::fuzzing::inbound_seeds(36))?;
+    write(&root.join("job"), tests::fuzzing::job_seeds(40))?;
     Ok(())
 }

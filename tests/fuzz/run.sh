@@ -2,7 +2,7 @@
 # Runs the project's fuzz targets (cargo fuzz, libFuzzer, nightly toolchain) from the seeds
 # generated from shared/corpus plus every input that once crashed them:
 #
-#   bash tests/fuzz/run.sh                 # both targets, 10 million executions each
+#   bash tests/fuzz/run.sh                 # every target, 10 million executions each
 #   bash tests/fuzz/run.sh 1000000 inbound # one target, a million executions
 #
 # The targets are built without a sanitizer (`-s none`): the code under test is safe Rust, so
@@ -18,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 runs=${1:-10000000}
 shift || true
 targets=("${@:-map_line}")
-[ $# -eq 0 ] && targets=(map_line inbound)
+[ $# -eq 0 ] && targets=(map_line inbound job)
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 cargo run -q -p tests --example fuzz_seeds

@@ -3,11 +3,17 @@
 //!
 //! * [`map_line`]: one JSON line → the mapping under several settings → the wire items;
 //! * [`inbound`]: a raw request (headers and body) → the inbound event, body splitting,
-//!   authentication and the planning of each message.
+//!   authentication and the planning of each message;
+//! * [`job`]: a queue message body → a delivery job (anyone who may write to the queue, or a
+//!   dead-letter replay, can put anything there), and a list of items → a job's queue
+//!   messages (inputs of fuzzing size make one message; the split of large jobs has its own
+//!   unit test in `queue/job.rs`).
 //!
-//! Both assert properties besides "no panic": items are valid JSON (or form text), a body of
-//! several events vouched for only by its first event's signature is never accepted, and a
-//! correct signature of the signed bytes is always accepted.
+//! They assert properties besides "no panic": items are valid JSON (or form text), a body of
+//! several events vouched for only by its first event's signature is never accepted, a
+//! correct signature of the signed bytes is always accepted, a decoded job encodes back to
+//! itself, and a job's queue messages stay within SQS's limit and carry every item once, in
+//! order, with its messageId.
 
 use std::sync::OnceLock;
 
@@ -18,6 +24,8 @@ use lambda_glue::auth::{AuthConfig, AuthError, Presented, sign};
 use lambda_glue::body::{self, Signed};
 use lambda_glue::inbound::Inbound;
 use lambda_glue::planning::{self, Decision};
+use lambda_glue::queue::job::MAX_MESSAGE_BYTES;
+use lambda_glue::queue::{Job, JobItem};
 use mapping::Settings;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -263,6 +271,121 @@ pub fn inbound_seeds(count: usize) -> Vec<Vec<u8>> {
                 _ => ("!direct\n", String::new(), one),
             };
             format!("{flags}{headers}\n\n{body}").into_bytes()
+        })
+        .collect()
+}
+
+/// A queue message body, and the same bytes read as a list of job items.
+pub fn job(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    // Any body: a job or a refusal, never a panic; a job encodes back to itself.
+    if let Ok(job) = Job::decode(text) {
+        assert_eq!(Job::decode(&job.encode()).as_ref(), Ok(&job));
+    }
+    // Items: split into queue messages within the limit, every item once, with its messageId.
+    let Ok(items) = serde_json::from_str::<Vec<JobItem>>(text) else {
+        return;
+    };
+    let messages = items
+        .iter()
+        .map(|i| i.message.saturating_add(1))
+        .max()
+        .unwrap_or(0);
+    if messages > 10_000 {
+        return;
+    }
+    let job = Job {
+        route: "/events".into(),
+        endpoint: mapping::Endpoint::HttpApi,
+        region: mapping::Region::Standard,
+        message_ids: (0..messages)
+            .map(|m| (m % 7 != 3).then(|| format!("m-{m}")))
+            .collect(),
+        items,
+        attempts: 2,
+        first_seen_ms: 1_700_000_000_000,
+        last_reason: "Amplitude 503".into(),
+        cause: amplitude_client::RetryCause::Transient,
+        dead_letter_reason: None,
+    };
+    let flat = |job: &Job| -> Vec<(Option<String>, JobItem)> {
+        job.items
+            .iter()
+            .map(|i| {
+                let id = job.message_ids[i.message].clone();
+                (
+                    id,
+                    JobItem {
+                        message: 0,
+                        ..i.clone()
+                    },
+                )
+            })
+            .collect()
+    };
+    let mut carried = Vec::new();
+    for body in job.clone().bodies() {
+        let part = Job::decode(&body).expect("a job's message decodes");
+        assert!(
+            body.len() <= MAX_MESSAGE_BYTES || part.items.len() == 1,
+            "a message of {} bytes with {} items",
+            body.len(),
+            part.items.len()
+        );
+        assert_eq!(
+            (part.attempts, part.first_seen_ms, part.cause),
+            (job.attempts, job.first_seen_ms, job.cause)
+        );
+        carried.extend(flat(&part));
+    }
+    assert_eq!(
+        carried,
+        flat(&job),
+        "every item once, in order, with its messageId"
+    );
+}
+
+/// Seeds for `job`: encoded jobs of corpus items (some large enough to be split) and their
+/// item lists as JSON.
+pub fn job_seeds(count: usize) -> Vec<Vec<u8>> {
+    let settings = &settings_variants()[1];
+    let lines = corpus::lines(13, count * 40);
+    (0..count)
+        .map(|i| {
+            let take = if i % 5 == 4 { 12 } else { 1 + i % 4 };
+            let mut items = Vec::new();
+            for (m, line) in lines.iter().skip(i * 40).take(take).enumerate() {
+                let value: serde_json_borrow::Value =
+                    serde_json::from_str(line).expect("corpus JSON");
+                if let Ok(plan) = mapping::plan(&value, settings) {
+                    items.extend(encode::items(m, &plan).into_iter().map(|it| JobItem {
+                        message: m,
+                        wire: it.wire,
+                        user_id: it.user_id,
+                        device_id: it.device_id,
+                    }));
+                }
+            }
+            let list = serde_json::to_string(&items).expect("items serialise");
+            if i % 2 == 0 {
+                return list.into_bytes();
+            }
+            Job {
+                route: "/events".into(),
+                endpoint: mapping::Endpoint::HttpApi,
+                region: mapping::Region::Standard,
+                message_ids: (0..take).map(|m| Some(format!("seed-{i}-{m}"))).collect(),
+                items,
+                attempts: 1,
+                first_seen_ms: 1_700_000_000_000,
+                last_reason: "Amplitude 503".into(),
+                cause: amplitude_client::RetryCause::Transient,
+                dead_letter_reason: None,
+            }
+            .encode()
+            .into_bytes()
         })
         .collect()
 }
