@@ -37,14 +37,7 @@ impl Limits {
 /// benchmarks): per endpoint, the larger of the count bound and the byte bound.
 pub fn minimum_requests(items: &[Item], api_key: &str) -> usize {
     let mut total = 0;
-    for endpoint in [
-        Endpoint::HttpApi,
-        Endpoint::Batch,
-        Endpoint::Identify,
-        Endpoint::GroupIdentify,
-        Endpoint::UserMap,
-        Endpoint::Deletion,
-    ] {
+    for endpoint in Endpoint::ALL {
         let of: Vec<&Item> = items.iter().filter(|i| i.endpoint == endpoint).collect();
         if of.is_empty() {
             continue;

@@ -27,16 +27,6 @@ use crate::policy::{Throttle, Verdict};
 use crate::send::Resolution;
 use crate::{AmplitudeClient, Credentials, Shared};
 
-/// Every endpoint, one lane each.
-const ENDPOINTS: [Endpoint; 6] = [
-    Endpoint::Identify,
-    Endpoint::GroupIdentify,
-    Endpoint::HttpApi,
-    Endpoint::Batch,
-    Endpoint::UserMap,
-    Endpoint::Deletion,
-];
-
 /// A 413 for one item within the endpoint's limits is not about that item.
 const LONE_ITEM_413: &str = "Amplitude 413 for one item within its limits";
 
@@ -79,7 +69,8 @@ impl AmplitudeClient {
             refused: OnceLock::new(),
         });
         let mut lanes = JoinSet::new();
-        for endpoint in ENDPOINTS {
+        // Every endpoint, one lane each.
+        for endpoint in Endpoint::ALL {
             let lane = delivery.lane(endpoint);
             if !lane.queue.is_empty() {
                 lanes.spawn(delivery.clone().run(lane));

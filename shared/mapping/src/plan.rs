@@ -21,6 +21,16 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// Every endpoint.
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::HttpApi,
+        Endpoint::Batch,
+        Endpoint::Identify,
+        Endpoint::GroupIdentify,
+        Endpoint::UserMap,
+        Endpoint::Deletion,
+    ];
+
     /// The name used in the `map` command's output and in logs.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,16 +45,7 @@ impl Endpoint {
 
     /// The endpoint [`Endpoint::as_str`] names.
     pub fn from_name(name: &str) -> Option<Endpoint> {
-        [
-            Endpoint::HttpApi,
-            Endpoint::Batch,
-            Endpoint::Identify,
-            Endpoint::GroupIdentify,
-            Endpoint::UserMap,
-            Endpoint::Deletion,
-        ]
-        .into_iter()
-        .find(|e| e.as_str() == name)
+        Endpoint::ALL.into_iter().find(|e| e.as_str() == name)
     }
 
     /// The URL on Amplitude's hosts for a region (spec §2.2).
