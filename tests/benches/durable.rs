@@ -23,7 +23,7 @@ use lambda_glue::queue::{MemoryQueues, Outgoing, QueueKind, Queues, SqsQueues, j
 use lambda_glue::secrets::SecretSource;
 use lambda_glue::{Function, FunctionConfig, Route};
 use mapping::Settings;
-use serde_json::{Value, json};
+use serde_json::json;
 use tests::moto::Moto;
 
 const API_KEY: &str = "bench-api-key";
@@ -65,13 +65,13 @@ fn function(route: Route, emu: &Emulator, queues: Queues, extra: &[(&str, &str)]
         .with_metrics(metrics::Sink::Registry(Arc::default()))
 }
 
-/// The corpus as the `/events` route plans it: items in wire form and their messageIds.
-fn planned(count: usize) -> (Vec<amplitude_client::Item>, Vec<Option<String>>) {
+/// Corpus lines as the `/events` route plans them: items in wire form and their messageIds.
+fn planned(lines: &[String]) -> (Vec<amplitude_client::Item>, Vec<Option<String>>) {
     let settings = Settings::from_json(&corpus::settings()).unwrap();
     let mut items = Vec::new();
     let mut ids = Vec::new();
-    for line in corpus::lines(42, count) {
-        let p = planning::decide(Route::Events, &settings, &line);
+    for line in lines {
+        let p = planning::decide(Route::Events, &settings, line);
         if let Decision::Send(mut own) = p.decision {
             own.iter_mut().for_each(|i| i.message = ids.len());
             items.append(&mut own);
@@ -109,7 +109,8 @@ async fn ingest_while_amplitude_is_down() {
     emu.state
         .push_faults((0..1_000_000).map(|_| Fault::status("/identify", 503)));
     let events = function(Route::Events, &emu, queues.clone(), &[]);
-    let body = format!("[{}]", corpus::lines(7, 4000).join(","));
+    let lines = corpus::lines(7, 4000);
+    let body = format!("[{}]", lines.join(","));
 
     // The whole request: delivery attempts until the budget less the queue's reserve, then
     // the queue write.
@@ -134,7 +135,7 @@ async fn ingest_while_amplitude_is_down() {
     let counts = reply.counts();
 
     // The queue write alone, for the same 4,000 events: jobs, compression, SendMessageBatch.
-    let (items, ids) = planned_from(&body);
+    let (items, ids) = planned(&lines);
     let report = Report::held(items, ids.len(), "Amplitude 503: server error");
     let mut samples = Vec::new();
     let mut calls = 0;
@@ -179,26 +180,9 @@ async fn ingest_while_amplitude_is_down() {
     );
 }
 
-/// The items of a JSON array body, as the `/events` route plans them.
-fn planned_from(body: &str) -> (Vec<amplitude_client::Item>, Vec<Option<String>>) {
-    let settings = Settings::from_json(&corpus::settings()).unwrap();
-    let values: Vec<Value> = serde_json::from_str(body).unwrap();
-    let mut items = Vec::new();
-    let mut ids = Vec::new();
-    for v in values {
-        let p = planning::decide(Route::Events, &settings, &v.to_string());
-        if let Decision::Send(mut own) = p.decision {
-            own.iter_mut().for_each(|i| i.message = ids.len());
-            items.append(&mut own);
-            ids.push(p.message_id);
-        }
-    }
-    (items, ids)
-}
-
 async fn drain_rate() {
     const MESSAGES: usize = 100_000;
-    let (items, ids) = planned(MESSAGES);
+    let (items, ids) = planned(&corpus::lines(42, MESSAGES));
     let minimum = batch::minimum_requests(&items, API_KEY);
     let count = items.len();
     let report = Report::held(items, ids.len(), "Amplitude 503: server error");
