@@ -17,11 +17,11 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use amplitude_client::Outcome;
-use amplitude_emulator::{Fault, FaultAction};
+use amplitude_emulator::{Chaos, Fault};
 use common::*;
 use mapping::{Body, Plan, Settings};
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -36,60 +36,16 @@ const ROUTES: [Option<&str>; 6] = [
     Some("/api/2/deletions/users"),
 ];
 
+/// This test's fault script: every misbehaviour but refusals of the request as a whole (the
+/// durable chaos test in lambda-glue adds those).
 fn schedule(rng: &mut SmallRng, users: &[String], n: usize) -> Vec<Fault> {
-    (0..n)
-        .map(|_| {
-            let route = ROUTES[rng.random_range(0..ROUTES.len())].map(str::to_owned);
-            let status = |status| FaultAction::Status { status, body: None };
-            let (delay_ms, action) = match rng.random_range(0..100) {
-                0..10 => (
-                    0,
-                    FaultAction::StoreThen {
-                        status: 500,
-                        after_ms: 0,
-                    },
-                ),
-                // Stored, then answered after the client gave up waiting.
-                10..16 => (
-                    0,
-                    FaultAction::StoreThen {
-                        status: 200,
-                        after_ms: 900,
-                    },
-                ),
-                16..20 => (900, FaultAction::Pass),
-                20..26 => (0, FaultAction::Reset),
-                26..34 => (0, status([500, 502, 503, 504][rng.random_range(0..4)])),
-                34..42 => {
-                    let named = (0..3)
-                        .map(|_| users[rng.random_range(0..users.len())].clone())
-                        .collect();
-                    (
-                        0,
-                        FaultAction::Throttle {
-                            users: named,
-                            devices: vec![],
-                        },
-                    )
-                }
-                42..48 => (0, status(413)),
-                48..52 => (
-                    0,
-                    FaultAction::InvalidIndices {
-                        indices: (0..2).map(|_| rng.random_range(0..60)).collect(),
-                        field: "time".into(),
-                    },
-                ),
-                52..56 => (0, FaultAction::AcceptHalf { status: 503 }),
-                _ => (0, FaultAction::Pass),
-            };
-            Fault {
-                route,
-                delay_ms,
-                action,
-            }
-        })
-        .collect()
+    Chaos {
+        routes: &ROUTES,
+        users,
+        stall_ms: 900,
+        refusals: false,
+    }
+    .schedule(rng, n)
 }
 
 /// Segment traffic: the corpus, with deletions of some of its users mixed in.

@@ -31,7 +31,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 pub use config::EmulatorConfig;
-pub use faults::{Fault, FaultAction};
+pub use faults::{Chaos, Fault, FaultAction};
 pub use store::{DeletionJob, Ingested, InsertIdCount, Store};
 pub use users::Users;
 

@@ -17,14 +17,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use amplitude_emulator::{Emulator, EmulatorConfig, Fault, FaultAction};
+use amplitude_emulator::{Chaos, Emulator, EmulatorConfig, Fault};
 use lambda_glue::inbound::{Inbound, http_api_event};
 use lambda_glue::queue::{MemoryQueues, QueueKind, Queues};
 use lambda_glue::secrets::SecretSource;
 use lambda_glue::{Function, FunctionConfig, Route};
 use mapping::{Body, Settings};
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 const MESSAGES: usize = 2_400;
@@ -42,60 +42,15 @@ const ROUTES: [Option<&str>; 6] = [
     Some("/api/2/deletions/users"),
 ];
 
-/// A seeded schedule of `n` faults.
+/// A seeded schedule of `n` faults: every misbehaviour, refusals of whole requests included.
 fn schedule(rng: &mut SmallRng, users: &[String], n: usize) -> Vec<Fault> {
-    (0..n)
-        .map(|_| {
-            let route = ROUTES[rng.random_range(0..ROUTES.len())].map(str::to_owned);
-            let status = |status| FaultAction::Status { status, body: None };
-            let (delay_ms, action) = match rng.random_range(0..100) {
-                0..8 => (
-                    0,
-                    FaultAction::StoreThen {
-                        status: 500,
-                        after_ms: 0,
-                    },
-                ),
-                // Stored, then answered after the client gave up waiting.
-                8..13 => (
-                    0,
-                    FaultAction::StoreThen {
-                        status: 200,
-                        after_ms: 700,
-                    },
-                ),
-                13..17 => (700, FaultAction::Pass),
-                17..23 => (0, FaultAction::Reset),
-                23..31 => (0, status([500, 502, 503, 504][rng.random_range(0..4)])),
-                31..39 => (
-                    0,
-                    FaultAction::Throttle {
-                        users: (0..3)
-                            .map(|_| users[rng.random_range(0..users.len())].clone())
-                            .collect(),
-                        devices: vec![],
-                    },
-                ),
-                39..44 => (0, status(413)),
-                44..48 => (
-                    0,
-                    FaultAction::InvalidIndices {
-                        indices: (0..2).map(|_| rng.random_range(0..60)).collect(),
-                        field: "time".into(),
-                    },
-                ),
-                48..52 => (0, FaultAction::AcceptHalf { status: 503 }),
-                52..55 => (0, status(401)),
-                55..57 => (0, FaultAction::CodeInBody { code: 503 }),
-                _ => (0, FaultAction::Pass),
-            };
-            Fault {
-                route,
-                delay_ms,
-                action,
-            }
-        })
-        .collect()
+    Chaos {
+        routes: &ROUTES,
+        users,
+        stall_ms: 700,
+        refusals: true,
+    }
+    .schedule(rng, n)
 }
 
 fn function(
