@@ -9,7 +9,7 @@ use std::time::Duration;
 use amplitude_client::ClientConfig;
 use mapping::{Call, Settings};
 
-use crate::queue::RetrySchedule;
+use crate::queue::{Job, Outgoing, QueueKind, RetrySchedule};
 use crate::secrets::SecretId;
 
 /// The functions: four behind API Gateway, one route each, and the redeliver function fed by
@@ -187,7 +187,7 @@ impl FunctionConfig {
 impl QueueConfig {
     /// How long a job waits before its next attempt: the backoff for its attempt count, and
     /// for throttled items at least the delay Amplitude asks for.
-    pub fn delay(&self, job: &crate::queue::Job) -> Duration {
+    pub fn delay(&self, job: &Job) -> Duration {
         let backoff = self.retry.after(job.attempts.max(1));
         if job.cause == amplitude_client::RetryCause::Throttled {
             let asked = self
@@ -197,6 +197,22 @@ impl QueueConfig {
         } else {
             backoff
         }
+    }
+
+    /// Jobs as messages for `queue`, each visible after its [`delay`](Self::delay) (the FIFO
+    /// deletion queue takes no per-message delay).
+    pub fn messages(&self, jobs: Vec<Job>, queue: QueueKind) -> Vec<Outgoing> {
+        jobs.into_iter()
+            .flat_map(|job| {
+                let delay = match queue {
+                    QueueKind::Deletion => Duration::ZERO,
+                    _ => self.delay(&job),
+                };
+                job.bodies()
+                    .into_iter()
+                    .map(move |body| Outgoing { body, delay })
+            })
+            .collect()
     }
 }
 
@@ -389,6 +405,76 @@ mod tests {
         assert_eq!(
             err(&[("INGEST_SECRET_ID", "i"), ("RESPONSE_BUDGET_MS", "soon")]),
             "environment: `RESPONSE_BUDGET_MS` is invalid: \"soon\" is not a whole number"
+        );
+    }
+
+    #[test]
+    fn jobs_wait_their_backoff_or_amplitudes_delay_except_on_the_fifo_queue() {
+        let q = FunctionConfig::from_vars(
+            Route::Redeliver,
+            vars(&[
+                ("INGEST_SECRET_ID", "i"),
+                ("DELIVERY_QUEUE_URL", "http://q/delivery"),
+                ("DEAD_LETTER_QUEUE_URL", "http://q/dlq"),
+            ]),
+        )
+        .unwrap()
+        .queue
+        .unwrap();
+        let job = |attempts, cause, endpoint| Job {
+            route: "/events".into(),
+            endpoint,
+            region: mapping::Region::Standard,
+            message_ids: vec![Some("m".into())],
+            items: vec![crate::queue::JobItem {
+                message: 0,
+                wire: "{}".into(),
+                user_id: None,
+                device_id: None,
+            }],
+            attempts,
+            first_seen_ms: 0,
+            last_reason: "r".into(),
+            cause,
+            dead_letter_reason: None,
+        };
+        use amplitude_client::RetryCause::{Throttled, Transient};
+        use mapping::Endpoint::{Batch, Deletion, HttpApi};
+        let secs = |d: Duration| d.as_secs();
+        assert_eq!(secs(q.delay(&job(0, Transient, HttpApi))), 10);
+        assert_eq!(secs(q.delay(&job(3, Transient, HttpApi))), 40);
+        assert_eq!(
+            secs(q.delay(&job(1, Throttled, HttpApi))),
+            30,
+            "HTTP V2 asks 30 s"
+        );
+        assert_eq!(
+            secs(q.delay(&job(1, Throttled, Batch))),
+            15,
+            "/batch asks 15 s"
+        );
+        assert_eq!(
+            secs(q.delay(&job(4, Throttled, Batch))),
+            80,
+            "the backoff when longer"
+        );
+        let delays = |jobs, kind| -> Vec<u64> {
+            q.messages(jobs, kind)
+                .iter()
+                .map(|m| secs(m.delay))
+                .collect()
+        };
+        assert_eq!(
+            delays(
+                vec![job(3, Transient, HttpApi), job(1, Throttled, HttpApi)],
+                QueueKind::Delivery
+            ),
+            vec![40, 30]
+        );
+        assert_eq!(
+            delays(vec![job(3, Transient, Deletion)], QueueKind::Deletion),
+            vec![0],
+            "the FIFO deletion queue takes no per-message delay"
         );
     }
 

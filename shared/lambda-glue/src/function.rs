@@ -10,9 +10,8 @@
 //! The deletions route adds its secret key at step 2 and its audit lines at step 5 (see
 //! `deletions`); its `GET` lists deletion jobs instead.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use amplitude_client::{AmplitudeClient, Credentials, Item, Outcome, Report, RetryCause};
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -29,7 +28,7 @@ use crate::error::RequestError;
 use crate::inbound::{Inbound, LambdaRequest, Source};
 use crate::metrics;
 use crate::planning::{self, Decision, Planned};
-use crate::queue::{Outgoing, QueueKind, Queues, SqsQueues, job};
+use crate::queue::{QueueKind, Queues, SqsQueues, job};
 use crate::reply::{Entry, LambdaResponse, MessageOutcome, RejectedBy, Reply};
 use crate::secrets::{IngestKeys, SecretCache, SecretError, SecretId, SecretSource};
 
@@ -308,15 +307,7 @@ impl Function {
             attempts,
             job::now_ms(),
         );
-        let outgoing: Vec<Outgoing> = jobs
-            .into_iter()
-            .flat_map(|j| {
-                let delay = queue.delay(&j);
-                j.bodies()
-                    .into_iter()
-                    .map(move |body| Outgoing { body, delay })
-            })
-            .collect();
+        let outgoing = queue.messages(jobs, QueueKind::Delivery);
         let messages: HashSet<usize> = report.undelivered.iter().map(|u| u.item.message).collect();
         let jobs = outgoing.len();
         let sent = tokio::time::timeout_at(deadline, queues.send(QueueKind::Delivery, outgoing))

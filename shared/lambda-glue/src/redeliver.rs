@@ -352,20 +352,7 @@ impl Function {
             job.attempts + 1,
             job.first_seen_ms,
         );
-        let outgoing: Vec<Outgoing> = next
-            .into_iter()
-            .flat_map(|j| {
-                let delay = if t.queue == QueueKind::Deletion {
-                    Duration::ZERO
-                } else {
-                    config.delay(&j)
-                };
-                j.bodies()
-                    .into_iter()
-                    .map(move |body| Outgoing { body, delay })
-            })
-            .collect();
-        match send(queues, t.queue, outgoing).await {
+        match send(queues, t.queue, config.messages(next, t.queue)).await {
             Ok(()) => Fate::Done,
             Err(()) => Fate::Failed,
         }
