@@ -195,7 +195,8 @@ def emf_metric_names():
     """The metric names the functions write (lambda-glue `metrics.rs`), so the template's
     alarms and dashboard cannot drift from the code."""
     text = (ROOT / "shared/lambda-glue/src/metrics.rs").read_text()
-    return set(re.findall(r'\("([A-Z][A-Za-z0-9]+)", (?:m|e)\.', text)) | set(
+    tuples = r'(?<![a-z])\(\s*"([A-Z][A-Za-z0-9]+)",\s*(?:"[a-z_]+",\s*)?(?:self|e)\.'
+    return set(re.findall(tuples, text)) | set(
         re.findall(r'metric\(\s*"([A-Z][A-Za-z0-9]+)"', text)
     )
 

@@ -17,7 +17,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use amplitude_client::{Outcome, Report, RetryCause};
-use mapping::Endpoint;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -44,6 +43,43 @@ pub struct MessageCounts {
     pub throttled: u64,
     pub queued: u64,
     pub dead_lettered: u64,
+}
+
+impl MessageCounts {
+    /// Each count with its EMF metric name and its `/_metrics` outcome label.
+    fn named(&self) -> [(&'static str, &'static str, u64); 11] {
+        [
+            ("Received", "received", self.received),
+            ("Delivered", "delivered", self.delivered),
+            ("Skipped", "skipped", self.skipped),
+            ("Unsupported", "unsupported", self.unsupported),
+            ("RejectedMapping", "rejected_mapping", self.rejected_mapping),
+            (
+                "RejectedAmplitude",
+                "rejected_amplitude",
+                self.rejected_amplitude,
+            ),
+            (
+                "RefusedAmplitude",
+                "refused_amplitude",
+                self.refused_amplitude,
+            ),
+            ("Retryable", "retryable", self.retryable),
+            ("Throttled", "throttled", self.throttled),
+            ("Queued", "queued", self.queued),
+            ("DeadLettered", "dead_lettered", self.dead_lettered),
+        ]
+    }
+
+    /// A message not delivered yet, by why.
+    fn count_retryable(&mut self, cause: RetryCause) {
+        self.retryable += 1;
+        match cause {
+            RetryCause::Throttled => self.throttled += 1,
+            RetryCause::Refused => self.refused_amplitude += 1,
+            RetryCause::Transient => {}
+        }
+    }
 }
 
 /// What one invocation sent to one Amplitude endpoint.
@@ -92,14 +128,7 @@ impl Invocation {
                     RejectedBy::Mapping => m.rejected_mapping += 1,
                     RejectedBy::Amplitude => m.rejected_amplitude += 1,
                 },
-                MessageOutcome::Retryable { cause, .. } => {
-                    m.retryable += 1;
-                    match cause {
-                        RetryCause::Throttled => m.throttled += 1,
-                        RetryCause::Refused => m.refused_amplitude += 1,
-                        RetryCause::Transient => {}
-                    }
-                }
+                MessageOutcome::Retryable { cause, .. } => m.count_retryable(*cause),
                 MessageOutcome::Queued { .. } => m.queued += 1,
             }
         }
@@ -113,14 +142,7 @@ impl Invocation {
             match o {
                 Outcome::Delivered => m.delivered += 1,
                 Outcome::Rejected { .. } => m.rejected_amplitude += 1,
-                Outcome::Retryable { cause, .. } => {
-                    m.retryable += 1;
-                    match cause {
-                        RetryCause::Throttled => m.throttled += 1,
-                        RetryCause::Refused => m.refused_amplitude += 1,
-                        RetryCause::Transient => {}
-                    }
-                }
+                Outcome::Retryable { cause, .. } => m.count_retryable(*cause),
             }
         }
     }
@@ -128,7 +150,7 @@ impl Invocation {
     /// Counts the requests a delivery sent.
     pub fn count_requests(&mut self, report: &Report) {
         for r in &report.requests {
-            let e = self.endpoints.entry(endpoint_name(r.endpoint)).or_default();
+            let e = self.endpoints.entry(r.endpoint.as_str()).or_default();
             e.requests += 1;
             match r.status {
                 None => e.no_answer += 1,
@@ -144,22 +166,9 @@ impl Invocation {
 
     /// The EMF documents of this invocation, one JSON line each.
     pub fn emf(&self, namespace: &str, timestamp_ms: u64) -> Vec<String> {
-        let m = &self.messages;
         let mut route = Document::new(namespace, timestamp_ms, &["Route"]);
         route.dimension("Route", self.route);
-        for (name, value) in [
-            ("Received", m.received),
-            ("Delivered", m.delivered),
-            ("Skipped", m.skipped),
-            ("Unsupported", m.unsupported),
-            ("RejectedMapping", m.rejected_mapping),
-            ("RejectedAmplitude", m.rejected_amplitude),
-            ("RefusedAmplitude", m.refused_amplitude),
-            ("Retryable", m.retryable),
-            ("Throttled", m.throttled),
-            ("Queued", m.queued),
-            ("DeadLettered", m.dead_lettered),
-        ] {
+        for (name, _, value) in self.messages.named() {
             route.metric(name, "Count", Value::from(value));
         }
         route.metric(
@@ -188,11 +197,6 @@ impl Invocation {
         }
         lines
     }
-}
-
-/// The endpoint names used as dimension values (the `map` command's names).
-fn endpoint_name(endpoint: Endpoint) -> &'static str {
-    endpoint.as_str()
 }
 
 /// One value, or an array of at most [`MAX_VALUES`] (CloudWatch computes percentiles from them).
@@ -362,21 +366,8 @@ impl Registry {
             *count += values.len() as u64;
         };
         let route = inv.route;
-        let m = &inv.messages;
         add(Family::Invocations, format!("route=\"{route}\""), &[1.0]);
-        for (outcome, n) in [
-            ("received", m.received),
-            ("delivered", m.delivered),
-            ("skipped", m.skipped),
-            ("unsupported", m.unsupported),
-            ("rejected_mapping", m.rejected_mapping),
-            ("rejected_amplitude", m.rejected_amplitude),
-            ("refused_amplitude", m.refused_amplitude),
-            ("retryable", m.retryable),
-            ("throttled", m.throttled),
-            ("queued", m.queued),
-            ("dead_lettered", m.dead_lettered),
-        ] {
+        for (_, outcome, n) in inv.messages.named() {
             add(
                 Family::Messages,
                 format!("route=\"{route}\",outcome=\"{outcome}\""),
