@@ -189,20 +189,13 @@ impl Job {
 
     /// This job with only `items` (and only their messages, renumbered).
     fn with_items(&self, mut items: Vec<JobItem>) -> Job {
-        let mut ids = Vec::new();
-        let mut index = std::collections::HashMap::new();
-        for it in &mut items {
-            it.message = *index.entry(it.message).or_insert_with(|| {
-                ids.push(self.message_ids.get(it.message).cloned().flatten());
-                ids.len() - 1
-            });
-        }
+        let message_ids = renumber(&mut items, &self.message_ids);
         // Field by field: `..self.clone()` would copy every item of the whole job for each part.
         Job {
             route: self.route.clone(),
             endpoint: self.endpoint,
             region: self.region,
-            message_ids: ids,
+            message_ids,
             items,
             attempts: self.attempts,
             first_seen_ms: self.first_seen_ms,
@@ -211,6 +204,20 @@ impl Job {
             dead_letter_reason: self.dead_letter_reason.clone(),
         }
     }
+}
+
+/// Renumbers `items` to refer to only their own messages, in order of appearance; returns
+/// those messages' ids (taken from `message_ids`, which the items indexed before).
+fn renumber(items: &mut [JobItem], message_ids: &[Option<String>]) -> Vec<Option<String>> {
+    let mut ids = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for it in items {
+        it.message = *index.entry(it.message).or_insert_with(|| {
+            ids.push(message_ids.get(it.message).cloned().flatten());
+            ids.len() - 1
+        });
+    }
+    ids
 }
 
 fn region_name(region: Region) -> &'static str {
@@ -250,28 +257,27 @@ pub fn jobs_from(
         .into_iter()
         .map(|((endpoint, _), list)| {
             let first = list[0];
-            let mut whole = Job {
+            let mut items: Vec<JobItem> = list
+                .iter()
+                .map(|u| JobItem {
+                    message: u.item.message,
+                    wire: u.item.wire.clone(),
+                    user_id: u.item.user_id.clone(),
+                    device_id: u.item.device_id.clone(),
+                })
+                .collect();
+            Job {
                 route: route.to_owned(),
                 endpoint,
                 region,
-                message_ids: message_ids.to_vec(),
-                items: list
-                    .iter()
-                    .map(|u| JobItem {
-                        message: u.item.message,
-                        wire: u.item.wire.clone(),
-                        user_id: u.item.user_id.clone(),
-                        device_id: u.item.device_id.clone(),
-                    })
-                    .collect(),
+                message_ids: renumber(&mut items, message_ids),
+                items,
                 attempts,
                 first_seen_ms,
                 last_reason: first.reason.clone(),
                 cause: first.cause,
                 dead_letter_reason: None,
-            };
-            let items = std::mem::take(&mut whole.items);
-            whole.with_items(items)
+            }
         })
         .collect()
 }
