@@ -72,9 +72,7 @@ impl AwsEnv {
         }
         aws_sdk_secretsmanager::Client::from_conf(config.build())
     }
-}
 
-impl AwsEnv {
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         let mut config = aws_sdk_sqs::Config::builder()
             .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
