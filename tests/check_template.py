@@ -192,10 +192,14 @@ def durable_delivery(template, functions):
 
 
 def emf_metric_names():
-    """The metric names the functions write (lambda-glue `metrics.rs`), so the template's
-    alarms and dashboard cannot drift from the code."""
-    text = (ROOT / "shared/lambda-glue/src/metrics.rs").read_text()
-    tuples = r'(?<![a-z])\(\s*"([A-Z][A-Za-z0-9]+)",\s*(?:"[a-z_]+",\s*)?(?:self|e)\.'
+    """The metric names the functions write (the outcome table in pipeline
+    `delivery/outcome.rs`, and `ops/metrics.rs`), so the template's alarms and dashboard
+    cannot drift from the code."""
+    text = "\n".join(
+        (ROOT / "shared/pipeline/src" / f).read_text()
+        for f in ("delivery/outcome.rs", "ops/metrics.rs")
+    )
+    tuples = r'(?<![a-z])\(\s*"([A-Z][A-Za-z0-9]+)",\s*"[a-z0-9_]+",\s*(?:&mut )?self\.'
     return set(re.findall(tuples, text)) | set(
         re.findall(r'metric\(\s*"([A-Z][A-Za-z0-9]+)"', text)
     )

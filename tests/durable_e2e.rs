@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use amplitude_emulator::{Emulator, EmulatorConfig, Fault, FaultAction};
-use lambda_glue::queue::Job;
+use pipeline::durable::Job;
 use serde_json::{Value, json};
 use tests::function::{self, Running};
 use tests::moto::Moto;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use amplitude_emulator::{Emulator, EmulatorConfig, Fault, FaultAction};
 use base64::Engine;
-use lambda_glue::auth::sign;
-use lambda_glue::inbound::http_api_event;
+use pipeline::ingest::auth::sign;
+use pipeline::ingest::inbound::http_api_event;
 use serde_json::{Value, json};
 use tests::function::{self, Running};
 use tests::moto::Moto;

@@ -16,13 +16,12 @@ use std::time::{Duration, Instant};
 
 use amplitude_client::{Report, batch};
 use amplitude_emulator::{Emulator, EmulatorConfig, Fault};
-use lambda_glue::inbound::{Inbound, http_api_event};
-use lambda_glue::metrics;
-use lambda_glue::planning::{self, Decision};
-use lambda_glue::queue::{MemoryQueues, Outgoing, QueueKind, Queues, SqsQueues, job};
-use lambda_glue::secrets::SecretSource;
-use lambda_glue::{Function, FunctionConfig, Route};
 use mapping::Settings;
+use pipeline::delivery::planning;
+use pipeline::durable::{MemoryQueues, Outgoing, QueueKind, Queues, Record, SqsQueues, job};
+use pipeline::ingest::inbound::{Inbound, http_api_event};
+use pipeline::ops::metrics;
+use pipeline::{Function, Kind, Route};
 use serde_json::json;
 use tests::moto::Moto;
 
@@ -40,45 +39,30 @@ fn main() {
     });
 }
 
-fn function(route: Route, emu: &Emulator, queues: Queues, extra: &[(&str, &str)]) -> Function {
-    let mut vars: Vec<(&str, String)> = vec![
-        ("INGEST_SECRET_ID", "ingest".into()),
-        ("AMPLITUDE_BASE_URL", emu.url()),
-        ("ALLOW_UNAUTHENTICATED", "true".into()),
-        ("SEGMENT_SETTINGS", corpus::settings().to_string()),
-        ("DELIVERY_QUEUE_URL", "local".into()),
-        ("DEAD_LETTER_QUEUE_URL", "local".into()),
-    ];
-    vars.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-    let config = FunctionConfig::from_vars(route, |k| {
-        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let secrets = SecretSource::fixed([(
-        "ingest".to_string(),
-        json!({"api_key": API_KEY}).to_string(),
-    )]);
-    // Metrics counted in process: EMF lines on standard output would only clutter the figures.
-    Function::new(config, secrets)
+fn function(kind: Kind, emu: &Emulator, queues: Queues, extra: &[(&str, &str)]) -> Function {
+    Function::builder(kind)
+        .var("INGEST_SECRET_ID", "ingest")
+        .var("AMPLITUDE_BASE_URL", emu.url())
+        .var("ALLOW_UNAUTHENTICATED", "true")
+        .var("SEGMENT_SETTINGS", corpus::settings().to_string())
+        .var("DELIVERY_QUEUE_URL", "local")
+        .var("DEAD_LETTER_QUEUE_URL", "local")
+        .vars(extra.iter().map(|(k, v)| (*k, v.to_string())))
+        .secret("ingest", json!({"api_key": API_KEY}).to_string())
+        .queues(queues)
+        // Metrics counted in process: EMF lines on standard output would only clutter the
+        // figures.
+        .metrics(metrics::Sink::Registry(Arc::default()))
+        .build()
         .unwrap()
-        .with_queues(queues)
-        .with_metrics(metrics::Sink::Registry(Arc::default()))
 }
 
 /// Corpus lines as the `/events` route plans them: items in wire form and their messageIds.
 fn planned(lines: &[String]) -> (Vec<amplitude_client::Item>, Vec<Option<String>>) {
     let settings = Settings::from_json(&corpus::settings()).unwrap();
-    let mut items = Vec::new();
-    let mut ids = Vec::new();
-    for line in lines {
-        let p = planning::decide(Route::Events, &settings, line);
-        if let Decision::Send(mut own) = p.decision {
-            own.iter_mut().for_each(|i| i.message = ids.len());
-            items.append(&mut own);
-            ids.push(p.message_id);
-        }
-    }
-    (items, ids)
+    let plan = planning::plan_request(Route::Events, &settings, lines.iter().map(String::as_str));
+    let ids = plan.messages.into_iter().map(|m| m.message_id).collect();
+    (plan.items, ids)
 }
 
 async fn ingest_while_amplitude_is_down() {
@@ -95,7 +79,7 @@ async fn ingest_while_amplitude_is_down() {
         .unwrap()
         .queue_url
         .unwrap();
-    let aws = lambda_glue::AwsEnv::from_vars(|k| {
+    let aws = pipeline::AwsEnv::from_vars(|k| {
         moto.env()
             .into_iter()
             .find(|(n, _)| *n == k)
@@ -108,7 +92,7 @@ async fn ingest_while_amplitude_is_down() {
         .push_faults((0..1_000_000).map(|_| Fault::status("/2/httpapi", 503)));
     emu.state
         .push_faults((0..1_000_000).map(|_| Fault::status("/identify", 503)));
-    let events = function(Route::Events, &emu, queues.clone(), &[]);
+    let events = function(Kind::Ingest(Route::Events), &emu, queues.clone(), &[]);
     let lines = corpus::lines(7, 4000);
     let body = format!("[{}]", lines.join(","));
 
@@ -211,7 +195,7 @@ async fn drain_rate() {
                     .collect(),
             )
             .unwrap();
-        let redeliver = function(Route::Redeliver, &emu, Queues::Memory(memory.clone()), &[]);
+        let redeliver = function(Kind::Redeliver, &emu, Queues::Memory(memory.clone()), &[]);
         let started = Instant::now();
         let mut invocations = 0;
         loop {
@@ -222,14 +206,7 @@ async fn drain_rate() {
             invocations += 1;
             let records = received
                 .iter()
-                .map(|r| {
-                    let mut m = aws_lambda_events::sqs::SqsMessage::default();
-                    m.message_id = Some(r.receipt.clone());
-                    m.receipt_handle = Some(r.receipt.clone());
-                    m.body = Some(r.body.clone());
-                    m.event_source_arn = Some("arn:aws:sqs:us-east-1:0:delivery".into());
-                    m
-                })
+                .map(|r| Record::from_memory(QueueKind::Delivery, r))
                 .collect();
             let response = redeliver
                 .redeliver(

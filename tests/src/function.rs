@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lambda_glue::inbound::http_api_event;
+use pipeline::ingest::inbound::http_api_event;
 use serde_json::Value;
 
 use crate::moto::Moto;

@@ -19,14 +19,14 @@ use std::sync::OnceLock;
 
 use amplitude_client::encode;
 use base64::Engine;
-use lambda_glue::Route;
-use lambda_glue::auth::{AuthConfig, AuthError, Presented, sign};
-use lambda_glue::body::{self, Signed};
-use lambda_glue::inbound::Inbound;
-use lambda_glue::planning::{self, Decision};
-use lambda_glue::queue::job::MAX_MESSAGE_BYTES;
-use lambda_glue::queue::{Job, JobItem};
 use mapping::Settings;
+use pipeline::Route;
+use pipeline::delivery::planning::{self, Decision};
+use pipeline::durable::job::MAX_MESSAGE_BYTES;
+use pipeline::durable::{Job, JobItem, V1};
+use pipeline::ingest::auth::{AuthConfig, AuthError, Presented, sign};
+use pipeline::ingest::body;
+use pipeline::ingest::inbound::Inbound;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -126,17 +126,8 @@ pub fn inbound(data: &[u8]) {
     let Ok(inbound) = Inbound::from_payload(payload) else {
         return;
     };
-    let messages = body::split(&inbound.body);
-    let (signed, events, covers) = match &messages {
-        Ok(m) => (
-            m.signed_bytes(&inbound.body).to_vec(),
-            m.items.len(),
-            m.signed == Signed::WholeBody,
-        ),
-        Err(_) => (inbound.body.clone(), 1, true),
-    };
-    check_auth(&inbound, &signed, events, covers);
-    if let Ok(m) = messages {
+    check_auth(&inbound);
+    if let Ok(m) = body::split(&inbound.body) {
         for text in m.items.iter().take(64) {
             for route in [Route::Events, Route::Engage] {
                 if let Decision::Send(items) =
@@ -149,23 +140,23 @@ pub fn inbound(data: &[u8]) {
     }
 }
 
-/// Authentication over what the request presents, with its properties.
-fn check_auth(inbound: &Inbound, signed: &[u8], events: usize, covers: bool) {
+/// The functions' own authentication (`AuthConfig::check`, as `Function` calls it) over what
+/// the request presents, with its properties.
+fn check_auth(inbound: &Inbound) {
     let secrets = [SecretString::from(SECRET)];
     let tokens = [SecretString::from(TOKEN)];
     let header = |name: &str| inbound.header(name);
     let presented = Presented {
         header: &header,
-        signed,
-        events,
-        signature_covers_body: covers,
+        body: &inbound.body,
     };
     let signature_only = AuthConfig {
         shared_secrets: &secrets,
         ..AuthConfig::default()
     };
     let outcome = signature_only.check(&presented);
-    if events > 1 && !covers {
+    let signed = body::signed_part(&inbound.body);
+    if signed.events > 1 && !signed.covers_body {
         assert_ne!(outcome, Ok(()), "a signature vouched for appended events");
     }
     for config in [
@@ -182,7 +173,7 @@ fn check_auth(inbound: &Inbound, signed: &[u8], events: usize, covers: bool) {
         let _ = config.check(&presented);
     }
     // The correct signature of exactly the signed bytes always passes the signature check.
-    let good = sign(SECRET, signed);
+    let good = sign(SECRET, signed.bytes);
     let with_good = |name: &str| {
         if name == "x-signature" {
             Some(good.as_str())
@@ -297,6 +288,7 @@ pub fn job(data: &[u8]) {
         return;
     }
     let job = Job {
+        v: V1,
         route: "/events".into(),
         endpoint: mapping::Endpoint::HttpApi,
         region: mapping::Region::Standard,
@@ -373,6 +365,7 @@ pub fn job_seeds(count: usize) -> Vec<Vec<u8>> {
                 return list.into_bytes();
             }
             Job {
+                v: V1,
                 route: "/events".into(),
                 endpoint: mapping::Endpoint::HttpApi,
                 region: mapping::Region::Standard,

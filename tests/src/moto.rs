@@ -77,7 +77,7 @@ impl Moto {
             "testing", "testing", None, None, "tests",
         );
         aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(lambda_glue::aws_http_client())
+            .http_client(pipeline::aws_http_client())
             .region(aws_config::Region::new(REGION))
             .credentials_provider(creds)
             .endpoint_url(&self.url)

@@ -37,7 +37,7 @@ const ROUTES: [Option<&str>; 6] = [
 ];
 
 /// This test's fault script: every misbehaviour but refusals of the request as a whole (the
-/// durable chaos test in lambda-glue adds those).
+/// durable chaos test in pipeline adds those).
 fn schedule(rng: &mut SmallRng, users: &[String], n: usize) -> Vec<Fault> {
     Chaos {
         routes: &ROUTES,

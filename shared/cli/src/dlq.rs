@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use lambda_glue::queue::{Job, job};
+use pipeline::durable::{DeadLetter, Job, job};
 
 /// One line per dead-lettered job, and a total. Each message read stays hidden for
 /// `visibility` seconds (nothing else reads the dead-letter queue), so a listing sees each once.
@@ -47,19 +47,17 @@ pub async fn inspect(
         }
         for m in fresh {
             let body = m.body.as_deref().unwrap_or_default();
-            lines.push(match Job::decode(body) {
-                Ok(job) => {
+            lines.push(match DeadLetter::decode(body) {
+                Some(DeadLetter::Job(job)) => {
                     jobs += 1;
                     messages += job.message_ids.len();
                     describe(&job, now)
                 }
-                Err(_) => {
-                    let reason = serde_json::from_str::<serde_json::Value>(body)
-                        .ok()
-                        .and_then(|v| v["dead_letter_reason"].as_str().map(str::to_owned))
-                        .unwrap_or_else(|| "not a delivery job".into());
-                    format!("unreadable message: {reason}")
-                }
+                Some(DeadLetter::Unreadable(u)) => format!(
+                    "unreadable message of {} bytes (sha1 {}): {}",
+                    u.bytes, u.sha1, u.dead_letter_reason
+                ),
+                None => "unreadable message: not a delivery job".to_owned(),
             });
         }
     }

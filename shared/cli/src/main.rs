@@ -87,7 +87,7 @@ fn main() -> ExitCode {
                 },
         } => run_async("dlq", async move {
             let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .http_client(lambda_glue::aws_http_client())
+                .http_client(pipeline::aws_http_client())
                 .load()
                 .await;
             let client = aws_sdk_sqs::Client::new(&aws);

@@ -14,15 +14,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use lambda_glue::metrics::{Registry, Sink};
-use lambda_glue::queue::{Job, MemoryQueues, QueueKind, Queues, SqsQueues};
-use lambda_glue::secrets::SecretSource;
-use lambda_glue::{Function, FunctionConfig, Route};
+use pipeline::durable::{DeadLetter, MemoryQueues, QueueKind, Queues, SqsQueues};
+use pipeline::ops::metrics::{Registry, Sink};
+use pipeline::ops::secrets::SecretSource;
+use pipeline::{Function, Kind, Route};
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
-
-/// The routes `serve` offers, as in `template.yaml`.
-pub const ROUTES: [Route; 4] = [Route::Events, Route::Alias, Route::Deletions, Route::Engage];
 
 const LOCAL_INGEST: &str = "local/ingest";
 const LOCAL_PRIVACY: &str = "local/privacy";
@@ -162,7 +159,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let aws = if args.secrets_manager || args.queue_url.is_some() {
         Some(
             aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .http_client(lambda_glue::aws_http_client())
+                .http_client(pipeline::aws_http_client())
                 .load()
                 .await,
         )
@@ -228,14 +225,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         "/_metrics",
         axum::routing::get(metrics).with_state(registry.clone()),
     );
-    for route in ROUTES {
+    for route in Route::ALL {
         let mut vars: HashMap<&str, String> = [
             ("SEGMENT_SETTINGS", settings.clone()),
             ("INGEST_SECRET_ID", ingest_id.clone()),
             // Only the deletion function reads the privacy secret, as in template.yaml.
             (
                 "PRIVACY_SECRET_ID",
-                if route == Route::Deletions {
+                if route.is_privacy() {
                     privacy_id.clone().unwrap_or_default()
                 } else {
                     String::new()
@@ -248,7 +245,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         ]
         .into();
         durable(&mut vars);
-        let function = local.function(route, &vars)?;
+        let function = local.function(Kind::Ingest(route), &vars)?;
         router = router.route(
             route.path(),
             axum::routing::any(invoke).with_state(Arc::new(function)),
@@ -266,8 +263,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         ]
         .into();
         durable(&mut vars);
-        let redeliver = local.function(Route::Redeliver, &vars)?;
-        tokio::spawn(lambda_glue::consume_memory_queues(
+        let redeliver = local.function(Kind::Redeliver, &vars)?;
+        tokio::spawn(pipeline::durable::consume_memory_queues(
             Arc::new(redeliver),
             memory.clone(),
             // The visibility timeout (the template's is six times the function's timeout).
@@ -286,7 +283,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         listener.local_addr().map_err(|e| e.to_string())?
     );
     println!("Segment → Amplitude destination listening on {url}");
-    for route in ROUTES {
+    for route in Route::ALL {
         println!("  POST {url}{}", route.path());
     }
     println!("Metrics (Prometheus text format): {url}/_metrics");
@@ -328,16 +325,15 @@ struct Local<'a> {
 
 impl Local<'_> {
     /// One function as the template deploys it, on the local secrets, queues and metrics.
-    fn function(&self, route: Route, vars: &HashMap<&str, String>) -> Result<Function, String> {
-        let config = FunctionConfig::from_vars(route, |k| vars.get(k).cloned())
-            .map_err(|e| e.to_string())?;
-        let function = Function::new(config, self.source.clone())
-            .map_err(|e| e.to_string())?
-            .with_metrics(Sink::Registry(self.registry.clone()));
-        Ok(match self.queues {
-            Some(q) => function.with_queues(q.clone()),
-            None => function,
-        })
+    fn function(&self, kind: Kind, vars: &HashMap<&str, String>) -> Result<Function, String> {
+        let mut builder = Function::builder(kind)
+            .vars(vars.iter().map(|(k, v)| (*k, v.clone())))
+            .secrets(self.source.clone())
+            .metrics(Sink::Registry(self.registry.clone()));
+        if let Some(q) = self.queues {
+            builder = builder.queues(q.clone());
+        }
+        builder.build().map_err(|e| e.to_string())
     }
 }
 
@@ -355,11 +351,13 @@ async fn queue_state(State(queues): State<Arc<MemoryQueues>>) -> Response {
     let dead: Vec<serde_json::Value> = queues
         .bodies(QueueKind::DeadLetter)
         .iter()
-        .map(|body| match Job::decode(body) {
-            Ok(job) => serde_json::json!({"endpoint": job.endpoint.as_str(),
+        .map(|body| match DeadLetter::decode(body) {
+            Some(DeadLetter::Job(job)) => serde_json::json!({"endpoint": job.endpoint.as_str(),
                 "messages": job.message_ids.len(), "attempts": job.attempts,
                 "reason": job.dead_letter_reason}),
-            Err(_) => serde_json::json!({"unreadable": body}),
+            Some(DeadLetter::Unreadable(u)) => serde_json::json!({"unreadable": u.kept_body(),
+                "bytes": u.bytes, "reason": u.dead_letter_reason}),
+            None => serde_json::json!({"unreadable": body}),
         })
         .collect();
     axum::Json(serde_json::json!({
@@ -385,7 +383,7 @@ async fn invoke(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     );
-    let event = lambda_glue::inbound::http_api_event(
+    let event = pipeline::ingest::inbound::http_api_event(
         method.as_str(),
         uri.path(),
         uri.query().unwrap_or_default(),

@@ -3,8 +3,9 @@
 use crate::amplitude::{Deletion, Event, GroupIdentification, Identification, UserMapping};
 use crate::settings::Region;
 
-/// The Amplitude API a request goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The Amplitude API a request goes to. Serialises as its [`Endpoint::as_str`] name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Endpoint {
     /// HTTP V2, `/2/httpapi` (JSON).
     HttpApi,

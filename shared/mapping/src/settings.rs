@@ -31,8 +31,9 @@ pub enum SettingsError {
     NotJson(String),
 }
 
-/// Amplitude data region (§2.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Amplitude data region (§2.1). Serialises as `standard` or `eu` (delivery jobs carry it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Region {
     #[default]
     Standard,

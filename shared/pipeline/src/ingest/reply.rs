@@ -1,7 +1,7 @@
 //! Answers to Segment (segment-delivery §1.7): 2xx is done; 429 and 5xx (except 501) are
 //! retried for hours; other 4xx and 501 are dropped.
 
-use amplitude_client::{Outcome, RetryCause};
+use amplitude_client::RetryCause;
 use amplitude_wire::DeletionJob;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
@@ -9,122 +9,8 @@ use aws_lambda_events::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Serialize;
 use serde_with::skip_serializing_none;
 
-use crate::inbound::Source;
-
-/// Who refused a message for good.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectedBy {
-    /// The mapping: the message lacks what Amplitude needs (the reason names the field).
-    Mapping,
-    /// Amplitude refused one of its events.
-    Amplitude,
-}
-
-/// What happened to one message of the request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum MessageOutcome {
-    Delivered,
-    /// Nothing to send (a page with no page setting on; an Engage profile without ids); never
-    /// retried.
-    Skipped {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        reason: Option<String>,
-    },
-    /// Refused for good.
-    Rejected {
-        by: RejectedBy,
-        reason: String,
-        /// The Amplitude endpoint that refused it (Amplitude's rejections).
-        #[serde(skip_serializing_if = "Option::is_none")]
-        endpoint: Option<&'static str>,
-    },
-    /// Not handled by this route or these settings.
-    Unsupported {
-        reason: String,
-    },
-    /// Not delivered yet; Segment must retry.
-    Retryable {
-        reason: String,
-        cause: RetryCause,
-    },
-    /// Not delivered yet, and kept in the delivery queue: the redeliver function sends it
-    /// (`reason` says why it was not delivered at once). Done for Segment.
-    Queued {
-        reason: String,
-    },
-}
-
-impl From<Outcome> for MessageOutcome {
-    fn from(o: Outcome) -> Self {
-        match o {
-            Outcome::Delivered => MessageOutcome::Delivered,
-            Outcome::Rejected { reason } => MessageOutcome::Rejected {
-                by: RejectedBy::Amplitude,
-                reason,
-                endpoint: None,
-            },
-            Outcome::Retryable { reason, cause } => MessageOutcome::Retryable { reason, cause },
-        }
-    }
-}
-
-impl MessageOutcome {
-    /// Why the message was not delivered, if it says.
-    pub fn reason(&self) -> Option<&str> {
-        match self {
-            MessageOutcome::Rejected { reason, .. }
-            | MessageOutcome::Unsupported { reason }
-            | MessageOutcome::Retryable { reason, .. }
-            | MessageOutcome::Queued { reason } => Some(reason),
-            MessageOutcome::Skipped { reason } => reason.as_deref(),
-            MessageOutcome::Delivered => None,
-        }
-    }
-}
-
-/// One message's line in the answer.
-#[skip_serializing_none]
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Entry {
-    pub index: usize,
-    pub message_id: Option<String>,
-    #[serde(flatten)]
-    pub outcome: MessageOutcome,
-}
-
-/// Counts by outcome, for the response body and the log line.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    pub received: usize,
-    pub delivered: usize,
-    pub skipped: usize,
-    pub rejected: usize,
-    pub unsupported: usize,
-    pub retryable: usize,
-    pub queued: usize,
-}
-
-impl Counts {
-    pub fn of(entries: &[Entry]) -> Counts {
-        let mut c = Counts {
-            received: entries.len(),
-            ..Counts::default()
-        };
-        for e in entries {
-            match e.outcome {
-                MessageOutcome::Delivered => c.delivered += 1,
-                MessageOutcome::Skipped { .. } => c.skipped += 1,
-                MessageOutcome::Rejected { .. } => c.rejected += 1,
-                MessageOutcome::Unsupported { .. } => c.unsupported += 1,
-                MessageOutcome::Retryable { .. } => c.retryable += 1,
-                MessageOutcome::Queued { .. } => c.queued += 1,
-            }
-        }
-        c
-    }
-}
+use crate::delivery::{Counts, Entry, MessageOutcome, RejectedBy, Tally};
+use crate::ingest::inbound::Source;
 
 /// The JSON body of every answer.
 #[skip_serializing_none]
@@ -143,6 +29,8 @@ pub struct ReplyBody {
 pub struct Reply {
     pub status: StatusCode,
     pub body: ReplyBody,
+    /// The `Allow` header of a 405.
+    pub allow: Option<String>,
 }
 
 impl Reply {
@@ -157,7 +45,14 @@ impl Reply {
                 results: None,
                 jobs: None,
             },
+            allow: None,
         }
+    }
+
+    /// The answer with an `Allow` header.
+    pub fn with_allow(mut self, methods: String) -> Reply {
+        self.allow = Some(methods);
+        self
     }
 
     /// A deletion job listing.
@@ -171,6 +66,7 @@ impl Reply {
                 results: None,
                 jobs: Some(jobs),
             },
+            allow: None,
         }
     }
 
@@ -181,7 +77,7 @@ impl Reply {
     /// * a request whose only message the mapping rejected → 400, naming the field;
     /// * otherwise 200 (delivered, queued for redelivery, skipped or rejected for good).
     pub fn for_entries(entries: Vec<Entry>, jobs: Option<Vec<DeletionJob>>) -> Reply {
-        let c = Counts::of(&entries);
+        let c = Tally::of(&entries).counts();
         let throttled = entries.iter().any(|e| {
             matches!(
                 e.outcome,
@@ -227,6 +123,7 @@ impl Reply {
                 results: Some(entries),
                 jobs,
             },
+            allow: None,
         }
     }
 
@@ -254,6 +151,13 @@ impl Reply {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(allow) = self
+            .allow
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            headers.insert(header::ALLOW, allow);
+        }
         match source {
             Source::HttpApi => {
                 let mut r = ApiGatewayV2httpResponse::default();

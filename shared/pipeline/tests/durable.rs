@@ -5,32 +5,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amplitude_emulator::{Emulator, EmulatorConfig, Fault};
-use lambda_glue::inbound::{Inbound, http_api_event};
-use lambda_glue::queue::{MemoryQueues, QueueKind, Queues, SqsQueues};
-use lambda_glue::secrets::SecretSource;
-use lambda_glue::{Function, FunctionConfig, Route};
+use pipeline::durable::{MemoryQueues, QueueKind, Queues, SqsQueues};
+use pipeline::ingest::inbound::{Inbound, http_api_event};
+use pipeline::{Function, Kind, Route};
 use serde_json::{Value, json};
 
-fn function(route: Route, emu: &Emulator, queues: Queues) -> Function {
-    let vars = [
-        ("INGEST_SECRET_ID", "ingest".to_string()),
-        ("AMPLITUDE_BASE_URL", emu.url()),
-        ("ALLOW_UNAUTHENTICATED", "true".into()),
-        ("RESPONSE_BUDGET_MS", "600".into()),
-        ("DELIVERY_QUEUE_URL", "local".into()),
-        ("DEAD_LETTER_QUEUE_URL", "local".into()),
-        ("DELIVERY_RETRY_BASE_SECONDS", "1".into()),
-    ];
-    let mut config = FunctionConfig::from_vars(route, |k| {
-        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    config.client.backoff.base = Duration::from_millis(5);
-    let secrets = SecretSource::fixed([(
-        "ingest".to_string(),
-        json!({"api_key": "amp-key"}).to_string(),
-    )]);
-    Function::new(config, secrets).unwrap().with_queues(queues)
+fn function(kind: Kind, emu: &Emulator, queues: Queues) -> Function {
+    Function::builder(kind)
+        .var("INGEST_SECRET_ID", "ingest")
+        .var("AMPLITUDE_BASE_URL", emu.url())
+        .var("ALLOW_UNAUTHENTICATED", "true")
+        .var("RESPONSE_BUDGET_MS", "600")
+        .var("DELIVERY_QUEUE_URL", "local")
+        .var("DEAD_LETTER_QUEUE_URL", "local")
+        .var("DELIVERY_RETRY_BASE_SECONDS", "1")
+        .secret("ingest", json!({"api_key": "amp-key"}).to_string())
+        .queues(queues)
+        .configure(|c| c.client.backoff.base = Duration::from_millis(5))
+        .build()
+        .unwrap()
 }
 
 async fn post(f: &Function, body: &str) -> (u16, Value) {
@@ -59,7 +52,7 @@ async fn queued_while_amplitude_fails_then_redelivered_once_from_the_in_process_
         .push_faults((0..10_000).map(|_| Fault::status("/2/httpapi", 503)));
     let memory = Arc::new(MemoryQueues::new());
     let queues = Queues::Memory(memory.clone());
-    let events = function(Route::Events, &emu, queues.clone());
+    let events = function(Kind::Ingest(Route::Events), &emu, queues.clone());
     let body = json!([track(1), track(2)]).to_string();
     let (status, reply) = post(&events, &body).await;
     assert_eq!(status, 200);
@@ -71,8 +64,8 @@ async fn queued_while_amplitude_fails_then_redelivered_once_from_the_in_process_
     );
 
     emu.state.reset();
-    let redeliver = Arc::new(function(Route::Redeliver, &emu, queues));
-    let consumer = tokio::spawn(lambda_glue::consume_memory_queues(
+    let redeliver = Arc::new(function(Kind::Redeliver, &emu, queues));
+    let consumer = tokio::spawn(pipeline::durable::consume_memory_queues(
         redeliver,
         memory.clone(),
         Duration::from_secs(60),
@@ -99,7 +92,7 @@ async fn a_queue_that_refuses_the_write_leaves_the_events_retryable() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     emu.state
         .push_faults((0..10_000).map(|_| Fault::status("/2/httpapi", 503)));
-    let aws = lambda_glue::AwsEnv::from_vars(|k| match k {
+    let aws = pipeline::AwsEnv::from_vars(|k| match k {
         "AWS_REGION" => Some("us-east-1".into()),
         "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("testing".into()),
         // Nothing listens there: every write is refused.
@@ -113,7 +106,11 @@ async fn a_queue_that_refuses_the_write_leaves_the_events_retryable() {
         None,
         None,
     );
-    let events = function(Route::Events, &emu, Queues::Sqs(Arc::new(sqs)));
+    let events = function(
+        Kind::Ingest(Route::Events),
+        &emu,
+        Queues::Sqs(Arc::new(sqs)),
+    );
     let (status, reply) = post(&events, &track(1).to_string()).await;
     assert_eq!(status, 503);
     assert_eq!(reply["results"][0]["outcome"], "retryable");

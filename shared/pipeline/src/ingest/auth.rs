@@ -4,12 +4,19 @@
 //! accepted values (current and previous, for rotation). Comparisons are constant-time; header
 //! names are case-insensitive.
 //!
+//! Credentials are checked before any work on the body: the bearer token from its header
+//! alone, the signature over the signed bytes, found in place (`body::signed_part`: an array's
+//! first element is located without reading the others into memory). Only an authenticated
+//! body is split into messages.
+//!
 //! Segment signs a batched request with its **first event only**, so a signature cannot vouch
 //! for the others: anyone who saw one signed request could append events to it. A body of more
 //! than one event that only a signature vouches for is refused unless the operator opted in
 //! (`ALLOW_SIGNED_BATCHES=true`).
 
 use hmac::{Hmac, Mac};
+
+use super::body;
 use secrecy::{ExposeSecret, SecretString};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
@@ -29,12 +36,8 @@ pub struct AuthConfig<'k> {
 pub struct Presented<'a> {
     /// Header lookup (case-insensitive).
     pub header: &'a (dyn Fn(&str) -> Option<&'a str> + Sync),
-    /// The bytes the signature covers.
-    pub signed: &'a [u8],
-    /// Events in the body.
-    pub events: usize,
-    /// True when the signed bytes are the whole body (false for an array: its first element).
-    pub signature_covers_body: bool,
+    /// The raw body.
+    pub body: &'a [u8],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -72,21 +75,24 @@ impl AuthConfig<'_> {
                 Err(AuthError::NotConfigured)
             };
         }
+        if !self.bearer_tokens.is_empty() {
+            bearer(p.header, self.bearer_tokens, AuthError::MissingBearer)?;
+        }
         if !self.shared_secrets.is_empty() {
             let given = (p.header)("x-signature").ok_or(AuthError::MissingSignature)?;
             let given = hex::decode(given.trim()).map_err(|_| AuthError::BadSignature)?;
+            let signed = body::signed_part(p.body);
             if !self
                 .shared_secrets
                 .iter()
-                .any(|s| signature_matches(s, p.signed, &given))
+                .any(|s| signature_matches(s, signed.bytes, &given))
             {
                 return Err(AuthError::BadSignature);
             }
-        }
-        if !self.bearer_tokens.is_empty() {
-            bearer(p.header, self.bearer_tokens, AuthError::MissingBearer)?;
-        } else if p.events > 1 && !p.signature_covers_body && !self.allow_signed_batches {
-            return Err(AuthError::SignedBatch);
+            let vouches_for_all = signed.covers_body || signed.events <= 1;
+            if self.bearer_tokens.is_empty() && !vouches_for_all && !self.allow_signed_batches {
+                return Err(AuthError::SignedBatch);
+            }
         }
         Ok(())
     }
@@ -150,13 +156,7 @@ mod tests {
         }
     }
 
-    fn check(
-        c: &AuthConfig,
-        pairs: &[(&str, &str)],
-        signed: &[u8],
-        events: usize,
-        covers: bool,
-    ) -> Result<(), AuthError> {
+    fn check(c: &AuthConfig, pairs: &[(&str, &str)], body: &[u8]) -> Result<(), AuthError> {
         let pairs: Vec<(String, String)> = pairs
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
@@ -169,9 +169,7 @@ mod tests {
         };
         c.check(&Presented {
             header: &header,
-            signed,
-            events,
-            signature_covers_body: covers,
+            body,
         })
     }
 
@@ -185,17 +183,14 @@ mod tests {
         let c = config(&["key"], &[]);
         let body = b"{\"type\":\"track\"}";
         let good = sign("key", body);
-        assert_eq!(check(&c, &[("X-Signature", &good)], body, 1, true), Ok(()));
+        assert_eq!(check(&c, &[("X-Signature", &good)], body), Ok(()));
         assert_eq!(
-            check(&c, &[("x-signature", &sign("other", body))], body, 1, true),
+            check(&c, &[("x-signature", &sign("other", body))], body),
             Err(AuthError::BadSignature)
         );
+        assert_eq!(check(&c, &[], body), Err(AuthError::MissingSignature));
         assert_eq!(
-            check(&c, &[], body, 1, true),
-            Err(AuthError::MissingSignature)
-        );
-        assert_eq!(
-            check(&c, &[("X-Signature", "zz")], body, 1, true),
+            check(&c, &[("X-Signature", "zz")], body),
             Err(AuthError::BadSignature)
         );
     }
@@ -205,12 +200,12 @@ mod tests {
         let c = config(&["new", "old"], &[]);
         let body = b"{}";
         assert_eq!(
-            check(&c, &[("X-Signature", &sign("old", body))], body, 1, true),
+            check(&c, &[("X-Signature", &sign("old", body))], body),
             Ok(())
         );
         let t = config(&[], &["t-new", "t-old"]);
         assert_eq!(
-            check(&t, &[("Authorization", "Bearer t-old")], body, 3, false),
+            check(&t, &[("Authorization", "Bearer t-old")], body),
             Ok(())
         );
     }
@@ -224,23 +219,19 @@ mod tests {
             check(
                 &c,
                 &[("X-Signature", &sig), ("Authorization", "Bearer tok")],
-                body,
-                1,
-                true
+                body
             ),
             Ok(())
         );
         assert_eq!(
-            check(&c, &[("X-Signature", &sig)], body, 1, true),
+            check(&c, &[("X-Signature", &sig)], body),
             Err(AuthError::MissingBearer)
         );
         assert_eq!(
             check(
                 &c,
                 &[("X-Signature", &sig), ("authorization", "Bearer nope")],
-                body,
-                1,
-                true
+                body
             ),
             Err(AuthError::BadBearer)
         );
@@ -249,21 +240,31 @@ mod tests {
     #[test]
     fn a_signature_alone_cannot_vouch_for_appended_events() {
         let c = config(&["key"], &[]);
-        let first = b"{\"type\":\"track\"}";
-        let sig = sign("key", first);
+        let first = r#"{"type":"track"}"#;
+        let sig = sign("key", first.as_bytes());
+        let appended = format!(r#"[{first}, {{"type":"track","event":"forged"}}]"#);
         assert_eq!(
-            check(&c, &[("X-Signature", &sig)], first, 2, false),
+            check(&c, &[("X-Signature", &sig)], appended.as_bytes()),
             Err(AuthError::SignedBatch)
         );
         // One event in an array, or a body the signature covers whole, is fine.
-        assert_eq!(check(&c, &[("X-Signature", &sig)], first, 1, false), Ok(()));
-        assert_eq!(check(&c, &[("X-Signature", &sig)], first, 5, true), Ok(()));
+        let alone = format!("[{first}]");
+        assert_eq!(
+            check(&c, &[("X-Signature", &sig)], alone.as_bytes()),
+            Ok(())
+        );
+        let batch = format!(r#"{{"batch": [{first}, {first}]}}"#);
+        let whole = sign("key", batch.as_bytes());
+        assert_eq!(
+            check(&c, &[("X-Signature", &whole)], batch.as_bytes()),
+            Ok(())
+        );
         let opted_in = AuthConfig {
             allow_signed_batches: true,
             ..c
         };
         assert_eq!(
-            check(&opted_in, &[("X-Signature", &sig)], first, 2, false),
+            check(&opted_in, &[("X-Signature", &sig)], appended.as_bytes()),
             Ok(())
         );
         let with_token = config(&["key"], &["tok"]);
@@ -271,24 +272,32 @@ mod tests {
             check(
                 &with_token,
                 &[("X-Signature", &sig), ("Authorization", "Bearer tok")],
-                first,
-                2,
-                false
+                appended.as_bytes()
             ),
             Ok(())
         );
     }
 
     #[test]
+    fn a_wrong_bearer_is_refused_before_the_body_is_read() {
+        let c = config(&["key"], &["tok"]);
+        // Not JSON at all: the bearer decides first.
+        assert_eq!(
+            check(&c, &[("Authorization", "Bearer nope")], b"[{oops"),
+            Err(AuthError::BadBearer)
+        );
+    }
+
+    #[test]
     fn fail_closed_unless_explicitly_opted_out() {
         assert_eq!(
-            check(&config(&[], &[]), &[], b"{}", 1, true),
+            check(&config(&[], &[]), &[], b"{}"),
             Err(AuthError::NotConfigured)
         );
         let open = AuthConfig {
             allow_unauthenticated: true,
             ..AuthConfig::default()
         };
-        assert_eq!(check(&open, &[], b"{}", 1, true), Ok(()));
+        assert_eq!(check(&open, &[], b"{}"), Ok(()));
     }
 }

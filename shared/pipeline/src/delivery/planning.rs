@@ -9,10 +9,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use amplitude_client::Item;
 use amplitude_client::encode;
-use mapping::engage::{self, Engage};
+use mapping::engage::Engage;
 use mapping::{Message, Rejection, Settings};
 
-use crate::config::Route;
+use super::outcome::{MessageOutcome, RejectedBy};
+use crate::ingest::Route;
 
 /// What one message becomes before delivery.
 #[derive(Debug)]
@@ -27,6 +28,26 @@ pub enum Decision {
     Unsupported(String),
 }
 
+impl Decision {
+    /// The message's outcome when planning settles it, or else its items, numbered as the
+    /// `message`-th message of the delivery.
+    pub fn settle(self, message: usize) -> Result<MessageOutcome, Vec<Item>> {
+        match self {
+            Decision::Send(mut items) => {
+                items.iter_mut().for_each(|item| item.message = message);
+                Err(items)
+            }
+            Decision::Skip(reason) => Ok(MessageOutcome::Skipped { reason }),
+            Decision::Reject(reason) => Ok(MessageOutcome::Rejected {
+                by: RejectedBy::Mapping,
+                reason,
+                endpoint: None,
+            }),
+            Decision::Unsupported(reason) => Ok(MessageOutcome::Unsupported { reason }),
+        }
+    }
+}
+
 /// One message, decided.
 #[derive(Debug)]
 pub struct Planned {
@@ -34,6 +55,48 @@ pub struct Planned {
     /// `userId` (the deletions audit names it).
     pub user_id: Option<String>,
     pub decision: Decision,
+}
+
+/// A request's messages, planned: for each, its ids and its outcome when planning settled it
+/// (`None`: its items go to Amplitude); and every item to deliver, numbered by its message's
+/// place in the request.
+#[derive(Debug, Default)]
+pub struct RequestPlan {
+    pub messages: Vec<PlannedMessage>,
+    pub items: Vec<Item>,
+}
+
+/// One message of a [`RequestPlan`].
+#[derive(Debug)]
+pub struct PlannedMessage {
+    pub message_id: Option<String>,
+    pub user_id: Option<String>,
+    pub settled: Option<MessageOutcome>,
+}
+
+/// Plans every message of a request (`texts`, one JSON event each) for `route`.
+pub fn plan_request<'t>(
+    route: Route,
+    settings: &Settings,
+    texts: impl IntoIterator<Item = &'t str>,
+) -> RequestPlan {
+    let mut plan = RequestPlan::default();
+    for (index, text) in texts.into_iter().enumerate() {
+        let planned = decide(route, settings, text);
+        let settled = match planned.decision.settle(index) {
+            Ok(outcome) => Some(outcome),
+            Err(items) => {
+                plan.items.extend(items);
+                None
+            }
+        };
+        plan.messages.push(PlannedMessage {
+            message_id: planned.message_id,
+            user_id: planned.user_id,
+            settled,
+        });
+    }
+    plan
 }
 
 /// Decides one message (`text`, one JSON event) for `route`. The ids are read before the
@@ -67,10 +130,7 @@ fn decide_value(
                 route.path()
             )));
         }
-        match route {
-            Route::Engage => engage::plan(value, settings),
-            _ => mapping::plan(value, settings).map(Engage::Plan),
-        }
+        route.planner()(value, settings)
     });
     match planned {
         Ok(Engage::Skip(reason)) => Decision::Skip(Some(reason.to_owned())),

@@ -18,11 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amplitude_emulator::{Chaos, Emulator, EmulatorConfig, Fault};
-use lambda_glue::inbound::{Inbound, http_api_event};
-use lambda_glue::queue::{MemoryQueues, QueueKind, Queues};
-use lambda_glue::secrets::SecretSource;
-use lambda_glue::{Function, FunctionConfig, Route};
 use mapping::{Body, Settings};
+use pipeline::durable::{MemoryQueues, QueueKind, Queues};
+use pipeline::ingest::inbound::{Inbound, http_api_event};
+use pipeline::{Function, Kind, Route};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde_json::{Value, json};
@@ -53,50 +52,34 @@ fn schedule(rng: &mut SmallRng, users: &[String], n: usize) -> Vec<Fault> {
     .schedule(rng, n)
 }
 
-fn function(
-    route: Route,
-    emu: &Emulator,
-    memory: &Arc<MemoryQueues>,
-    settings: &Value,
-) -> Function {
-    let vars = [
-        ("INGEST_SECRET_ID", "ingest".to_string()),
-        ("PRIVACY_SECRET_ID", "privacy".to_string()),
-        ("AMPLITUDE_BASE_URL", emu.url()),
-        ("ALLOW_UNAUTHENTICATED", "true".into()),
-        ("RESPONSE_BUDGET_MS", BUDGET_MS.to_string()),
-        ("SEGMENT_SETTINGS", settings.to_string()),
-        ("DELIVERY_QUEUE_URL", "local".into()),
-        ("DELETION_QUEUE_URL", "local".into()),
-        ("DEAD_LETTER_QUEUE_URL", "local".into()),
-    ];
-    let mut config = FunctionConfig::from_vars(route, |k| {
-        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    config.client.backoff.base = Duration::from_millis(5);
-    config.client.backoff.max = Duration::from_millis(40);
-    config.client.request_timeout = Duration::from_millis(400);
-    config.client.max_items_per_request = Some(60);
-    config.client.concurrency = 4;
-    config.client.deletion_interval = Duration::from_millis(20);
-    let queue = config.queue.as_mut().expect("durable mode");
-    queue.retry.base = Duration::from_millis(50);
-    queue.retry.max = Duration::from_millis(800);
-    queue.throttle_delay = Some(Duration::from_millis(100));
-    let secrets = SecretSource::fixed([
-        (
-            "ingest".to_string(),
-            json!({"api_key": "amp-key"}).to_string(),
-        ),
-        (
-            "privacy".to_string(),
-            json!({"secret_key": "amp-secret"}).to_string(),
-        ),
-    ]);
-    Function::new(config, secrets)
+fn function(kind: Kind, emu: &Emulator, memory: &Arc<MemoryQueues>, settings: &Value) -> Function {
+    Function::builder(kind)
+        .var("INGEST_SECRET_ID", "ingest")
+        .var("PRIVACY_SECRET_ID", "privacy")
+        .var("AMPLITUDE_BASE_URL", emu.url())
+        .var("ALLOW_UNAUTHENTICATED", "true")
+        .var("RESPONSE_BUDGET_MS", BUDGET_MS.to_string())
+        .var("SEGMENT_SETTINGS", settings.to_string())
+        .var("DELIVERY_QUEUE_URL", "local")
+        .var("DELETION_QUEUE_URL", "local")
+        .var("DEAD_LETTER_QUEUE_URL", "local")
+        .secret("ingest", json!({"api_key": "amp-key"}).to_string())
+        .secret("privacy", json!({"secret_key": "amp-secret"}).to_string())
+        .queues(Queues::Memory(memory.clone()))
+        .configure(|c| {
+            c.client.backoff.base = Duration::from_millis(5);
+            c.client.backoff.max = Duration::from_millis(40);
+            c.client.request_timeout = Duration::from_millis(400);
+            c.client.max_items_per_request = Some(60);
+            c.client.concurrency = 4;
+            c.client.deletion_interval = Duration::from_millis(20);
+            let queue = c.queue.as_mut().expect("durable mode");
+            queue.retry.base = Duration::from_millis(50);
+            queue.retry.max = Duration::from_millis(800);
+            queue.throttle_delay = Some(Duration::from_millis(100));
+        })
+        .build()
         .unwrap()
-        .with_queues(Queues::Memory(memory.clone()))
 }
 
 /// Posts one Segment batch; the status and each message's result, by index in the batch.
@@ -124,9 +107,19 @@ async fn chaos(seed: u64) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let settings = corpus::settings();
     let memory = Arc::new(MemoryQueues::new());
-    let events = Arc::new(function(Route::Events, &emu, &memory, &settings));
-    let deletions = Arc::new(function(Route::Deletions, &emu, &memory, &settings));
-    let redeliver = Arc::new(function(Route::Redeliver, &emu, &memory, &settings));
+    let events = Arc::new(function(
+        Kind::Ingest(Route::Events),
+        &emu,
+        &memory,
+        &settings,
+    ));
+    let deletions = Arc::new(function(
+        Kind::Ingest(Route::Deletions),
+        &emu,
+        &memory,
+        &settings,
+    ));
+    let redeliver = Arc::new(function(Kind::Redeliver, &emu, &memory, &settings));
 
     // Segment's traffic: corpus batches on /events, deletions of some of its users.
     let lines = corpus::lines(seed, MESSAGES);
@@ -172,7 +165,7 @@ async fn chaos(seed: u64) {
             }
         }
     });
-    let consumer = tokio::spawn(lambda_glue::consume_memory_queues(
+    let consumer = tokio::spawn(pipeline::durable::consume_memory_queues(
         redeliver,
         memory.clone(),
         Duration::from_millis(300),

@@ -1,18 +1,18 @@
-//! What only the deletions route does: read the privacy secret (the Amplitude secret key, and
-//! the operator token), list Amplitude's deletion jobs (`GET /deletions`), and write one audit
-//! line per requested user id.
+//! The privacy secret's operations: the Amplitude secret key that deletions need (from the
+//! privacy secret, which only the deletions function may read), and `GET /deletions`, which
+//! lists Amplitude's deletion jobs for the operator (with the operator token). The audit line
+//! per requested user id is written by the settlement, for ingest and redelivery alike.
 
 use amplitude_client::Credentials;
-use amplitude_wire::DeletionJob;
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
-use crate::auth::{self, AuthError};
-use crate::error::RequestError;
 use crate::function::Function;
-use crate::inbound::Inbound;
-use crate::reply::{Entry, MessageOutcome, Reply};
-use crate::secrets::PrivacyKeys;
+use crate::ingest::auth::{self, AuthError};
+use crate::ingest::error::RequestError;
+use crate::ingest::inbound::Inbound;
+use crate::ingest::reply::Reply;
+use crate::ops::secrets::PrivacyKeys;
 
 /// The job listing covers at most about six months (amplitude-api §7.2).
 const MAX_RANGE_DAYS: i32 = 184;
@@ -39,14 +39,20 @@ impl Function {
             .ok_or_else(|| RequestError::SecretKeyNotSetUp(id.clone()))
     }
 
-    /// The credentials of a deletion request: the API key and the secret key.
-    pub(crate) async fn deletion_credentials(
+    /// The credentials a delivery needs: the API key, and the secret key when it holds
+    /// deletions.
+    pub(crate) async fn credentials(
         &self,
         api_key: &str,
+        deletions: bool,
         deadline: Instant,
     ) -> Result<Credentials, RequestError> {
+        let credentials = Credentials::new(api_key);
+        if !deletions {
+            return Ok(credentials);
+        }
         let secret_key = self.secret_key(deadline, |_| Ok(())).await?;
-        Ok(Credentials::new(api_key).with_secret_key(secret_key))
+        Ok(credentials.with_secret_key(secret_key))
     }
 
     /// `GET /deletions?start_day=YYYY-MM-DD&end_day=YYYY-MM-DD`: Amplitude's deletion jobs, so
@@ -55,9 +61,13 @@ impl Function {
     pub(crate) async fn list_deletion_jobs(
         &self,
         inbound: &Inbound,
-        api_key: &str,
         deadline: Instant,
     ) -> Result<Reply, RequestError> {
+        let keys = self
+            .secrets
+            .ingest(&self.config.ingest_secret, deadline)
+            .await?;
+        let api_key = keys.api_key.expose_secret();
         let header = |name: &str| inbound.header(name);
         let secret_key = self
             .secret_key(deadline, |k| {
@@ -105,46 +115,4 @@ fn day(inbound: &Inbound, name: &str) -> Result<jiff::civil::Date, RequestError>
         .ok()
         .filter(|_| dashed)
         .ok_or_else(|| RequestError::Query(format!("`{name}` must be a date YYYY-MM-DD")))
-}
-
-/// One audit line per user id a deletion was requested for: the id, the day Amplitude
-/// scheduled its job, and the outcome. Never the secret key.
-pub(crate) fn audit(user_ids: &[Option<String>], entries: &[Entry], jobs: &[DeletionJob]) {
-    for (entry, user_id) in entries.iter().zip(user_ids) {
-        let Some(user_id) = user_id else {
-            continue;
-        };
-        let outcome = match &entry.outcome {
-            MessageOutcome::Delivered => "requested",
-            MessageOutcome::Skipped { .. } => "skipped",
-            MessageOutcome::Rejected { .. } => "rejected",
-            MessageOutcome::Unsupported { .. } => "unsupported",
-            MessageOutcome::Retryable { .. } => "retryable",
-            MessageOutcome::Queued { .. } => "queued",
-        };
-        audit_users(std::iter::once(user_id.as_str()), jobs, outcome);
-    }
-}
-
-/// The audit lines of these user ids, with the day of the Amplitude job that lists each.
-pub(crate) fn audit_users<'u>(
-    user_ids: impl Iterator<Item = &'u str>,
-    jobs: &[DeletionJob],
-    outcome: &str,
-) {
-    for user_id in user_ids {
-        let job_day = jobs.iter().find_map(|job| {
-            job.amplitude_ids
-                .iter()
-                .any(|e| e.user_id.as_deref() == Some(user_id))
-                .then_some(job.day.as_str())
-        });
-        tracing::info!(
-            audit = "deletion",
-            user_id = %user_id,
-            job_day = job_day.unwrap_or("none"),
-            outcome,
-            "deletion audit"
-        );
-    }
 }

@@ -3,14 +3,13 @@
 //! Lambda-sized requests of 4,000 profiles (Webhooks (Actions)' largest batch). Prints
 //! profiles/s and Amplitude requests against the fewest the limits allow.
 //!
-//! Run: `cargo bench -p lambda-glue --bench engage`. Figures go to BENCHMARKS.md.
+//! Run: `cargo bench -p pipeline --bench engage`. Figures go to BENCHMARKS.md.
 
 use std::time::{Duration, Instant};
 
 use amplitude_emulator::{Emulator, EmulatorConfig};
-use lambda_glue::inbound::Inbound;
-use lambda_glue::secrets::SecretSource;
-use lambda_glue::{Function, FunctionConfig, Route};
+use pipeline::ingest::inbound::Inbound;
+use pipeline::{Function, Kind, Route};
 use serde_json::{Value, json};
 
 const PROFILES: usize = 100_000;
@@ -46,17 +45,13 @@ fn request(batch: usize) -> Value {
 
 async fn run() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let vars = [
-        ("INGEST_SECRET_ID", "ingest".to_string()),
-        ("AMPLITUDE_BASE_URL", emu.url()),
-        ("ALLOW_UNAUTHENTICATED", "true".to_string()),
-    ];
-    let config = FunctionConfig::from_vars(Route::Engage, |k| {
-        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let source = SecretSource::fixed([("ingest".to_string(), r#"{"api_key": "k"}"#.to_string())]);
-    let function = Function::new(config, source).unwrap();
+    let function = Function::builder(Kind::Ingest(Route::Engage))
+        .var("INGEST_SECRET_ID", "ingest")
+        .var("AMPLITUDE_BASE_URL", emu.url())
+        .var("ALLOW_UNAUTHENTICATED", "true")
+        .secret("ingest", r#"{"api_key": "k"}"#)
+        .build()
+        .unwrap();
     let requests: Vec<Value> = (0..PROFILES / PER_REQUEST).map(request).collect();
 
     let mut best = Duration::MAX;

@@ -7,63 +7,11 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use amplitude_client::ClientConfig;
-use mapping::{Call, Settings};
+use mapping::Settings;
 
-use crate::queue::{Job, Outgoing, QueueKind, RetrySchedule};
-use crate::secrets::SecretId;
-
-/// The functions: four behind API Gateway, one route each, and the redeliver function fed by
-/// the delivery queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// `POST /events`: track, page, screen, identify (Engage identifies too), group.
-    Events,
-    /// `POST /alias`: alias → usermap / unmap.
-    Alias,
-    /// `POST /deletions`: Segment `delete` → User Privacy API; `GET` lists deletion jobs.
-    Deletions,
-    /// `POST /engage`: Engage audience and computed-trait identifies and tracks.
-    Engage,
-    /// The redeliver function: delivery jobs from the queues (no HTTP route).
-    Redeliver,
-}
-
-impl Route {
-    /// The route's name in metrics (the `Route` dimension) and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Route::Events => "events",
-            Route::Alias => "alias",
-            Route::Deletions => "deletions",
-            Route::Engage => "engage",
-            Route::Redeliver => "redeliver",
-        }
-    }
-
-    pub fn path(self) -> &'static str {
-        match self {
-            Route::Events => "/events",
-            Route::Alias => "/alias",
-            Route::Deletions => "/deletions",
-            Route::Engage => "/engage",
-            Route::Redeliver => "redeliver",
-        }
-    }
-
-    /// The Segment call types this route handles; others are answered 501.
-    pub fn accepts(self, call: Call) -> bool {
-        match self {
-            Route::Events => matches!(
-                call,
-                Call::Track | Call::Page | Call::Screen | Call::Identify | Call::Group
-            ),
-            Route::Alias => call == Call::Alias,
-            Route::Deletions => call == Call::Delete,
-            Route::Engage => matches!(call, Call::Identify | Call::Track),
-            Route::Redeliver => false,
-        }
-    }
-}
+use crate::durable::{Job, Outgoing, QueueKind, RetrySchedule};
+use crate::function::Kind;
+use crate::ops::secrets::SecretId;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -76,7 +24,7 @@ pub enum ConfigError {
 /// Everything a function needs besides its secrets.
 #[derive(Debug, Clone)]
 pub struct FunctionConfig {
-    pub route: Route,
+    pub kind: Kind,
     /// Segment's settings, validated once at start-up.
     pub settings: Settings,
     pub ingest_secret: SecretId,
@@ -132,13 +80,13 @@ const MAX_AGE_SECONDS: RangeInclusive<u64> = 60..=1_209_600;
 const MAX_ATTEMPTS: RangeInclusive<u64> = 1..=100_000;
 
 impl FunctionConfig {
-    pub fn from_env(route: Route) -> Result<Self, ConfigError> {
-        Self::from_vars(route, |name| std::env::var(name).ok())
+    pub fn from_env(kind: Kind) -> Result<Self, ConfigError> {
+        Self::from_vars(kind, |name| std::env::var(name).ok())
     }
 
     /// Reads the variables through `var` (tests pass a map).
     pub fn from_vars(
-        route: Route,
+        kind: Kind,
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let env = Env(&var);
@@ -159,7 +107,7 @@ impl FunctionConfig {
             client.deletion_requester = requester;
         }
         Ok(FunctionConfig {
-            route,
+            kind,
             settings: settings(env.get("SEGMENT_SETTINGS"))?,
             ingest_secret: env
                 .get("INGEST_SECRET_ID")
@@ -178,7 +126,7 @@ impl FunctionConfig {
             allow_unauthenticated: env.flag("ALLOW_UNAUTHENTICATED")?,
             allow_signed_batches: env.flag("ALLOW_SIGNED_BATCHES")?,
             log_payloads: env.flag("LOG_PAYLOADS")?,
-            queue: queue(&env, route)?,
+            queue: queue(&env, kind)?,
             metrics_namespace: namespace(env.get("METRICS_NAMESPACE"))?,
         })
     }
@@ -199,14 +147,27 @@ impl QueueConfig {
         }
     }
 
-    /// Jobs as messages for `queue`, each visible after its [`delay`](Self::delay) (the FIFO
-    /// deletion queue takes no per-message delay).
+    /// The queue an SQS record came from, by its event source ARN: the deletion queue when the
+    /// ARN names the configured deletion queue (an ARN ends with the queue's name, as a queue
+    /// URL does), else the delivery queue.
+    pub fn kind_of(&self, source_arn: Option<&str>) -> QueueKind {
+        let name = |s: &str| s.rsplit([':', '/']).next().map(str::to_owned);
+        let deletion = self.deletion.as_deref().and_then(name);
+        match (source_arn.and_then(name), deletion) {
+            (Some(source), Some(deletion)) if source == deletion => QueueKind::Deletion,
+            _ => QueueKind::Delivery,
+        }
+    }
+
+    /// Jobs as messages for `queue`: on the delivery queue each visible after its
+    /// [`delay`](Self::delay); at once elsewhere (the FIFO deletion queue takes no per-message
+    /// delay, and a dead letter waits for an operator).
     pub fn messages(&self, jobs: Vec<Job>, queue: QueueKind) -> Vec<Outgoing> {
         jobs.into_iter()
             .flat_map(|job| {
                 let delay = match queue {
-                    QueueKind::Deletion => Duration::ZERO,
-                    _ => self.delay(&job),
+                    QueueKind::Delivery => self.delay(&job),
+                    QueueKind::Deletion | QueueKind::DeadLetter => Duration::ZERO,
                 };
                 job.bodies()
                     .into_iter()
@@ -234,15 +195,15 @@ fn namespace(value: Option<String>) -> Result<String, ConfigError> {
 
 /// The queue settings; the redeliver function needs its queues, an ingest function runs in
 /// direct mode without `DELIVERY_QUEUE_URL`.
-fn queue(env: &Env<'_>, route: Route) -> Result<Option<QueueConfig>, ConfigError> {
+fn queue(env: &Env<'_>, kind: Kind) -> Result<Option<QueueConfig>, ConfigError> {
     let Some(delivery) = env.get("DELIVERY_QUEUE_URL") else {
-        return match route {
-            Route::Redeliver => Err(ConfigError::Missing("DELIVERY_QUEUE_URL")),
-            _ => Ok(None),
+        return match kind {
+            Kind::Redeliver => Err(ConfigError::Missing("DELIVERY_QUEUE_URL")),
+            Kind::Ingest(_) => Ok(None),
         };
     };
     let dead_letter = env.get("DEAD_LETTER_QUEUE_URL");
-    if route == Route::Redeliver && dead_letter.is_none() {
+    if kind == Kind::Redeliver && dead_letter.is_none() {
         return Err(ConfigError::Missing("DEAD_LETTER_QUEUE_URL"));
     }
     let seconds = |name, range, default| -> Result<Duration, ConfigError> {
@@ -347,6 +308,7 @@ fn settings(json: Option<String>) -> Result<Settings, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::Route;
     use std::collections::HashMap;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -360,7 +322,7 @@ mod tests {
     #[test]
     fn reads_every_variable_with_defaults() {
         let c = FunctionConfig::from_vars(
-            Route::Events,
+            Kind::Ingest(Route::Events),
             vars(&[
                 ("INGEST_SECRET_ID", "ingest"),
                 (
@@ -386,7 +348,7 @@ mod tests {
     #[test]
     fn errors_name_the_variable() {
         let err = |pairs: &[(&str, &str)]| {
-            FunctionConfig::from_vars(Route::Events, vars(pairs))
+            FunctionConfig::from_vars(Kind::Ingest(Route::Events), vars(pairs))
                 .unwrap_err()
                 .to_string()
         };
@@ -411,7 +373,7 @@ mod tests {
     #[test]
     fn jobs_wait_their_backoff_or_amplitudes_delay_except_on_the_fifo_queue() {
         let q = FunctionConfig::from_vars(
-            Route::Redeliver,
+            Kind::Redeliver,
             vars(&[
                 ("INGEST_SECRET_ID", "i"),
                 ("DELIVERY_QUEUE_URL", "http://q/delivery"),
@@ -422,11 +384,12 @@ mod tests {
         .queue
         .unwrap();
         let job = |attempts, cause, endpoint| Job {
+            v: crate::durable::V1,
             route: "/events".into(),
             endpoint,
             region: mapping::Region::Standard,
             message_ids: vec![Some("m".into())],
-            items: vec![crate::queue::JobItem {
+            items: vec![crate::durable::JobItem {
                 message: 0,
                 wire: "{}".into(),
                 user_id: None,
@@ -479,16 +442,49 @@ mod tests {
     }
 
     #[test]
+    fn a_record_comes_from_the_deletion_queue_when_its_arn_names_that_queue() {
+        let q = FunctionConfig::from_vars(
+            Kind::Redeliver,
+            vars(&[
+                ("INGEST_SECRET_ID", "i"),
+                (
+                    "DELIVERY_QUEUE_URL",
+                    "https://sqs.us-east-1.amazonaws.com/123456789012/seg-delivery",
+                ),
+                (
+                    "DELETION_QUEUE_URL",
+                    "https://sqs.us-east-1.amazonaws.com/123456789012/seg-deletions.fifo",
+                ),
+                ("DEAD_LETTER_QUEUE_URL", "https://sqs.x/1/seg-dlq"),
+            ]),
+        )
+        .unwrap()
+        .queue
+        .unwrap();
+        let arn = |name: &str| format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+        assert_eq!(
+            q.kind_of(Some(&arn("seg-deletions.fifo"))),
+            QueueKind::Deletion
+        );
+        assert_eq!(q.kind_of(Some(&arn("seg-delivery"))), QueueKind::Delivery);
+        assert_eq!(q.kind_of(None), QueueKind::Delivery);
+    }
+
+    #[test]
     fn durable_delivery_settings() {
         let get = |pairs: &[(&str, &str)], route| {
             let mut all = vec![("INGEST_SECRET_ID", "i")];
             all.extend_from_slice(pairs);
             FunctionConfig::from_vars(route, vars(&all)).map(|c| c.queue)
         };
-        assert_eq!(get(&[], Route::Events), Ok(None), "direct mode");
+        assert_eq!(
+            get(&[], Kind::Ingest(Route::Events)),
+            Ok(None),
+            "direct mode"
+        );
         let q = get(
             &[("DELIVERY_QUEUE_URL", "http://q/delivery")],
-            Route::Events,
+            Kind::Ingest(Route::Events),
         )
         .unwrap()
         .unwrap();
@@ -496,11 +492,11 @@ mod tests {
         assert_eq!(q.max_age, Duration::from_secs(3 * 24 * 3600));
         assert_eq!((q.max_attempts, q.throttle_delay), (None, None));
         assert_eq!(
-            get(&[], Route::Redeliver).unwrap_err().to_string(),
+            get(&[], Kind::Redeliver).unwrap_err().to_string(),
             "environment: `DELIVERY_QUEUE_URL` is required"
         );
         assert_eq!(
-            get(&[("DELIVERY_QUEUE_URL", "http://q/d")], Route::Redeliver)
+            get(&[("DELIVERY_QUEUE_URL", "http://q/d")], Kind::Redeliver)
                 .unwrap_err()
                 .to_string(),
             "environment: `DEAD_LETTER_QUEUE_URL` is required"
@@ -511,7 +507,7 @@ mod tests {
                     ("DELIVERY_QUEUE_URL", "q"),
                     ("DELIVERY_MAX_AGE_SECONDS", "5")
                 ],
-                Route::Events
+                Kind::Ingest(Route::Events)
             )
             .unwrap_err()
             .to_string(),
@@ -523,7 +519,7 @@ mod tests {
     fn bounds_are_checked_at_start_up() {
         let err = |name: &str, value: &str| {
             FunctionConfig::from_vars(
-                Route::Events,
+                Kind::Ingest(Route::Events),
                 vars(&[("INGEST_SECRET_ID", "i"), (name, value)]),
             )
             .unwrap_err()

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use amplitude_emulator::{Emulator, EmulatorConfig, Fault, FaultAction};
 use base64::Engine;
-use lambda_glue::auth::sign;
-use lambda_glue::inbound::{Inbound, http_api_event};
-use lambda_glue::secrets::SecretSource;
-use lambda_glue::{Function, FunctionConfig, Route};
+use pipeline::ingest::auth::sign;
+use pipeline::ingest::inbound::{Inbound, http_api_event};
+use pipeline::ops::metrics::{Registry, Sink};
+use pipeline::ops::secrets::SecretSource;
+use pipeline::{Builder, Function, Kind, Route};
 use serde_json::{Value, json};
 
 const SECRET: &str = "whsec-test";
@@ -22,18 +23,17 @@ struct Setup {
 }
 
 async fn setup(route: Route, settings: Value, ingest: Value) -> Setup {
+    setup_with(route, settings, ingest, |b| b).await
+}
+
+/// [`setup`], with more done to the function's builder.
+async fn setup_with(
+    route: Route,
+    settings: Value,
+    ingest: Value,
+    more: impl FnOnce(Builder) -> Builder,
+) -> Setup {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let vars = [
-        ("INGEST_SECRET_ID", "ingest".to_string()),
-        ("PRIVACY_SECRET_ID", "privacy".to_string()),
-        ("SEGMENT_SETTINGS", settings.to_string()),
-        ("AMPLITUDE_BASE_URL", emu.url()),
-    ];
-    let mut config = FunctionConfig::from_vars(route, |k| {
-        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    config.client.backoff.base = Duration::from_millis(5);
     let source = SecretSource::fixed([
         ("ingest".to_string(), ingest.to_string()),
         (
@@ -41,9 +41,17 @@ async fn setup(route: Route, settings: Value, ingest: Value) -> Setup {
             json!({"secret_key": "sk"}).to_string(),
         ),
     ]);
+    let function = Function::builder(Kind::Ingest(route))
+        .var("INGEST_SECRET_ID", "ingest")
+        .var("PRIVACY_SECRET_ID", "privacy")
+        .var("SEGMENT_SETTINGS", settings.to_string())
+        .var("AMPLITUDE_BASE_URL", emu.url())
+        .secrets(source.clone())
+        .configure(|c| c.client.backoff.base = Duration::from_millis(5));
+    let function = more(function).build().unwrap();
     Setup {
         emu,
-        function: Function::new(config, source.clone()).unwrap(),
+        function,
         secrets: source,
     }
 }
@@ -469,18 +477,14 @@ async fn invalid_api_key_is_retryable_refetches_the_secret_and_never_echoes_it()
 #[tokio::test]
 async fn missing_secret_is_a_generic_500_with_the_detail_only_in_the_log() {
     let s = setup(Route::Events, json!({}), keys()).await;
-    let vars = [
-        (
+    let f = Function::builder(Kind::Ingest(Route::Events))
+        .var(
             "INGEST_SECRET_ID",
-            "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope".to_string(),
-        ),
-        ("AMPLITUDE_BASE_URL", s.emu.url()),
-    ];
-    let config = FunctionConfig::from_vars(Route::Events, |k| {
-        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let f = Function::new(config, SecretSource::fixed([])).unwrap();
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope",
+        )
+        .var("AMPLITUDE_BASE_URL", s.emu.url())
+        .build()
+        .unwrap();
     let body = track(1).to_string();
     let (status, reply) = call(&f, apigw_v2(&body, json!({}), false)).await;
     assert_eq!(
@@ -523,7 +527,7 @@ async fn a_stalled_secrets_manager_is_given_up_at_the_deadline() {
             held.push(socket);
         }
     });
-    let aws = lambda_glue::AwsEnv::from_vars(|k| match k {
+    let aws = pipeline::AwsEnv::from_vars(|k| match k {
         "AWS_REGION" => Some("us-east-1".into()),
         "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("testing".into()),
         "AWS_ENDPOINT_URL" => Some(endpoint.clone()),
@@ -531,12 +535,11 @@ async fn a_stalled_secrets_manager_is_given_up_at_the_deadline() {
     })
     .unwrap();
     let s = setup(Route::Events, json!({}), keys()).await;
-    let vars = [("INGEST_SECRET_ID", "ingest".to_string())];
-    let config = FunctionConfig::from_vars(Route::Events, |k| {
-        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let f = Function::new(config, SecretSource::SecretsManager(aws.secrets_manager())).unwrap();
+    let f = Function::builder(Kind::Ingest(Route::Events))
+        .var("INGEST_SECRET_ID", "ingest")
+        .secrets(SecretSource::SecretsManager(aws.secrets_manager()))
+        .build()
+        .unwrap();
     let body = track(1).to_string();
     let started = std::time::Instant::now();
     let inbound = Inbound::from_payload(apigw_v2(&body, signed(&body), false)).unwrap();
@@ -561,11 +564,12 @@ async fn a_stalled_secrets_manager_is_given_up_at_the_deadline() {
 /// and throttled (Amplitude's 429 for that user).
 #[tokio::test]
 async fn a_mixed_batch_is_counted_by_outcome() {
-    let mut s = setup(Route::Events, json!({}), keys_with_token()).await;
-    let registry = std::sync::Arc::new(lambda_glue::metrics::Registry::default());
-    s.function = s
-        .function
-        .with_metrics(lambda_glue::metrics::Sink::Registry(registry.clone()));
+    let registry = std::sync::Arc::new(Registry::default());
+    let sink = Sink::Registry(registry.clone());
+    let s = setup_with(Route::Events, json!({}), keys_with_token(), |b| {
+        b.metrics(sink)
+    })
+    .await;
     // The first request is refused for m6's short id; the throttle answers the second.
     s.emu.state.push_faults([
         Fault {

@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use amplitude_emulator::{Emulator, EmulatorConfig, Fault};
-use lambda_glue::inbound::{Inbound, http_api_event};
-use lambda_glue::secrets::SecretSource;
-use lambda_glue::{Function, FunctionConfig, Route};
+use pipeline::ingest::inbound::{Inbound, http_api_event};
+use pipeline::{Function, Kind, Route};
 use serde_json::{Value, json};
 
 async fn function(
@@ -14,31 +13,26 @@ async fn function(
     settings: Value,
     privacy: Option<Value>,
 ) -> Function {
-    let mut vars = vec![
-        ("INGEST_SECRET_ID", "ingest".to_string()),
-        ("SEGMENT_SETTINGS", settings.to_string()),
-        (
+    let mut builder = Function::builder(Kind::Ingest(route))
+        .var("INGEST_SECRET_ID", "ingest")
+        .var("SEGMENT_SETTINGS", settings.to_string())
+        .var(
             "AMPLITUDE_BASE_URL",
             format!("{}/_host/{{host}}", emu.url()),
-        ),
-        ("ALLOW_UNAUTHENTICATED", "true".into()),
-        ("DELETION_REQUESTER", "dpo@example.com".into()),
-    ];
-    let mut secrets = vec![(
-        "ingest".to_string(),
-        json!({"api_key": "amp-key"}).to_string(),
-    )];
+        )
+        .var("ALLOW_UNAUTHENTICATED", "true")
+        .var("DELETION_REQUESTER", "dpo@example.com")
+        .secret("ingest", json!({"api_key": "amp-key"}).to_string())
+        .configure(|c| {
+            c.client.deletion_interval = Duration::from_millis(30);
+            c.client.backoff.base = Duration::from_millis(5);
+        });
     if let Some(p) = privacy {
-        vars.push(("PRIVACY_SECRET_ID", "privacy".into()));
-        secrets.push(("privacy".into(), p.to_string()));
+        builder = builder
+            .var("PRIVACY_SECRET_ID", "privacy")
+            .secret("privacy", p.to_string());
     }
-    let mut config = FunctionConfig::from_vars(route, |k| {
-        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    config.client.deletion_interval = Duration::from_millis(30);
-    config.client.backoff.base = Duration::from_millis(5);
-    Function::new(config, SecretSource::fixed(secrets)).unwrap()
+    builder.build().unwrap()
 }
 
 fn http(method: &str, body: &str, query: &str) -> Value {

@@ -10,27 +10,6 @@ use serde_json::value::RawValue;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Messages {
     pub items: Vec<String>,
-    /// What Segment's `X-Signature` covers.
-    pub signed: Signed,
-}
-
-/// The part of a body Segment's `X-Signature` covers.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Signed {
-    /// The whole body (one event, or the `{"batch": [...]}` shape).
-    WholeBody,
-    /// An array body: only its first element's text, exactly as sent.
-    FirstElement(String),
-}
-
-impl Messages {
-    /// The signed bytes of `body` (the body these messages were split from).
-    pub fn signed_bytes<'b>(&'b self, body: &'b [u8]) -> &'b [u8] {
-        match &self.signed {
-            Signed::WholeBody => body,
-            Signed::FirstElement(first) => first.as_bytes(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +34,72 @@ struct BatchBody<'a> {
     integrations: Option<Value>,
 }
 
+/// What Segment's `X-Signature` covers in a body, found before (and without) splitting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedPart<'b> {
+    /// The signed bytes: the whole body, or an array body's first element exactly as sent.
+    pub bytes: &'b [u8],
+    /// True when `bytes` is the whole body.
+    pub covers_body: bool,
+    /// Events in an array body (1 otherwise).
+    pub events: usize,
+}
+
+/// The signed part of `body`. An array's elements are skipped, not read into memory: only the
+/// first is kept (as a slice of the body), the others are counted. A body that is not a
+/// well-formed non-empty array counts as signed whole.
+pub fn signed_part(body: &[u8]) -> SignedPart<'_> {
+    let whole = SignedPart {
+        bytes: body,
+        covers_body: true,
+        events: 1,
+    };
+    if body.trim_ascii_start().first() != Some(&b'[') {
+        return whole;
+    }
+    match serde_json::from_slice::<FirstOfArray>(body) {
+        Ok(FirstOfArray {
+            first: Some(first),
+            events,
+        }) => SignedPart {
+            bytes: first.get().as_bytes(),
+            covers_body: false,
+            events,
+        },
+        _ => whole,
+    }
+}
+
+/// An array's first element, borrowed, and its length.
+struct FirstOfArray<'b> {
+    first: Option<&'b RawValue>,
+    events: usize,
+}
+
+impl<'de: 'b, 'b> Deserialize<'de> for FirstOfArray<'b> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'b>(std::marker::PhantomData<&'b ()>);
+        impl<'de: 'b, 'b> serde::de::Visitor<'de> for Visit<'b> {
+            type Value = FirstOfArray<'b>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of events")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let first: Option<&'de RawValue> = seq.next_element()?;
+                let mut events = usize::from(first.is_some());
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    events += 1;
+                }
+                Ok(FirstOfArray { first, events })
+            }
+        }
+        d.deserialize_seq(Visit(std::marker::PhantomData))
+    }
+}
+
 /// Splits a body into messages without re-serialising them (signatures cover exact bytes).
 pub fn split(body: &[u8]) -> Result<Messages, BodyError> {
     let text = std::str::from_utf8(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
@@ -64,9 +109,10 @@ pub fn split(body: &[u8]) -> Result<Messages, BodyError> {
         Some(b'[') => {
             let items: Vec<&RawValue> =
                 serde_json::from_str(text).map_err(|e| BodyError::NotJson(e.to_string()))?;
-            let first = items.first().ok_or(BodyError::EmptyBatch)?;
+            if items.is_empty() {
+                return Err(BodyError::EmptyBatch);
+            }
             Ok(Messages {
-                signed: Signed::FirstElement(first.get().to_owned()),
                 items: items.iter().map(|r| r.get().to_owned()).collect(),
             })
         }
@@ -82,14 +128,10 @@ pub fn split(body: &[u8]) -> Result<Messages, BodyError> {
                     .iter()
                     .map(|item| merge(item, batch.context.as_ref(), batch.integrations.as_ref()))
                     .collect();
-                return Ok(Messages {
-                    items,
-                    signed: Signed::WholeBody,
-                });
+                return Ok(Messages { items });
             }
             Ok(Messages {
                 items: vec![value.get().to_owned()],
-                signed: Signed::WholeBody,
             })
         }
         Some(_) => match serde_json::from_str::<Value>(text) {
@@ -131,7 +173,7 @@ mod tests {
         let body = br#"{"type":"track","event":"e"}"#;
         let m = split(body).unwrap();
         assert_eq!(m.items, vec![r#"{"type":"track","event":"e"}"#]);
-        assert_eq!(m.signed_bytes(body), body);
+        assert_eq!(signed_part(body).bytes, body);
     }
 
     #[test]
@@ -139,7 +181,7 @@ mod tests {
         let body = br#"[{"type":"track", "event":"a"} , {"type":"track","event":"b"}]"#;
         let m = split(body).unwrap();
         assert_eq!(m.items.len(), 2);
-        assert_eq!(m.signed_bytes(body), br#"{"type":"track", "event":"a"}"#);
+        assert_eq!(signed_part(body).bytes, br#"{"type":"track", "event":"a"}"#);
     }
 
     #[test]
@@ -155,6 +197,37 @@ mod tests {
         assert_eq!(first["integrations"]["Amplitude"]["session_id"], 5);
         let second: Value = serde_json::from_str(&m.items[1]).unwrap();
         assert_eq!(second["context"]["ip"], "9.9.9.9");
+    }
+
+    #[test]
+    fn the_signed_part_is_found_without_splitting_the_body() {
+        let body = br#" [{"type":"track", "event":"a"} , {"type":"track"}, 3]"#;
+        assert_eq!(
+            signed_part(body),
+            SignedPart {
+                bytes: br#"{"type":"track", "event":"a"}"#,
+                covers_body: false,
+                events: 3
+            }
+        );
+        for whole in [
+            &b"{\"type\":\"track\"}"[..],
+            b"[]",
+            b"[{\"a\":1},",
+            b"nope",
+            b"",
+        ] {
+            assert_eq!(
+                signed_part(whole),
+                SignedPart {
+                    bytes: whole,
+                    covers_body: true,
+                    events: 1
+                },
+                "{}",
+                String::from_utf8_lossy(whole)
+            );
+        }
     }
 
     #[test]

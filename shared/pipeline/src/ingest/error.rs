@@ -6,14 +6,20 @@
 use amplitude_client::JobListError;
 use aws_lambda_events::http::StatusCode;
 
-use crate::auth::AuthError;
-use crate::body::BodyError;
-use crate::inbound::InboundError;
-use crate::reply::Reply;
-use crate::secrets::{SecretError, SecretId};
+use crate::ingest::Route;
+use crate::ingest::auth::AuthError;
+use crate::ingest::body::BodyError;
+use crate::ingest::inbound::InboundError;
+use crate::ingest::reply::Reply;
+use crate::ops::secrets::{SecretError, SecretId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
+    #[error("method: {} takes {}", .0.path(), allowed(*.0))]
+    MethodNotAllowed(Route),
+    /// An HTTP request to the redeliver function, which takes queue events only.
+    #[error("this function takes queue events, not requests")]
+    NoRoute,
     #[error("body: larger than 6 MB; lower the batch size in Segment")]
     TooLarge,
     #[error(transparent)]
@@ -56,6 +62,8 @@ impl From<AuthError> for RequestError {
 impl RequestError {
     pub fn status(&self) -> StatusCode {
         match self {
+            RequestError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            RequestError::NoRoute => StatusCode::NOT_FOUND,
             RequestError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::Inbound(_) | RequestError::Body(_) | RequestError::Query(_) => {
                 StatusCode::BAD_REQUEST
@@ -86,6 +94,16 @@ impl RequestError {
         } else {
             self.to_string()
         };
-        Reply::error(self.status(), message)
+        let reply = Reply::error(self.status(), message);
+        match self {
+            RequestError::MethodNotAllowed(route) => reply.with_allow(allowed(*route)),
+            _ => reply,
+        }
     }
+}
+
+/// The methods a route takes, as an `Allow` header lists them.
+fn allowed(route: Route) -> String {
+    let methods: Vec<&str> = route.operations().iter().map(|(m, _)| *m).collect();
+    methods.join(", ")
 }

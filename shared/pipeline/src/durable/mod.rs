@@ -1,24 +1,32 @@
 //! **Durable delivery.** What is not delivered within the response budget, and anything
 //! Amplitude throttled, is kept in a queue as self-contained delivery jobs ([`job`]) instead of
-//! being handed back to Segment; the *redeliver* function sends them later with the same client
-//! and retry policy, and parks what cannot be delivered in a dead-letter queue, with its reason,
-//! for an operator to inspect and replay with SQS's own redrive.
+//! being handed back to Segment; the *redeliver* function ([`redeliver`]) sends them later with
+//! the same client and retry policy, and parks what cannot be delivered in a dead-letter queue
+//! ([`DeadLetter`], with its reason) for an operator to inspect and replay with SQS's redrive.
 //!
 //! Three queues ([`QueueKind`]): the **delivery** queue (standard; every ingest function writes
 //! here), the **deletion** queue (FIFO with one message group, so one consumer at a time keeps
-//! Amplitude's one-deletion-request-per-second limit across instances), and the **dead-letter**
-//! queue. On AWS they are SQS ([`SqsQueues`]); the local runner keeps them in process
-//! ([`MemoryQueues`]) with the same semantics.
+//! Amplitude's one-deletion-request-per-second limit across instances; the redeliver function
+//! forwards deletion jobs there from the delivery queue), and the **dead-letter** queue. On AWS
+//! they are SQS ([`SqsQueues`]); the local runner keeps them in process ([`MemoryQueues`]) with
+//! the same semantics.
+//!
+//! This folder knows queues and jobs; it does not read requests or answer Segment (`ingest`),
+//! and it settles a redelivery through the same step as the ingest functions (`delivery`).
 
+mod dead_letter;
 pub mod job;
 mod memory;
+pub(crate) mod redeliver;
 mod sqs;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use job::{Job, JobError, JobItem};
+pub use dead_letter::{DeadLetter, Reason, Unreadable};
+pub use job::{Job, JobError, JobItem, V1};
 pub use memory::{MemoryQueues, Received};
+pub use redeliver::{Fate, Record, consume_memory_queues};
 pub use sqs::SqsQueues;
 
 /// Which queue.

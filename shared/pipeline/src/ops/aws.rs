@@ -8,7 +8,7 @@
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
-use crate::config::ConfigError;
+use crate::ops::config::ConfigError;
 
 /// What the SDK clients are built from.
 #[derive(Clone, Debug)]

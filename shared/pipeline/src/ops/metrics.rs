@@ -16,71 +16,14 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use amplitude_client::{Outcome, Report, RetryCause};
+use amplitude_client::Report;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::reply::{Entry, MessageOutcome, RejectedBy};
+use crate::delivery::Tally;
 
 /// At most this many values of one metric in one EMF document (CloudWatch's limit).
 const MAX_VALUES: usize = 100;
-
-/// The message counts of one invocation, by what became of each message.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MessageCounts {
-    pub received: u64,
-    pub delivered: u64,
-    pub skipped: u64,
-    pub unsupported: u64,
-    /// Refused by the mapping (the message lacks what Amplitude needs).
-    pub rejected_mapping: u64,
-    /// Refused by Amplitude, event by event.
-    pub rejected_amplitude: u64,
-    /// Kept because Amplitude refused the request or the configuration (a bad key, 403, ...).
-    pub refused_amplitude: u64,
-    /// Not delivered yet, Segment asked to retry (includes the throttled and the refused).
-    pub retryable: u64,
-    pub throttled: u64,
-    pub queued: u64,
-    pub dead_lettered: u64,
-}
-
-impl MessageCounts {
-    /// Each count with its EMF metric name and its `/_metrics` outcome label.
-    fn named(&self) -> [(&'static str, &'static str, u64); 11] {
-        [
-            ("Received", "received", self.received),
-            ("Delivered", "delivered", self.delivered),
-            ("Skipped", "skipped", self.skipped),
-            ("Unsupported", "unsupported", self.unsupported),
-            ("RejectedMapping", "rejected_mapping", self.rejected_mapping),
-            (
-                "RejectedAmplitude",
-                "rejected_amplitude",
-                self.rejected_amplitude,
-            ),
-            (
-                "RefusedAmplitude",
-                "refused_amplitude",
-                self.refused_amplitude,
-            ),
-            ("Retryable", "retryable", self.retryable),
-            ("Throttled", "throttled", self.throttled),
-            ("Queued", "queued", self.queued),
-            ("DeadLettered", "dead_lettered", self.dead_lettered),
-        ]
-    }
-
-    /// A message not delivered yet, by why.
-    fn count_retryable(&mut self, cause: RetryCause) {
-        self.retryable += 1;
-        match cause {
-            RetryCause::Throttled => self.throttled += 1,
-            RetryCause::Refused => self.refused_amplitude += 1,
-            RetryCause::Transient => {}
-        }
-    }
-}
 
 /// What one invocation sent to one Amplitude endpoint.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -98,11 +41,25 @@ pub struct EndpointCounts {
     pub items_per_request: Vec<f64>,
 }
 
+impl EndpointCounts {
+    /// The requests by status class, each with its EMF metric name and its `/_metrics` label.
+    fn statuses(&self) -> [(&'static str, &'static str, u64); 5] {
+        [
+            ("AmplitudeStatus2xx", "2xx", self.status_2xx),
+            ("AmplitudeStatus4xx", "4xx", self.status_4xx),
+            ("AmplitudeStatus429", "429", self.status_429),
+            ("AmplitudeStatus5xx", "5xx", self.status_5xx),
+            ("AmplitudeNoAnswer", "none", self.no_answer),
+        ]
+    }
+}
+
 /// Everything one invocation measured.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Invocation {
     pub route: &'static str,
-    pub messages: MessageCounts,
+    /// Messages by what became of them.
+    pub messages: Tally,
     pub endpoints: BTreeMap<&'static str, EndpointCounts>,
     pub duration: Duration,
 }
@@ -112,38 +69,6 @@ impl Invocation {
         Invocation {
             route,
             ..Invocation::default()
-        }
-    }
-
-    /// Counts a request's messages by outcome.
-    pub fn count_entries(&mut self, entries: &[Entry]) {
-        let m = &mut self.messages;
-        m.received += entries.len() as u64;
-        for e in entries {
-            match &e.outcome {
-                MessageOutcome::Delivered => m.delivered += 1,
-                MessageOutcome::Skipped { .. } => m.skipped += 1,
-                MessageOutcome::Unsupported { .. } => m.unsupported += 1,
-                MessageOutcome::Rejected { by, .. } => match by {
-                    RejectedBy::Mapping => m.rejected_mapping += 1,
-                    RejectedBy::Amplitude => m.rejected_amplitude += 1,
-                },
-                MessageOutcome::Retryable { cause, .. } => m.count_retryable(*cause),
-                MessageOutcome::Queued { .. } => m.queued += 1,
-            }
-        }
-    }
-
-    /// Counts the outcomes of redelivered messages (the redeliver function has no entries).
-    pub fn count_outcomes<'o>(&mut self, outcomes: impl Iterator<Item = &'o Outcome>) {
-        let m = &mut self.messages;
-        for o in outcomes {
-            m.received += 1;
-            match o {
-                Outcome::Delivered => m.delivered += 1,
-                Outcome::Rejected { .. } => m.rejected_amplitude += 1,
-                Outcome::Retryable { cause, .. } => m.count_retryable(*cause),
-            }
         }
     }
 
@@ -181,14 +106,8 @@ impl Invocation {
             let mut doc = Document::new(namespace, timestamp_ms, &["Route", "Endpoint"]);
             doc.dimension("Route", self.route);
             doc.dimension("Endpoint", endpoint);
-            for (name, value) in [
-                ("AmplitudeRequests", e.requests),
-                ("AmplitudeStatus2xx", e.status_2xx),
-                ("AmplitudeStatus4xx", e.status_4xx),
-                ("AmplitudeStatus429", e.status_429),
-                ("AmplitudeStatus5xx", e.status_5xx),
-                ("AmplitudeNoAnswer", e.no_answer),
-            ] {
+            doc.metric("AmplitudeRequests", "Count", Value::from(e.requests));
+            for (name, _, value) in e.statuses() {
                 doc.metric(name, "Count", Value::from(value));
             }
             doc.metric("AmplitudeLatency", "Milliseconds", values(&e.latency_ms));
@@ -380,13 +299,7 @@ impl Registry {
             &[inv.duration.as_secs_f64()],
         );
         for (endpoint, e) in &inv.endpoints {
-            for (status, n) in [
-                ("2xx", e.status_2xx),
-                ("4xx", e.status_4xx),
-                ("429", e.status_429),
-                ("5xx", e.status_5xx),
-                ("none", e.no_answer),
-            ] {
+            for (_, status, n) in e.statuses() {
                 add(
                     Family::AmplitudeRequests,
                     format!("route=\"{route}\",endpoint=\"{endpoint}\",status=\"{status}\""),
@@ -436,14 +349,14 @@ mod tests {
     /// An `/events` invocation: 5 messages, two requests to `/2/httpapi` (one throttled).
     fn sample() -> Invocation {
         let mut inv = Invocation::new("events");
-        inv.messages = MessageCounts {
+        inv.messages = Tally {
             received: 5,
             delivered: 2,
             skipped: 1,
             rejected_mapping: 1,
             retryable: 1,
             throttled: 1,
-            ..MessageCounts::default()
+            ..Tally::default()
         };
         inv.endpoints.insert(
             "httpapi",

@@ -1,0 +1,14 @@
+//! **Delivery: from messages to outcomes.** Planning turns each message on its own into the
+//! items Amplitude gets, or its final outcome ([`planning`]); the client delivers the items;
+//! settlement does what follows every delivery, for the ingest functions and the redeliver
+//! function alike ([`settlement`]); and [`outcome`] names what became of each message and
+//! counts it, once, for the reply, the logs and the metrics.
+//!
+//! Nothing here reads a Lambda payload or writes an answer (`ingest`); queues are reached only
+//! through settlement's store step (`durable`).
+
+mod outcome;
+pub mod planning;
+pub(crate) mod settlement;
+
+pub use outcome::{Counts, Entry, MessageOutcome, RejectedBy, Tally};

@@ -1,0 +1,272 @@
+//! **Settlement**: what follows every delivery, the same for an ingest function's request and
+//! for the redeliver function's jobs.
+//!
+//! Once per delivery ([`Function::delivered`]): when Amplitude refused the keys, the cached
+//! secrets are forgotten (an ERROR line says so), and the requests are counted.
+//!
+//! Then for each part of it ([`Function::settle`]: a request, or one job):
+//! 1. what is left undelivered is stored as new jobs, if the caller keeps it ([`Keep`]); the
+//!    messages stored are `Queued`, and stay `Retryable` when the queue refuses the write;
+//! 2. each rejected or dead-lettered message gets a WARN line (messageId, route, endpoint,
+//!    reason), and messages kept because Amplitude refused the whole request one ERROR line;
+//! 3. every message is counted by outcome;
+//! 4. deletions: one audit line per user id, with the day of the Amplitude job that lists it.
+
+use amplitude_client::{Report, RetryCause, Undelivered};
+use amplitude_wire::DeletionJob;
+use mapping::Region;
+use tokio::time::Instant;
+
+use super::outcome::{Entry, MessageOutcome, Tally};
+use crate::durable::{QueueError, QueueKind, job};
+use crate::function::Function;
+use crate::ops::metrics::Invocation;
+
+/// How many messageIds a log line about a refused request names.
+const FIRST_IDS: usize = 5;
+
+/// What becomes of the items a delivery left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Nothing is stored: they stay retryable (direct mode; a job retried in place).
+    Nothing,
+    /// Stored as new jobs on `queue`, having been tried `attempts` times since `first_seen_ms`.
+    Jobs {
+        queue: QueueKind,
+        attempts: u32,
+        first_seen_ms: u64,
+    },
+}
+
+/// One part of a delivery to settle: a request's messages, or one job's.
+pub(crate) struct Part<'a> {
+    pub request_id: &'a str,
+    /// The route the messages came in on.
+    pub route: &'a str,
+    pub region: Region,
+    /// Each message's outcome, in order.
+    pub entries: Vec<Entry>,
+    /// The items not delivered yet; `item.message` is the message's place in `entries`.
+    pub left: Vec<Undelivered>,
+    pub keep: Keep,
+    /// Deletions: the user id each message asked to delete (audited with its outcome).
+    pub deleted_users: Option<Vec<Option<String>>>,
+    /// The deletion jobs Amplitude returned (the audit names each user's job day).
+    pub deletion_jobs: &'a [DeletionJob],
+    /// Storing gives up at this instant.
+    pub deadline: Instant,
+}
+
+/// A settled part.
+#[derive(Debug)]
+pub(crate) struct Settled {
+    pub entries: Vec<Entry>,
+    /// `None` when nothing was to be stored; otherwise the `SendMessageBatch` calls made, or
+    /// why the queue refused.
+    pub stored: Option<Result<usize, QueueError>>,
+}
+
+/// Each message's outcome after a delivery of `messages` messages: `Rejected` outcomes name
+/// the endpoint that refused them.
+pub(crate) fn outcomes(report: &Report) -> Vec<MessageOutcome> {
+    let mut endpoints: Vec<Option<&'static str>> = vec![None; report.outcomes.len()];
+    for r in &report.rejections {
+        if let Some(slot) = endpoints.get_mut(r.message) {
+            slot.get_or_insert(r.endpoint.as_str());
+        }
+    }
+    report
+        .outcomes
+        .iter()
+        .zip(endpoints)
+        .map(|(o, endpoint)| MessageOutcome::delivered(o, endpoint))
+        .collect()
+}
+
+impl Function {
+    /// Settles what one delivery did as a whole: refused keys are forgotten, requests counted.
+    pub(crate) fn delivered(&self, report: &Report, request_id: &str, measured: &mut Invocation) {
+        if let Some(reason) = &report.credentials_refused {
+            tracing::error!(
+                request_id,
+                route = measured.route,
+                reason,
+                "Amplitude refused the credentials; the secrets are read again on the next request"
+            );
+            self.forget_keys();
+        }
+        measured.count_requests(report);
+    }
+
+    /// Settles one part of a delivery (see the module docs).
+    pub(crate) async fn settle(&self, part: Part<'_>, measured: &mut Invocation) -> Settled {
+        let Part {
+            request_id,
+            route,
+            region,
+            mut entries,
+            left,
+            keep,
+            deleted_users,
+            deletion_jobs,
+            deadline,
+        } = part;
+        let stored = match keep {
+            Keep::Jobs {
+                queue,
+                attempts,
+                first_seen_ms,
+            } if !left.is_empty() => {
+                let ids: Vec<Option<String>> =
+                    entries.iter().map(|e| e.message_id.clone()).collect();
+                let jobs = job::jobs_from(&left, &ids, route, region, attempts, first_seen_ms);
+                Some(self.store(queue, jobs, deadline, request_id, route).await)
+            }
+            _ => None,
+        };
+        if let Some(Ok(_)) = stored {
+            for e in &mut entries {
+                if let MessageOutcome::Retryable { reason, .. } = &mut e.outcome {
+                    e.outcome = MessageOutcome::Queued {
+                        reason: std::mem::take(reason),
+                    };
+                }
+            }
+        }
+        log_outcomes(request_id, route, &entries);
+        measured.messages.merge(&Tally::of(&entries));
+        if let Some(users) = deleted_users {
+            audit(&users, &entries, deletion_jobs);
+        }
+        Settled { entries, stored }
+    }
+
+    /// Writes jobs to `queue` before `deadline`; logs the result.
+    async fn store(
+        &self,
+        queue: QueueKind,
+        jobs: Vec<job::Job>,
+        deadline: Instant,
+        request_id: &str,
+        route: &str,
+    ) -> Result<usize, QueueError> {
+        let durable = self
+            .durable()
+            .ok_or(QueueError::NotConfigured(queue.name()))?;
+        let (messages, items) = jobs.iter().fold((0, 0), |(m, i), j| {
+            (m + j.message_ids.len(), i + j.items.len())
+        });
+        let outgoing = durable.config.messages(jobs, queue);
+        let bodies = outgoing.len();
+        let sent = tokio::time::timeout_at(deadline, durable.queues.send(queue, outgoing))
+            .await
+            .unwrap_or_else(|_| {
+                Err(QueueError::Refused {
+                    queue: queue.name(),
+                    reason: "no answer before the deadline".into(),
+                })
+            });
+        match &sent {
+            Ok(calls) => tracing::info!(
+                request_id,
+                route,
+                queue = queue.name(),
+                messages,
+                items,
+                queue_messages = bodies,
+                calls,
+                "kept in the queue"
+            ),
+            Err(e) => tracing::error!(
+                request_id,
+                route,
+                error = %e,
+                "could not keep undelivered messages in the queue; they stay retryable"
+            ),
+        }
+        sent
+    }
+}
+
+/// What the operator must see: each rejected or dead-lettered message with its messageId and
+/// reason (WARN), and messages kept back because Amplitude refused the request or the
+/// configuration (ERROR, with their count and the first messageIds). Never keys or payloads.
+fn log_outcomes(request_id: &str, route: &str, entries: &[Entry]) {
+    for e in entries {
+        let message_id = e.message_id.as_deref().unwrap_or("none");
+        match &e.outcome {
+            MessageOutcome::Rejected {
+                by,
+                reason,
+                endpoint,
+            } => tracing::warn!(
+                request_id,
+                route,
+                endpoint = endpoint.unwrap_or("none"),
+                message_id,
+                by = ?by,
+                reason = %reason,
+                "message rejected"
+            ),
+            MessageOutcome::DeadLettered { reason, endpoint } => tracing::warn!(
+                request_id,
+                route,
+                endpoint,
+                message_id,
+                reason = %reason,
+                "dead-lettered"
+            ),
+            _ => {}
+        }
+    }
+    let refused: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.outcome,
+                MessageOutcome::Retryable {
+                    cause: RetryCause::Refused,
+                    ..
+                }
+            )
+        })
+        .collect();
+    if let Some(first) = refused.first() {
+        let ids: Vec<&str> = refused
+            .iter()
+            .take(FIRST_IDS)
+            .filter_map(|e| e.message_id.as_deref())
+            .collect();
+        tracing::error!(
+            request_id,
+            route,
+            count = refused.len(),
+            first_message_ids = ?ids,
+            reason = first.outcome.reason().unwrap_or_default(),
+            "Amplitude refused the request or the configuration; the messages are kept for a retry"
+        );
+    }
+}
+
+/// One audit line per user id a deletion was asked for: the id, the day of the Amplitude job
+/// that lists it, and the outcome. Never the secret key.
+fn audit(users: &[Option<String>], entries: &[Entry], jobs: &[DeletionJob]) {
+    for (entry, user_id) in entries.iter().zip(users) {
+        let Some(user_id) = user_id else {
+            continue;
+        };
+        let job_day = jobs.iter().find_map(|job| {
+            job.amplitude_ids
+                .iter()
+                .any(|e| e.user_id.as_deref() == Some(user_id))
+                .then_some(job.day.as_str())
+        });
+        tracing::info!(
+            audit = "deletion",
+            user_id = %user_id,
+            job_day = job_day.unwrap_or("none"),
+            outcome = entry.outcome.word(),
+            "deletion audit"
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! **Ingest: what arrives and what is answered.** The HTTP routes ([`Route`]), the Lambda
+//! payload read into one request whatever its source ([`inbound`]), Segment's body shapes
+//! ([`body`]), authentication ([`auth`]), the deletions route's own operations
+//! ([`deletions`]), request-level errors ([`error`]) and the answer to Segment ([`reply`]).
+//!
+//! Nothing here talks to Amplitude or to a queue: delivery is `delivery`'s, and keys come from
+//! `ops::secrets`.
+
+pub mod auth;
+pub mod body;
+pub(crate) mod deletions;
+pub(crate) mod error;
+pub mod inbound;
+pub mod reply;
+
+use mapping::engage::{self, Engage};
+use mapping::{Call, Rejection, Settings};
+
+/// The HTTP routes, one function each (`template.yaml`). Everything that differs between them
+/// is in this table: their names, the calls and methods they take, how a message is planned,
+/// and whether they work on the User Privacy API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /events`: track, page, screen, identify (Engage identifies too), group.
+    Events,
+    /// `POST /alias`: alias → usermap / unmap.
+    Alias,
+    /// `POST /deletions`: Segment `delete` → User Privacy API; `GET` lists deletion jobs.
+    Deletions,
+    /// `POST /engage`: Engage audience and computed-trait identifies and tracks.
+    Engage,
+}
+
+/// What a request to a route asks for, by its method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `POST`: deliver the body's messages.
+    Deliver,
+    /// `GET /deletions`: list Amplitude's deletion jobs.
+    ListDeletionJobs,
+}
+
+/// How a route turns one parsed message into Amplitude requests.
+type Planner =
+    for<'a> fn(&'a serde_json_borrow::Value<'a>, &Settings) -> Result<Engage<'a>, Rejection>;
+
+impl Route {
+    /// Every route (the local runner serves them all).
+    pub const ALL: [Route; 4] = [Route::Events, Route::Alias, Route::Deletions, Route::Engage];
+
+    /// The route's name in metrics (the `Route` dimension) and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Events => "events",
+            Route::Alias => "alias",
+            Route::Deletions => "deletions",
+            Route::Engage => "engage",
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::Events => "/events",
+            Route::Alias => "/alias",
+            Route::Deletions => "/deletions",
+            Route::Engage => "/engage",
+        }
+    }
+
+    /// The Segment call types this route handles; others are answered 501.
+    pub fn accepts(self, call: Call) -> bool {
+        match self {
+            Route::Events => matches!(
+                call,
+                Call::Track | Call::Page | Call::Screen | Call::Identify | Call::Group
+            ),
+            Route::Alias => call == Call::Alias,
+            Route::Deletions => call == Call::Delete,
+            Route::Engage => matches!(call, Call::Identify | Call::Track),
+        }
+    }
+
+    /// The methods the route takes and what each asks for; any other is answered 405.
+    pub fn operations(self) -> &'static [(&'static str, Operation)] {
+        match self {
+            Route::Deletions => &[
+                ("POST", Operation::Deliver),
+                ("GET", Operation::ListDeletionJobs),
+            ],
+            _ => &[("POST", Operation::Deliver)],
+        }
+    }
+
+    /// What a request with `method` asks for, if the route takes the method.
+    pub fn operation(self, method: &str) -> Option<Operation> {
+        self.operations()
+            .iter()
+            .find(|(m, _)| m.eq_ignore_ascii_case(method))
+            .map(|(_, op)| *op)
+    }
+
+    /// How the route plans a message: the Engage forms on `/engage`, the mapping elsewhere.
+    pub(crate) fn planner(self) -> Planner {
+        match self {
+            Route::Engage => engage::plan,
+            _ => classic,
+        }
+    }
+
+    /// True for the route that works on Amplitude's User Privacy API: its deliveries need the
+    /// project's secret key, each requested user id gets an audit line, and its answers list
+    /// the deletion jobs Amplitude scheduled.
+    pub fn is_privacy(self) -> bool {
+        self == Route::Deletions
+    }
+}
+
+/// The mapping of Segment's Amplitude destination, for every route but `/engage`.
+fn classic<'a>(
+    value: &'a serde_json_borrow::Value<'a>,
+    settings: &Settings,
+) -> Result<Engage<'a>, Rejection> {
+    mapping::plan(value, settings).map(Engage::Plan)
+}

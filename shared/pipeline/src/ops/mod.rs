@@ -1,0 +1,13 @@
+//! **Operations: what a function runs on.** Its configuration from the environment, validated
+//! once at start-up ([`config`]), keys from Secrets Manager (**the secret cache**,
+//! [`secrets`]), metrics as CloudWatch EMF and the local `/_metrics` ([`metrics`]), logging
+//! ([`logging`]), and the AWS SDK clients built from Lambda's environment ([`aws`]).
+//!
+//! Nothing here knows Segment's messages or Amplitude's answers: it is what the pipeline uses,
+//! not the pipeline.
+
+pub mod aws;
+pub mod config;
+pub(crate) mod logging;
+pub mod metrics;
+pub mod secrets;
