@@ -147,7 +147,7 @@ struct Lane {
 }
 
 /// What a partial answer means for one item of the request.
-enum Fate {
+enum Triage {
     /// Refused for good, with Amplitude's reason.
     Reject(String),
     /// Throttled: kept retryable, to be sent after Amplitude's delay.
@@ -191,33 +191,33 @@ impl Delivery {
         let mut in_flight: HashMap<tokio::task::Id, Vec<usize>> = HashMap::new();
         loop {
             while running.len() < concurrency {
-                let Some(job) = lane.queue.pop_front() else {
+                let Some(batch) = lane.queue.pop_front() else {
                     break;
                 };
                 if let Some(reason) = self.refused.get() {
-                    lane.hold(&job, reason, RetryCause::Refused);
+                    lane.hold(&batch, reason, RetryCause::Refused);
                     continue;
                 }
                 let delivery = self.clone();
-                let (endpoint, sent) = (lane.endpoint, job.clone());
+                let (endpoint, sent) = (lane.endpoint, batch.clone());
                 let task = running.spawn(async move {
                     let mut records = Vec::new();
                     let resolution = delivery.send(endpoint, &sent, &mut records).await;
                     (resolution, records)
                 });
-                in_flight.insert(task.id(), job);
+                in_flight.insert(task.id(), batch);
             }
             match running.join_next_with_id().await {
                 None => break,
                 Some(Ok((id, (resolution, records)))) => {
-                    let job = in_flight.remove(&id).unwrap_or_default();
+                    let batch = in_flight.remove(&id).unwrap_or_default();
                     lane.records.extend(records);
-                    lane.apply(&self, job, resolution);
+                    lane.apply(&self, batch, resolution);
                 }
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "delivery task failed");
-                    let job = in_flight.remove(&e.id()).unwrap_or_default();
-                    lane.hold(&job, "the delivery task failed", RetryCause::Transient);
+                    let batch = in_flight.remove(&e.id()).unwrap_or_default();
+                    lane.hold(&batch, "the delivery task failed", RetryCause::Transient);
                 }
             }
         }
@@ -239,19 +239,19 @@ impl Delivery {
     async fn send(
         &self,
         endpoint: Endpoint,
-        job: &[usize],
+        batch: &[usize],
         records: &mut Vec<RequestRecord>,
     ) -> Resolution {
         let config = &self.shared.config;
         let frame = self.frame(endpoint);
-        let wires = job
+        let wires = batch
             .iter()
             .filter_map(|&i| self.items.get(i))
             .map(|it| it.wire.as_str());
         let body = bytes::Bytes::from(frame.body(wires));
         let url = crate::target_url(config.base_url.as_deref(), endpoint, self.region);
         self.shared
-            .send_with_retries(endpoint, job.len(), self.deadline, records, |timeout| {
+            .send_with_retries(endpoint, batch.len(), self.deadline, records, |timeout| {
                 let request = self
                     .shared
                     .http
@@ -282,32 +282,32 @@ impl Delivery {
 
 impl Lane {
     /// Applies how a batch ended to its items.
-    fn apply(&mut self, delivery: &Delivery, job: Vec<usize>, resolution: Resolution) {
+    fn apply(&mut self, delivery: &Delivery, batch: Vec<usize>, resolution: Resolution) {
         let (verdict, body) = match resolution {
             Resolution::GaveUp { reason } => {
-                return self.hold(&job, &reason, RetryCause::Transient);
+                return self.hold(&batch, &reason, RetryCause::Transient);
             }
             Resolution::Answered { verdict, body } => (*verdict, body),
         };
         match verdict {
-            Verdict::Delivered => self.delivered(&job, &body),
+            Verdict::Delivered => self.delivered(&batch, &body),
             Verdict::CredentialsRefused { reason } => {
-                self.credentials_refused(delivery, &job, reason)
+                self.credentials_refused(delivery, &batch, reason)
             }
-            Verdict::RequestRefused { reason } => self.hold(&job, &reason, RetryCause::Refused),
+            Verdict::RequestRefused { reason } => self.hold(&batch, &reason, RetryCause::Refused),
             Verdict::DropListed {
                 rejected,
                 throttled,
-            } => self.drop_listed(job, &rejected, &throttled),
-            Verdict::Isolate { reason } => self.split(job, |_| Fate::Reject(reason.clone())),
-            Verdict::TooLarge => self.too_large(delivery, job),
-            Verdict::Throttled(t) => self.throttled(delivery, job, &t),
-            Verdict::Retry { reason } => self.hold(&job, &reason, RetryCause::Transient),
+            } => self.drop_listed(batch, &rejected, &throttled),
+            Verdict::Isolate { reason } => self.split(batch, |_| Triage::Reject(reason.clone())),
+            Verdict::TooLarge => self.too_large(delivery, batch),
+            Verdict::Throttled(t) => self.throttled(delivery, batch, &t),
+            Verdict::Retry { reason } => self.hold(&batch, &reason, RetryCause::Transient),
         }
     }
 
-    fn delivered(&mut self, job: &[usize], body: &[u8]) {
-        self.settle(job, ItemState::Delivered);
+    fn delivered(&mut self, batch: &[usize], body: &[u8]) {
+        self.settle(batch, ItemState::Delivered);
         if self.endpoint == Endpoint::Deletion {
             self.deletion_jobs
                 .extend(amplitude_wire::parse_deletion_jobs(body).unwrap_or_default());
@@ -316,51 +316,51 @@ impl Lane {
 
     /// The key is refused: these items and every batch not sent yet, on every lane, stay
     /// retryable, and the caller is told to refresh its secrets.
-    fn credentials_refused(&mut self, delivery: &Delivery, job: &[usize], reason: String) {
+    fn credentials_refused(&mut self, delivery: &Delivery, batch: &[usize], reason: String) {
         let reason = format!("configuration: {reason}");
         let _ = delivery.refused.set(reason.clone());
-        self.hold(job, &reason, RetryCause::Refused);
+        self.hold(batch, &reason, RetryCause::Refused);
     }
 
     /// A 400 listing indices: the listed items are rejected, throttled ones held, the rest
     /// resent at once.
     fn drop_listed(
         &mut self,
-        job: Vec<usize>,
+        batch: Vec<usize>,
         rejected: &[(usize, String)],
         throttled: &std::collections::HashSet<usize>,
     ) {
-        self.triage(job, |pos, _| {
+        self.triage(batch, |pos, _| {
             match rejected.iter().find(|(p, _)| *p == pos) {
-                Some((_, why)) => Fate::Reject(why.clone()),
-                None if throttled.contains(&pos) => Fate::Hold,
-                None => Fate::Resend,
+                Some((_, why)) => Triage::Reject(why.clone()),
+                None if throttled.contains(&pos) => Triage::Hold,
+                None => Triage::Resend,
             }
         });
     }
 
     /// A 429: users or devices over their daily quota are rejected, throttled ones held for
     /// Amplitude's delay, the others resent at once. A body that names nobody holds all.
-    fn throttled(&mut self, delivery: &Delivery, job: Vec<usize>, t: &Throttle) {
+    fn throttled(&mut self, delivery: &Delivery, batch: Vec<usize>, t: &Throttle) {
         let named = |set: &std::collections::HashSet<String>, id: Option<&String>| {
             id.is_some_and(|id| set.contains(id))
         };
         let names_nothing = t.names_nothing();
-        self.triage(job, |pos, i| {
+        self.triage(batch, |pos, i| {
             let Some(item) = delivery.item(i) else {
-                return Fate::Hold;
+                return Triage::Hold;
             };
             let (user, device) = (item.user_id.as_ref(), item.device_id.as_ref());
             if named(&t.quota_users, user) || named(&t.quota_devices, device) {
-                Fate::Reject("Amplitude 429: the user or device exceeded its daily quota".into())
+                Triage::Reject("Amplitude 429: the user or device exceeded its daily quota".into())
             } else if names_nothing
                 || t.events.contains(&pos)
                 || named(&t.users, user)
                 || named(&t.devices, device)
             {
-                Fate::Hold
+                Triage::Hold
             } else {
-                Fate::Resend
+                Triage::Resend
             }
         });
     }
@@ -368,48 +368,48 @@ impl Lane {
     /// A 413: halves are sent at once. One item alone is rejected only when it really is
     /// larger than the endpoint accepts; otherwise the 413 is not about it and it stays
     /// retryable (a misbehaving server must not cost a valid event).
-    fn too_large(&mut self, delivery: &Delivery, job: Vec<usize>) {
+    fn too_large(&mut self, delivery: &Delivery, batch: Vec<usize>) {
         let endpoint = self.endpoint;
-        self.split(job, |i| {
+        self.split(batch, |i| {
             if delivery.exceeds_limit(endpoint, i) {
-                Fate::Reject("Amplitude 413: larger than Amplitude accepts in one request".into())
+                Triage::Reject("Amplitude 413: larger than Amplitude accepts in one request".into())
             } else {
-                Fate::Hold
+                Triage::Hold
             }
         });
     }
 
     /// Splits a batch in halves (sent at once); a single item gets `lone`'s fate.
-    fn split(&mut self, mut job: Vec<usize>, lone: impl Fn(usize) -> Fate) {
-        if let [only] = job[..] {
+    fn split(&mut self, mut batch: Vec<usize>, lone: impl Fn(usize) -> Triage) {
+        if let [only] = batch[..] {
             return match lone(only) {
-                Fate::Reject(reason) => self.settle(&job, ItemState::Rejected(reason)),
-                Fate::Hold => self.hold(&job, LONE_ITEM_413, RetryCause::Transient),
-                Fate::Resend => self.queue.push_front(job),
+                Triage::Reject(reason) => self.settle(&batch, ItemState::Rejected(reason)),
+                Triage::Hold => self.hold(&batch, LONE_ITEM_413, RetryCause::Transient),
+                Triage::Resend => self.queue.push_front(batch),
             };
         }
-        let second = job.split_off(job.len() / 2);
+        let second = batch.split_off(batch.len() / 2);
         self.queue.push_front(second);
-        self.queue.push_front(job);
+        self.queue.push_front(batch);
     }
 
     /// Applies each item's fate (by its position in the request). The survivors are resent at
     /// once, unless the answer removed none of them: then a resend would get the same answer,
     /// so they are kept retryable instead.
-    fn triage(&mut self, job: Vec<usize>, fate: impl Fn(usize, usize) -> Fate) {
+    fn triage(&mut self, batch: Vec<usize>, triage: impl Fn(usize, usize) -> Triage) {
         let mut rest = Vec::new();
-        for (pos, &i) in job.iter().enumerate() {
-            match fate(pos, i) {
-                Fate::Reject(reason) => self.settle(&[i], ItemState::Rejected(reason)),
-                Fate::Hold => self.hold(
+        for (pos, &i) in batch.iter().enumerate() {
+            match triage(pos, i) {
+                Triage::Reject(reason) => self.settle(&[i], ItemState::Rejected(reason)),
+                Triage::Hold => self.hold(
                     &[i],
                     "Amplitude throttled this user or device",
                     RetryCause::Throttled,
                 ),
-                Fate::Resend => rest.push(i),
+                Triage::Resend => rest.push(i),
             }
         }
-        if rest.len() == job.len() {
+        if rest.len() == batch.len() {
             self.hold(
                 &rest,
                 "Amplitude refused the request without naming one of its events",

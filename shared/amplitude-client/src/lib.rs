@@ -5,12 +5,12 @@
 //! The pieces, each small: [`encode`] (items in wire form), [`batch`] (packing within limits),
 //! [`policy`] (**the retry policy**: what each response means, and the backoff), `engine` (one
 //! lane per endpoint, applying each verdict), `send` (the sending loop: attempts, backoff,
-//! deadline), `jobs` (the deletion job listing) and [`outcome`].
+//! deadline), `deletion_jobs` (the User Privacy API's job listing) and [`outcome`].
 
 pub mod batch;
+mod deletion_jobs;
 pub mod encode;
 mod engine;
-mod jobs;
 mod outcome;
 mod policy;
 mod send;
@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use deletion_jobs::JobListError;
 pub use encode::Item;
-pub use jobs::JobListError;
 pub use outcome::{ItemRejection, Outcome, Report, RequestRecord, RetryCause, Undelivered};
 pub use policy::{Backoff, throttle_delay};
 
