@@ -649,3 +649,58 @@ async fn a_mixed_batch_is_counted_by_outcome() {
         "{text}"
     );
 }
+
+/// Issue "bounded" §6: an ingest route takes POST only, whatever the gateway in front; the
+/// answer names the methods it takes, in an `Allow` header too, and nothing is delivered.
+#[tokio::test]
+async fn other_methods_are_answered_405_with_allow() {
+    let s = setup(Route::Events, json!({}), keys_with_token()).await;
+    let body = track(1).to_string();
+    for method in ["GET", "PUT", "DELETE", "PATCH"] {
+        let mut event = apigw_v2(
+            &body,
+            json!({"Authorization": format!("Bearer {TOKEN}")}),
+            false,
+        );
+        event["requestContext"]["http"]["method"] = json!(method);
+        let inbound = Inbound::from_payload(event).unwrap();
+        let reply = s
+            .function
+            .handle(
+                inbound,
+                tokio::time::Instant::now() + Duration::from_secs(4),
+                "r",
+            )
+            .await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.allow.as_deref()),
+            (405, Some("POST")),
+            "{method}"
+        );
+        assert_eq!(
+            serde_json::to_value(&reply.body).unwrap(),
+            json!({"status": 405, "error": "method: /events takes POST"})
+        );
+        let response = reply.into_response(pipeline::ingest::inbound::Source::HttpApi);
+        let Ok(pipeline::ingest::reply::LambdaResponse::HttpApi(r)) = response else {
+            panic!("an HTTP API response");
+        };
+        assert_eq!(r.headers["allow"], "POST");
+    }
+    assert!(s.emu.state.ingested().events.is_empty());
+    let deletions = setup(Route::Deletions, json!({}), keys_with_token()).await;
+    let mut event = apigw_v2("{}", json!({}), false);
+    event["requestContext"]["http"]["method"] = json!("PUT");
+    let reply = deletions
+        .function
+        .handle(
+            Inbound::from_payload(event).unwrap(),
+            tokio::time::Instant::now() + Duration::from_secs(4),
+            "r",
+        )
+        .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.allow.as_deref()),
+        (405, Some("POST, GET"))
+    );
+}
