@@ -256,20 +256,28 @@ impl Function {
     pub async fn invoke(&self, event: LambdaEvent<Value>) -> Result<LambdaResponse, Diagnostic> {
         let deadline = self.deadline(event.context.deadline);
         let request_id = event.context.request_id;
-        let request = match LambdaRequest::from_payload(event.payload) {
-            Ok(r) => r,
-            Err(e) => {
-                return RequestError::from(e)
-                    .reply(&request_id)
-                    .into_response(Source::HttpApi);
-            }
-        };
-        let source = request.source();
-        let reply = match Inbound::try_from(request) {
+        let request = LambdaRequest::from_payload(event.payload);
+        let source = request.as_ref().map_or(Source::HttpApi, LambdaRequest::source);
+        let reply = match request.and_then(Inbound::try_from) {
             Ok(inbound) => self.handle(inbound, deadline, &request_id).await,
-            Err(e) => RequestError::from(e).reply(&request_id),
+            Err(e) => self.refuse(&e.into(), &request_id),
         };
         reply.into_response(source)
+    }
+
+    /// The answer to a request that could not be read: one log line with the detail the
+    /// answer leaves out (it could quote the caller's bytes).
+    fn refuse(&self, error: &RequestError, request_id: &str) -> Reply {
+        let reply = error.reply(request_id);
+        tracing::warn!(
+            request_id,
+            route = self.config.kind.name(),
+            status = reply.status.as_u16(),
+            error = %error,
+            detail = error.detail(),
+            "request refused"
+        );
+        reply
     }
 
     /// The smaller of the response budget and the Lambda's remaining time less a margin (the

@@ -704,3 +704,32 @@ async fn other_methods_are_answered_405_with_allow() {
         (405, Some("POST, GET"))
     );
 }
+
+/// Issue "bounded" §6: a header value API Gateway passes but HTTP forbids (a control
+/// character) is refused with a generic 400 that does not echo the caller's bytes.
+#[tokio::test]
+async fn a_malformed_header_gets_a_generic_400_without_its_value() {
+    let s = setup(Route::Events, json!({}), keys_with_token()).await;
+    let body = track(1).to_string();
+    let mut event = apigw_v2(&body, json!({}), false);
+    event["headers"]["x-caller"] = json!("\u{1}caller-secret-bytes");
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = (std::time::SystemTime::now() + Duration::from_secs(5))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let response = s
+        .function
+        .invoke(lambda_runtime::LambdaEvent::new(event, context))
+        .await
+        .unwrap();
+    let (status, text) = response.status_and_body();
+    assert_eq!(
+        (status.as_u16(), serde_json::from_str::<Value>(&text).unwrap()),
+        (
+            400,
+            json!({"status": 400, "error": "the API Gateway event is malformed (a header, the query string or the request context)"})
+        )
+    );
+    assert!(s.emu.state.ingested().events.is_empty());
+}

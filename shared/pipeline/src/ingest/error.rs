@@ -79,6 +79,14 @@ impl RequestError {
         }
     }
 
+    /// What the log may add to the answer: where an unreadable event went wrong.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            RequestError::Inbound(InboundError::BadEvent { detail }) => Some(detail),
+            _ => None,
+        }
+    }
+
     /// True when only the function's log may hold the detail.
     fn is_configuration(&self) -> bool {
         matches!(

@@ -45,8 +45,26 @@ pub struct Inbound {
 pub enum InboundError {
     #[error("body: `isBase64Encoded` is true but the body is not valid base64")]
     BadBase64,
-    #[error("the API Gateway event is malformed ({0})")]
-    BadEvent(String),
+    /// The answer names no detail: it could quote the caller's bytes (a header value). The
+    /// detail, without them, goes to the log.
+    #[error("the API Gateway event is malformed (a header, the query string or the request context)")]
+    BadEvent {
+        /// What kind of error and where in the event, never the offending value.
+        detail: String,
+    },
+}
+
+impl InboundError {
+    fn bad_event(e: &serde_json::Error) -> InboundError {
+        InboundError::BadEvent {
+            detail: format!(
+                "{:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        }
+    }
 }
 
 impl LambdaRequest {
@@ -54,7 +72,7 @@ impl LambdaRequest {
     /// `version: "2.0"` for HTTP APIs, `httpMethod` for REST APIs); anything else is a direct
     /// invocation carrying a Segment body.
     pub fn from_payload(payload: Value) -> Result<Self, InboundError> {
-        let bad = |e: serde_json::Error| InboundError::BadEvent(e.to_string());
+        let bad = |e: serde_json::Error| InboundError::bad_event(&e);
         let has_context = payload.get("requestContext").is_some();
         if has_context && payload.get("version").and_then(Value::as_str) == Some("2.0") {
             return serde_json::from_value(payload)
@@ -123,7 +141,7 @@ impl TryFrom<LambdaRequest> for Inbound {
                 .iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
-            body: decode(body.as_deref(), base64)?,
+            body: decode(body, base64)?,
             gateway_request_id,
         })
     }
@@ -173,14 +191,15 @@ fn header_list(map: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-fn decode(body: Option<&str>, base64: bool) -> Result<Vec<u8>, InboundError> {
+/// The body's bytes: its text as it is (moved, not copied: it can be 6 MB), or decoded.
+fn decode(body: Option<String>, base64: bool) -> Result<Vec<u8>, InboundError> {
     let body = body.unwrap_or_default();
     if base64 {
         base64::engine::general_purpose::STANDARD
             .decode(body.trim())
             .map_err(|_| InboundError::BadBase64)
     } else {
-        Ok(body.as_bytes().to_vec())
+        Ok(body.into_bytes())
     }
 }
 
