@@ -257,7 +257,9 @@ impl Function {
         let deadline = self.deadline(event.context.deadline);
         let request_id = event.context.request_id;
         let request = LambdaRequest::from_payload(event.payload);
-        let source = request.as_ref().map_or(Source::HttpApi, LambdaRequest::source);
+        let source = request
+            .as_ref()
+            .map_or(Source::HttpApi, LambdaRequest::source);
         let reply = match request.and_then(Inbound::try_from) {
             Ok(inbound) => self.handle(inbound, deadline, &request_id).await,
             Err(e) => self.refuse(&e.into(), &request_id),

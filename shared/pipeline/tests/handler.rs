@@ -112,7 +112,7 @@ fn track(i: usize) -> Value {
 }
 
 #[tokio::test]
-async fn signed_single_event_is_delivered_with_200_and_per_event_results() {
+async fn signed_single_event_is_delivered_with_200_and_counts() {
     let s = setup(Route::Events, json!({}), keys()).await;
     let body = track(1).to_string();
     let (status, reply) = call(&s.function, apigw_v2(&body, signed(&body), false)).await;
@@ -120,7 +120,7 @@ async fn signed_single_event_is_delivered_with_200_and_per_event_results() {
     assert_eq!(
         reply,
         json!({"status": 200, "counts": {"received": 1, "delivered": 1, "skipped": 0, "rejected": 0, "unsupported": 0, "retryable": 0, "queued": 0},
-            "results": [{"index": 0, "message_id": "m1", "outcome": "delivered"}]})
+            "results": []})
     );
     assert_eq!(s.emu.state.ingested().events[0]["_api_key"], "amp-key");
 }
@@ -615,7 +615,6 @@ async fn a_mixed_batch_is_counted_by_outcome() {
     assert_eq!(
         outcomes,
         [
-            ("delivered", ""),
             ("skipped", ""),
             ("rejected", "mapping"),
             ("unsupported", ""),
@@ -725,11 +724,62 @@ async fn a_malformed_header_gets_a_generic_400_without_its_value() {
         .unwrap();
     let (status, text) = response.status_and_body();
     assert_eq!(
-        (status.as_u16(), serde_json::from_str::<Value>(&text).unwrap()),
+        (
+            status.as_u16(),
+            serde_json::from_str::<Value>(&text).unwrap()
+        ),
         (
             400,
             json!({"status": 400, "error": "the API Gateway event is malformed (a header, the query string or the request context)"})
         )
     );
     assert!(s.emu.state.ingested().events.is_empty());
+}
+
+/// Issue "bounded" §2: 100,000 messages the mapping rejects (no user or device id) get an
+/// answer within 64 KB: the counts, the first results with their messageIds and reason, and
+/// the rest counted by reason.
+#[tokio::test]
+async fn the_answer_to_100_000_rejected_messages_stays_within_64_kb() {
+    let token_only = json!({"api_key": "amp-key", "bearer_token": TOKEN});
+    let s = setup(Route::Events, json!({}), token_only).await;
+    let events: Vec<String> = (0..100_000)
+        .map(|i| format!(r#"{{"type":"track","event":"e","messageId":"m{i}"}}"#))
+        .collect();
+    let body = format!("[{}]", events.join(","));
+    assert!(body.len() < pipeline::MAX_BODY_BYTES);
+    let headers = json!({"Authorization": format!("Bearer {TOKEN}")});
+    let inbound = Inbound::from_payload(apigw_v2(&body, headers, false)).unwrap();
+    let reply = s
+        .function
+        .handle(
+            inbound,
+            tokio::time::Instant::now() + Duration::from_secs(30),
+            "r",
+        )
+        .await;
+    let text = serde_json::to_string(&reply.body).unwrap();
+    assert!(
+        text.len() <= pipeline::ingest::reply::MAX_REPLY_BYTES,
+        "{}",
+        text.len()
+    );
+    let reply: Value = serde_json::from_str(&text).unwrap();
+    let reason = "`userId` or `anonymousId` (or `context.device.id`) is required";
+    assert_eq!(reply["status"], 200);
+    assert_eq!(reply["counts"]["rejected"], 100_000);
+    let results = reply["results"].as_array().unwrap();
+    assert!(results.len() > 100, "{}", results.len());
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(
+            r,
+            &json!({"index": i, "message_id": format!("m{i}"), "outcome": "rejected",
+                "by": "mapping", "reason": reason})
+        );
+    }
+    assert_eq!(
+        reply["omitted"],
+        json!({"results": 100_000 - results.len(),
+            "by_reason": [{"outcome": "rejected", "reason": reason, "count": 100_000 - results.len()}]})
+    );
 }

@@ -88,6 +88,40 @@ impl MessageOutcome {
         }
     }
 
+    /// The outcome's name in an answer (`outcome`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MessageOutcome::Delivered => "delivered",
+            MessageOutcome::Skipped { .. } => "skipped",
+            MessageOutcome::Rejected { .. } => "rejected",
+            MessageOutcome::Unsupported { .. } => "unsupported",
+            MessageOutcome::Retryable { .. } => "retryable",
+            MessageOutcome::Queued { .. } => "queued",
+            MessageOutcome::DeadLettered { .. } => "dead_lettered",
+        }
+    }
+
+    /// Cuts the reason to at most `max` bytes, on a character boundary.
+    pub fn cut_reason(&mut self, max: usize) {
+        let reason = match self {
+            MessageOutcome::Rejected { reason, .. }
+            | MessageOutcome::Unsupported { reason }
+            | MessageOutcome::Retryable { reason, .. }
+            | MessageOutcome::Queued { reason }
+            | MessageOutcome::DeadLettered { reason, .. } => reason,
+            MessageOutcome::Skipped { reason } => match reason {
+                Some(r) => r,
+                None => return,
+            },
+            MessageOutcome::Delivered => return,
+        };
+        let mut end = reason.len().min(max);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+
     /// One word for the outcome (the deletion audit line's `outcome`).
     pub fn word(&self) -> &'static str {
         match self {

@@ -47,7 +47,9 @@ pub enum InboundError {
     BadBase64,
     /// The answer names no detail: it could quote the caller's bytes (a header value). The
     /// detail, without them, goes to the log.
-    #[error("the API Gateway event is malformed (a header, the query string or the request context)")]
+    #[error(
+        "the API Gateway event is malformed (a header, the query string or the request context)"
+    )]
     BadEvent {
         /// What kind of error and where in the event, never the offending value.
         detail: String,

@@ -1,5 +1,10 @@
 //! Answers to Segment (segment-delivery §1.7): 2xx is done; 429 and 5xx (except 501) are
 //! retried for hours; other 4xx and 501 are dropped.
+//!
+//! **An answer is at most [`MAX_REPLY_BYTES`], whatever the request** (Lambda refuses a
+//! response over 6 MB, and Segment reads only the status): the counts always; the messages that
+//! were not delivered, one result each, in order, while they fit; then the rest counted by
+//! outcome and reason. Every message is in the log and the metrics anyway.
 
 use amplitude_client::RetryCause;
 use amplitude_wire::DeletionJob;
@@ -12,6 +17,20 @@ use serde_with::skip_serializing_none;
 use crate::delivery::{Counts, Entry, MessageOutcome, RejectedBy, Tally};
 use crate::ingest::inbound::Source;
 
+/// The largest answer, in bytes of JSON.
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+/// Room for the per-message results; the deletion jobs get what they leave of the answer less
+/// [`ROOM_FOR_THE_REST`].
+const RESULTS_BYTES: usize = 40 * 1024;
+/// Room kept for the status, the error, the counts and the summary of omitted results.
+const ROOM_FOR_THE_REST: usize = 8 * 1024;
+/// Room for the operator's job listing (`GET /deletions`).
+const LISTING_BYTES: usize = 4 * 1024 * 1024;
+/// A reason is cut to this many bytes in an answer (Amplitude's can be long).
+const MAX_REASON_BYTES: usize = 300;
+/// At most this many outcome-and-reason groups in the summary of omitted results.
+const MAX_GROUPS: usize = 16;
+
 /// The JSON body of every answer.
 #[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -19,9 +38,33 @@ pub struct ReplyBody {
     pub status: u16,
     pub error: Option<String>,
     pub counts: Option<Counts>,
+    /// The messages not delivered, in order, as many as fit.
     pub results: Option<Vec<Entry>>,
-    /// Deletion jobs (deletions route: the jobs Amplitude scheduled, or the listing).
+    /// The results that did not fit, counted.
+    pub omitted: Option<Omitted>,
+    /// Deletion jobs (deletions route: the jobs Amplitude scheduled, or the listing), as many
+    /// as fit.
     pub jobs: Option<Vec<DeletionJob>>,
+    /// Jobs that did not fit.
+    pub jobs_omitted: Option<usize>,
+}
+
+/// What an answer leaves out of its results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Omitted {
+    pub results: usize,
+    /// The omitted results by outcome and reason, largest groups first (at most 16 groups; the
+    /// rest in one group with no reason).
+    pub by_reason: Vec<ReasonCount>,
+}
+
+/// Omitted results of one outcome and reason.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReasonCount {
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub count: usize,
 }
 
 /// The HTTP answer.
@@ -43,7 +86,9 @@ impl Reply {
                 error: Some(message.into()),
                 counts: None,
                 results: None,
+                omitted: None,
                 jobs: None,
+                jobs_omitted: None,
             },
             allow: None,
         }
@@ -55,8 +100,10 @@ impl Reply {
         self
     }
 
-    /// A deletion job listing.
+    /// A deletion job listing (for the operator: up to 4 MB of jobs; a narrower date range
+    /// lists the rest).
     pub fn jobs(jobs: Vec<DeletionJob>) -> Reply {
+        let (jobs, jobs_omitted) = fitting(jobs, LISTING_BYTES);
         Reply {
             status: StatusCode::OK,
             body: ReplyBody {
@@ -64,7 +111,9 @@ impl Reply {
                 error: None,
                 counts: None,
                 results: None,
+                omitted: None,
                 jobs: Some(jobs),
+                jobs_omitted,
             },
             allow: None,
         }
@@ -113,15 +162,26 @@ impl Reply {
         let error = (status != StatusCode::OK)
             .then(|| entries.iter().find_map(|e| e.outcome.reason()))
             .flatten()
-            .map(str::to_owned);
+            .map(|r| cut(r).to_owned());
+        let (results, used, omitted) = results(entries);
+        let (jobs, jobs_omitted) = match jobs {
+            Some(jobs) => {
+                let room = MAX_REPLY_BYTES - ROOM_FOR_THE_REST - used;
+                let (kept, omitted) = fitting(jobs, room);
+                (Some(kept), omitted)
+            }
+            None => (None, None),
+        };
         Reply {
             status,
             body: ReplyBody {
                 status: status.as_u16(),
                 error,
                 counts: Some(c),
-                results: Some(entries),
+                results: Some(results),
+                omitted,
                 jobs,
+                jobs_omitted,
             },
             allow: None,
         }
@@ -187,6 +247,86 @@ impl Reply {
     }
 }
 
+/// The results of an answer: the messages not delivered, in order, while they fit in
+/// [`RESULTS_BYTES`] (the bytes they take); the others counted by outcome and reason.
+fn results(entries: Vec<Entry>) -> (Vec<Entry>, usize, Option<Omitted>) {
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    let mut groups: Vec<ReasonCount> = Vec::new();
+    let mut omitted = 0;
+    for mut entry in entries {
+        if entry.outcome == MessageOutcome::Delivered {
+            continue;
+        }
+        if omitted == 0 {
+            entry.outcome.cut_reason(MAX_REASON_BYTES);
+            let size = serde_json::to_vec(&entry).map_or(usize::MAX, |v| v.len() + 1);
+            if bytes + size <= RESULTS_BYTES {
+                bytes += size;
+                kept.push(entry);
+                continue;
+            }
+        }
+        omitted += 1;
+        let (outcome, reason) = (entry.outcome.kind(), entry.outcome.reason().map(cut));
+        match groups
+            .iter_mut()
+            .find(|g| g.outcome == outcome && g.reason.as_deref() == reason)
+        {
+            Some(g) => g.count += 1,
+            None => groups.push(ReasonCount {
+                outcome,
+                reason: reason.map(str::to_owned),
+                count: 1,
+            }),
+        }
+    }
+    if omitted == 0 {
+        return (kept, bytes, None);
+    }
+    groups.sort_by(|a, b| b.count.cmp(&a.count));
+    if groups.len() > MAX_GROUPS {
+        let rest: usize = groups.drain(MAX_GROUPS - 1..).map(|g| g.count).sum();
+        groups.push(ReasonCount {
+            outcome: "other",
+            reason: None,
+            count: rest,
+        });
+    }
+    (
+        kept,
+        bytes,
+        Some(Omitted {
+            results: omitted,
+            by_reason: groups,
+        }),
+    )
+}
+
+/// The jobs that fit in `budget` bytes, in order, and how many did not.
+fn fitting(jobs: Vec<DeletionJob>, budget: usize) -> (Vec<DeletionJob>, Option<usize>) {
+    let total = jobs.len();
+    let mut bytes = 0;
+    let kept: Vec<DeletionJob> = jobs
+        .into_iter()
+        .take_while(|job| {
+            bytes += serde_json::to_vec(job).map_or(usize::MAX, |v| v.len() + 1);
+            bytes <= budget
+        })
+        .collect();
+    let omitted = total - kept.len();
+    (kept, (omitted > 0).then_some(omitted))
+}
+
+/// A reason cut to [`MAX_REASON_BYTES`], on a character boundary.
+fn cut(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_REASON_BYTES);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.get(..end).unwrap_or_default()
+}
+
 /// What a function returns to the Lambda runtime.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
@@ -219,5 +359,56 @@ impl LambdaResponse {
             .and_then(|c| StatusCode::from_u16(c).ok())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(index: usize, reason: String) -> Entry {
+        Entry {
+            index,
+            message_id: Some(format!("m{index}")),
+            outcome: MessageOutcome::Rejected {
+                by: RejectedBy::Amplitude,
+                reason,
+                endpoint: Some("httpapi"),
+            },
+        }
+    }
+
+    #[test]
+    fn many_reasons_are_summarised_in_sixteen_groups_and_long_reasons_cut() {
+        let long = "x".repeat(10_000);
+        let mut entries = vec![
+            rejected(0, long),
+            Entry {
+                index: 1,
+                message_id: None,
+                outcome: MessageOutcome::Delivered,
+            },
+        ];
+        entries.extend((2..20_000).map(|i| rejected(i, format!("reason {}", i % 40))));
+        let reply = Reply::for_entries(entries, None);
+        let text = serde_json::to_string(&reply.body).unwrap();
+        assert!(text.len() <= MAX_REPLY_BYTES, "{}", text.len());
+        let results = reply.body.results.unwrap();
+        assert_eq!(
+            results[0].outcome.reason().map(str::len),
+            Some(MAX_REASON_BYTES)
+        );
+        assert_eq!(
+            results[1].index, 2,
+            "delivered messages are counted, not listed"
+        );
+        let omitted = reply.body.omitted.unwrap();
+        assert_eq!(omitted.results, 20_000 - 1 - results.len());
+        assert_eq!(omitted.by_reason.len(), MAX_GROUPS);
+        let last = omitted.by_reason.last().unwrap();
+        assert_eq!((last.outcome, last.reason.as_deref()), ("other", None));
+        let counted: usize = omitted.by_reason.iter().map(|g| g.count).sum();
+        assert_eq!(counted, omitted.results);
+        assert_eq!(reply.body.counts.unwrap().rejected, 19_999);
     }
 }
