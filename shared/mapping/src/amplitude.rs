@@ -3,6 +3,7 @@
 //! is skipped when `None`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json_borrow::Value;
@@ -66,8 +67,10 @@ pub struct Event<'a> {
     /// Always present on track, page and screen events (spec §0.3.2, possibly `{}`); absent
     /// only on `$identify` events, which carry an identification's fields (§8.1.4).
     pub event_properties: Option<PropMap<'a>>,
-    #[serde(skip_serializing_if = "is_empty")]
-    pub user_properties: PropMap<'a>,
+    /// Shared, not copied, by the events of one message: an order's product events all carry
+    /// the same user properties, which may be large.
+    #[serde(skip_serializing_if = "is_empty_shared")]
+    pub user_properties: Arc<PropMap<'a>>,
     pub groups: Option<Prop<'a>>,
     #[serde(flatten)]
     pub revenue: Option<Revenue<'a>>,
@@ -134,5 +137,9 @@ pub struct Deletion<'a> {
 }
 
 fn is_empty(map: &PropMap<'_>) -> bool {
+    map.is_empty()
+}
+
+fn is_empty_shared(map: &Arc<PropMap<'_>>) -> bool {
     map.is_empty()
 }

@@ -119,6 +119,23 @@ pub fn integer(value: &Value<'_>) -> Option<i64> {
     }
 }
 
+/// How many bytes `value` takes as JSON, counted without writing it anywhere.
+pub fn serialized_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 /// A JSON number for a computed amount: integral values print without a fraction.
 pub fn number(f: f64) -> Value<'static> {
     if f.fract() == 0.0 && f.abs() < 9.0e15 {

@@ -29,7 +29,7 @@ mod time;
 mod user_agent;
 
 pub use json::id;
-pub use message::{Call, Message};
+pub use message::{Batch, Call, Message};
 pub use plan::{Body, Endpoint, Plan, Rejection, Request};
 pub use props::{Prop, PropMap};
 pub use rules::engage;
@@ -39,7 +39,17 @@ use serde_json_borrow::Value;
 
 /// Maps one Segment message (already parsed) to the Amplitude requests it becomes.
 pub fn plan<'a>(message: &'a Value<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
-    let msg = Message::parse(message)?;
+    plan_in(message, Batch::NONE, settings)
+}
+
+/// [`plan`] for a message of a batch body, which shares the batch's `context` and
+/// `integrations`.
+pub fn plan_in<'a>(
+    message: &'a Value<'a>,
+    batch: Batch<'a>,
+    settings: &Settings,
+) -> Result<Plan<'a>, Rejection> {
+    let msg = Message::parse_in(message, batch)?;
     if msg.disabled {
         return Ok(Plan::default());
     }

@@ -19,13 +19,60 @@ pub enum Call {
     Delete,
 }
 
+/// What a batch body (`{"batch": [...], "context", "integrations"}`, segment-delivery §0)
+/// shares with each of its messages: a message's own `context` and `integrations` keys win over
+/// these, key by key. Read where a key is looked up, never copied into each message (a large
+/// shared context would otherwise be copied once per message).
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    pub context: &'a Value<'a>,
+    pub integrations: &'a Value<'a>,
+}
+
+impl Batch<'static> {
+    /// A message on its own.
+    pub const NONE: Batch<'static> = Batch {
+        context: &Value::Null,
+        integrations: &Value::Null,
+    };
+}
+
+/// An object of a message, over the batch's object of the same name: a key of the message's
+/// own wins.
+#[derive(Debug, Clone, Copy)]
+pub struct Layered<'a> {
+    own: &'a Value<'a>,
+    shared: &'a Value<'a>,
+}
+
+impl<'a> Layered<'a> {
+    /// The value under `key`: the message's own if it has the key, else the batch's.
+    pub fn get(&self, key: &str) -> &'a Value<'a> {
+        match self.own {
+            Value::Object(o) => o.get(key),
+            _ => None,
+        }
+        .unwrap_or_else(|| json::get(self.shared, key))
+    }
+
+    /// As [`Layered::get`], matching keys loosely (§0.2).
+    fn get_loose(&self, key: &str) -> &'a Value<'a> {
+        match json::get_loose(self.own, key) {
+            Value::Null => json::get_loose(self.shared, key),
+            v => v,
+        }
+    }
+}
+
 /// One parsed Segment message with the parts every rule reads looked up once.
 #[derive(Debug)]
 pub struct Message<'a> {
     pub raw: &'a Value<'a>,
     pub call: Call,
-    /// `context`, or `Null` when it is missing or not an object (`null`, `[]`).
-    pub context: &'a Value<'a>,
+    /// `context` (where a message's context is missing or not an object, `null` or `[]`, only
+    /// the batch's counts).
+    context: Layered<'a>,
+    integrations: Layered<'a>,
     /// The Amplitude options `integrations.Amplitude` (§0.2), or `Null`.
     pub options: &'a Value<'a>,
     /// `integrations.Amplitude === false`: the sender turned this destination off (§2.6).
@@ -35,7 +82,13 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
+    /// A message on its own.
     pub fn parse(raw: &'a Value<'a>) -> Result<Self, Rejection> {
+        Self::parse_in(raw, Batch::NONE)
+    }
+
+    /// A message of a batch body.
+    pub fn parse_in(raw: &'a Value<'a>, batch: Batch<'a>) -> Result<Self, Rejection> {
         if !raw.is_object() {
             return Err(Rejection::Invalid(
                 "the message must be a JSON object".into(),
@@ -59,16 +112,23 @@ impl<'a> Message<'a> {
             Value::Null => return Err(Rejection::Invalid("`type` is required".into())),
             _ => return Err(Rejection::Invalid("`type` must be a string".into())),
         };
-        let context = object_or_null(json::get(raw, "context"));
-        let integrations = json::get(raw, "integrations");
-        let amplitude = match json::get(integrations, "Amplitude") {
-            Value::Null => json::get_loose(integrations, "amplitude"),
+        let context = Layered {
+            own: object_or_null(json::get(raw, "context")),
+            shared: object_or_null(batch.context),
+        };
+        let integrations = Layered {
+            own: json::get(raw, "integrations"),
+            shared: batch.integrations,
+        };
+        let amplitude = match integrations.get("Amplitude") {
+            Value::Null => integrations.get_loose("amplitude"),
             v => v,
         };
         Ok(Message {
             raw,
             call,
             context,
+            integrations,
             options: object_or_null(amplitude),
             disabled: matches!(amplitude, Value::Bool(false)),
             user_id: json::id(json::get(raw, "userId")),
@@ -81,9 +141,19 @@ impl<'a> Message<'a> {
         json::get(self.raw, key)
     }
 
+    /// `context.<key>`.
+    pub fn context(&self, key: &str) -> &'a Value<'a> {
+        self.context.get(key)
+    }
+
     /// `context.<outer>.<inner>`.
     pub fn ctx(&self, outer: &str, inner: &str) -> &'a Value<'a> {
-        json::get(json::get(self.context, outer), inner)
+        json::get(self.context.get(outer), inner)
+    }
+
+    /// `integrations.<name>`.
+    pub fn integration(&self, name: &str) -> &'a Value<'a> {
+        self.integrations.get(name)
     }
 
     /// An Amplitude option, matched loosely (`sessionId` = `session_id`).

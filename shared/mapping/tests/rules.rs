@@ -1141,3 +1141,46 @@ fn s8_3_engage_audience_track_without_the_flag_follows_the_event_name() {
     assert_eq!(membership("Audience Entered"), json!(true));
     assert_eq!(membership("Audience Exited"), json!(false));
 }
+
+/// An order of `products` products, with `traits_kb` KB of `context.traits`.
+fn big_order(products: usize, traits_kb: usize) -> Value {
+    let products: Vec<Value> = (0..products)
+        .map(|i| json!({"sku": format!("sku-{i}"), "price": 1}))
+        .collect();
+    json!({"type": "track", "event": "Order Completed", "userId": "u1", "messageId": "m",
+        "context": {"traits": {"pad": "x".repeat(traits_kb * 1024)}},
+        "properties": {"revenue": 10, "products": products}})
+}
+
+/// §6 (decision: the limits on one message's product events). An order of 1,300 products
+/// whose user carries 16 KB of traits becomes its 1,301 events (about 21 MB), every product
+/// event with the user's properties, as Segment's destination sends them.
+#[test]
+fn s6_a_large_order_with_large_traits_is_sent_whole() {
+    let out = events(key(), big_order(1300, 16));
+    assert_eq!(out.len(), 1301);
+    assert_eq!(out[1300]["event_type"], "Product Purchased");
+    assert_eq!(out[1300]["insert_id"], "m-1301");
+    assert_eq!(out[1300]["event_properties"], json!({"sku": "sku-1299", "price": 1}));
+    assert_eq!(
+        out[1300]["user_properties"]["pad"].as_str().map(str::len),
+        Some(16 * 1024)
+    );
+}
+
+/// §6 (decision): past 10,000 products, or past about 64 MB of events for the one message, the
+/// order is refused with a reason naming the field and the limit; `trackProductsOnce` sends
+/// such an order as one event.
+#[test]
+fn s6_an_order_past_the_fan_out_limits_is_refused_with_the_reason() {
+    assert_eq!(
+        error(key(), big_order(10_001, 0)),
+        json!({"kind": "invalid", "message": "`properties.products`: 10001 products would become as many Product Purchased events, over this destination's limit of 10000 for one message; send them in several orders, or turn on trackProductsOnce"})
+    );
+    assert_eq!(
+        error(key(), big_order(1000, 70)),
+        json!({"kind": "invalid", "message": "`properties.products`: 1000 products would become as many Product Purchased events carrying about 69 MB, each repeating the user's 70 KB of properties (`context.traits`), over this destination's limit of 64 MB for one message; send fewer products or traits, or turn on trackProductsOnce"})
+    );
+    let once = events(with(json!({"trackProductsOnce": true})), big_order(10_001, 70));
+    assert_eq!(once.len(), 1);
+}

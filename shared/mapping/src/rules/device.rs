@@ -13,10 +13,10 @@ use crate::{locale, time, user_agent};
 
 /// The shared fields of an event (track/page/screen) or a user identification (identify).
 pub fn device_fields<'a>(msg: &Message<'a>, settings: &Settings) -> DeviceFields<'a> {
-    let device = json::get(msg.context, "device");
+    let device = msg.context("device");
     let library_name = msg.ctx("library", "name");
     let os_name_ctx = msg.ctx("os", "name");
-    let locale = locale::names(json::get(msg.context, "locale"));
+    let locale = locale::names(msg.context("locale"));
 
     let mut f = DeviceFields {
         user_id: msg.user_id.clone(),
@@ -31,7 +31,7 @@ pub fn device_fields<'a>(msg: &Message<'a>, settings: &Settings) -> DeviceFields
         device_manufacturer: text(json::get(device, "manufacturer")),
         carrier: text(msg.ctx("network", "carrier")),
         app_version: text(msg.ctx("app", "version")),
-        ip: text(json::get(msg.context, "ip")),
+        ip: text(msg.context("ip")),
         location_lat: json::coordinate(msg.ctx("location", "latitude")),
         location_lng: json::coordinate(msg.ctx("location", "longitude")),
         country: location_part(msg, settings, "country"),
@@ -128,7 +128,7 @@ fn location_part<'a>(msg: &Message<'a>, settings: &Settings, field: &str) -> Opt
     }
     let traits = match msg.call {
         Call::Identify => msg.traits(),
-        _ => json::get(msg.context, "traits"),
+        _ => msg.context("traits"),
     };
     if let Some(v) = from(traits) {
         return Some(v);
@@ -147,7 +147,7 @@ fn apply_user_agent(msg: &Message<'_>, library: &Value<'_>, f: &mut DeviceFields
     let is_analytics_js = library
         .as_str()
         .is_some_and(|l| l.eq_ignore_ascii_case("analytics.js"));
-    let agent = json::get(msg.context, "userAgent").as_str();
+    let agent = msg.context("userAgent").as_str();
     let (true, Some(agent)) = (is_analytics_js, agent.filter(|a| !a.is_empty())) else {
         return;
     };
@@ -168,7 +168,7 @@ fn apply_user_agent(msg: &Message<'_>, library: &Value<'_>, f: &mut DeviceFields
 pub fn session_id(msg: &Message<'_>) -> Option<i64> {
     let mut value = msg.option("session_id");
     if !json::is_present(value) {
-        let actions = json::get(msg.field("integrations"), "Actions Amplitude");
+        let actions = msg.integration("Actions Amplitude");
         value = json::get_loose(actions, "session_id");
     }
     json::integer(value).or_else(|| match value {

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use serde_json_borrow::Value;
 
 use crate::json::{self, id};
-use crate::message::{Call, Message};
+use crate::message::{Batch, Call, Message};
 use crate::plan::{Plan, Rejection};
 use crate::props::{Prop, PropMap};
 use crate::rules::{identify, user_properties};
@@ -33,7 +33,16 @@ pub const NO_IDS: &str = "the profile has neither userId nor anonymousId (Amplit
 
 /// Maps one message of the `/engage` route.
 pub fn plan<'a>(message: &'a Value<'a>, settings: &Settings) -> Result<Engage<'a>, Rejection> {
-    let msg = Message::parse(message)?;
+    plan_in(message, Batch::NONE, settings)
+}
+
+/// [`plan`] for a message of a batch body.
+pub fn plan_in<'a>(
+    message: &'a Value<'a>,
+    batch: Batch<'a>,
+    settings: &Settings,
+) -> Result<Engage<'a>, Rejection> {
+    let msg = Message::parse_in(message, batch)?;
     if msg.user_id.is_none() && msg.anonymous_id.is_none() && !has_device_id(&msg) {
         return Ok(Engage::Skip(NO_IDS));
     }

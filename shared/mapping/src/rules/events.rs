@@ -2,6 +2,7 @@
 //! and the request that carries them (§2.3).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json_borrow::Value;
 
@@ -18,7 +19,7 @@ pub struct EventBase<'a> {
     message_id: Option<Cow<'a, str>>,
     session_id: Option<i64>,
     event_id: Option<i64>,
-    user_properties: PropMap<'a>,
+    user_properties: Arc<PropMap<'a>>,
     groups: Option<&'a Value<'a>>,
 }
 
@@ -31,9 +32,16 @@ impl<'a> EventBase<'a> {
             message_id: msg.message_id(),
             session_id: device::session_id(msg),
             event_id: device::event_id(msg),
-            user_properties: user_properties::for_event(msg, settings),
+            user_properties: Arc::new(user_properties::for_event(msg, settings)),
             groups: user_properties::groups(msg),
         })
+    }
+
+    /// Bytes of JSON every event of the message repeats: its device fields and user
+    /// properties.
+    pub fn shared_len(&self) -> usize {
+        crate::json::serialized_len(&self.device)
+            + crate::json::serialized_len(self.user_properties.as_ref())
     }
 
     /// The event at 1-based `position` in this message's output (§3.4: the first keeps the bare

@@ -2,6 +2,7 @@
 //! §8.1.4: identifies with non-idempotent trait operations travel as `$identify` events.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::amplitude::{DeviceFields, Event, IDENTIFY_EVENT, Identification, UserIdentification};
 use crate::json;
@@ -92,7 +93,7 @@ fn identify_event<'a>(
         session_id: None,
         event_id: None,
         event_properties: None,
-        user_properties,
+        user_properties: Arc::new(user_properties),
         groups,
         revenue: None,
     }

@@ -18,6 +18,18 @@ use crate::settings::Settings;
 /// The product keys kept by `trackProductsOnce` (§6.5.2); `productId` matches loosely.
 const PRODUCT_ONCE_KEYS: [&str; 5] = ["sku", "name", "price", "quantity", "category"];
 
+/// Decision (not in the spec): the most Product Purchased events one message becomes. Segment
+/// caps an event at 32 KB, which holds at most about 10,000 products (`{}` each), so no event
+/// Segment accepts is refused; a larger body sent straight to the function is, with a reason,
+/// instead of costing the function its memory.
+pub const MAX_PRODUCT_EVENTS: usize = 10_000;
+/// Decision (not in the spec): the most bytes of Amplitude events one message becomes. Every
+/// Product Purchased event repeats the user's properties (`context.traits`, §3.14), so an order
+/// of many products with large traits multiplies them: 1,300 products with 16 KB of traits are
+/// 21 MB of events, and are sent; an order that would send more than this is refused with a
+/// reason, as Amplitude could not take it in the time Segment waits.
+pub const MAX_MESSAGE_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
+
 pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
     let event_type = text(msg.field("event"))
         .ok_or_else(|| Rejection::Invalid("track: `event` is required".into()))?;
@@ -36,6 +48,9 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
     add_query_params(msg, settings, &mut main_props);
     remove_reserved(settings, &mut main_props);
 
+    if !settings.track_products_once {
+        check_fan_out(&base, properties, &products)?;
+    }
     let mut events_out = Vec::with_capacity(1 + products.len());
     if products.is_empty() || settings.track_products_once {
         if settings.track_products_once && !products.is_empty() {
@@ -70,6 +85,38 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
     Ok(Plan {
         requests: vec![events::request(settings, events_out)],
     })
+}
+
+/// Refuses an order whose product events would exceed [`MAX_PRODUCT_EVENTS`] or, by a close
+/// upper estimate (each event: what the events share, its own properties, and room for its
+/// other fields), [`MAX_MESSAGE_OUTPUT_BYTES`]. Nothing is built before the check.
+fn check_fan_out<'a>(
+    base: &EventBase<'a>,
+    properties: &'a Value<'a>,
+    products: &[&'a Value<'a>],
+) -> Result<(), Rejection> {
+    const OWN_FIELDS: usize = 512;
+    if products.is_empty() {
+        return Ok(());
+    }
+    let n = products.len();
+    if n > MAX_PRODUCT_EVENTS {
+        return Err(Rejection::Invalid(format!(
+            "`properties.products`: {n} products would become as many Product Purchased events, over this destination's limit of {MAX_PRODUCT_EVENTS} for one message; send them in several orders, or turn on trackProductsOnce"
+        )));
+    }
+    let shared = base.shared_len() + OWN_FIELDS;
+    let own: usize = products.iter().map(|p| json::serialized_len(*p)).sum();
+    let estimate = (n + 1) * shared + own + json::serialized_len(properties);
+    if estimate > MAX_MESSAGE_OUTPUT_BYTES {
+        return Err(Rejection::Invalid(format!(
+            "`properties.products`: {n} products would become as many Product Purchased events carrying about {} MB, each repeating the user's {} KB of properties (`context.traits`), over this destination's limit of {} MB for one message; send fewer products or traits, or turn on trackProductsOnce",
+            estimate >> 20,
+            shared >> 10,
+            MAX_MESSAGE_OUTPUT_BYTES >> 20
+        )));
+    }
+    Ok(())
 }
 
 /// §6.1: "Order Completed" or the v1 name "Completed Order", ignoring case, surrounding space

@@ -43,7 +43,7 @@ pub fn groups<'a>(msg: &Message<'a>) -> Option<&'a Value<'a>> {
 /// targeted at user properties (§4.4.4) and UTM values (§11.1). Trait operations are
 /// identify-only (§5.4).
 pub fn for_event<'a>(msg: &Message<'a>, settings: &Settings) -> PropMap<'a> {
-    let mut props = base(json::get(msg.context, "traits"), msg);
+    let mut props = base(msg.context("traits"), msg);
     for (name, target) in &settings.map_query_params {
         if *target == QueryParamTarget::UserProperties
             && let Some(search) = page_search(msg)
@@ -209,7 +209,7 @@ impl<'a> Assembled<'a> {
         if !settings.track_utm_properties {
             return self;
         }
-        let campaign = json::get(msg.context, "campaign");
+        let campaign = msg.context("campaign");
         for (source, set_key, set_once_key) in UTM {
             let value = json::get(campaign, source);
             if json::is_present(value) {
