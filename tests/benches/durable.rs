@@ -60,9 +60,19 @@ fn function(kind: Kind, emu: &Emulator, queues: Queues, extra: &[(&str, &str)]) 
 /// Corpus lines as the `/events` route plans them: items in wire form and their messageIds.
 fn planned(lines: &[String]) -> (Vec<amplitude_client::Item>, Vec<Option<String>>) {
     let settings = Settings::from_json(&corpus::settings()).unwrap();
-    let plan = planning::plan_request(Route::Events, &settings, lines.iter().map(String::as_str));
-    let ids = plan.messages.into_iter().map(|m| m.message_id).collect();
-    (plan.items, ids)
+    let mut items = Vec::new();
+    let mut ids = Vec::new();
+    for line in lines {
+        let decided = planning::decide(Route::Events, &settings, line);
+        if let Ok(own) = decided.items {
+            items.extend(own.into_iter().map(|mut item| {
+                item.message = ids.len();
+                item
+            }));
+            ids.push(decided.message_id);
+        }
+    }
+    (items, ids)
 }
 
 async fn ingest_while_amplitude_is_down() {

@@ -21,7 +21,7 @@ use amplitude_client::encode;
 use base64::Engine;
 use mapping::Settings;
 use pipeline::Route;
-use pipeline::delivery::planning::{self, Decision};
+use pipeline::delivery::planning;
 use pipeline::durable::job::MAX_MESSAGE_BYTES;
 use pipeline::durable::{Job, JobItem, V1};
 use pipeline::ingest::auth::{AuthConfig, AuthError, Presented, sign};
@@ -128,12 +128,17 @@ pub fn inbound(data: &[u8]) {
     };
     check_auth(&inbound);
     if let Ok(m) = body::split(&inbound.body) {
-        for text in m.items.iter().take(64) {
+        // Each message as the functions plan it: under the batch's shared context.
+        let shared = planning::Shared::of(&m);
+        for text in m.texts().take(64) {
+            let Ok(value) = planning::parse(text) else {
+                continue;
+            };
             for route in [Route::Events, Route::Engage] {
-                if let Decision::Send(items) =
-                    planning::decide(route, &settings_variants()[1], text).decision
-                {
-                    check_items(&items);
+                let planned =
+                    planning::plan(route, &settings_variants()[1], &value, shared.batch());
+                if let Ok(plan) = planned.plan {
+                    check_items(&encode::items(0, &plan));
                 }
             }
         }

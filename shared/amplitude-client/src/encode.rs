@@ -3,7 +3,7 @@
 //! concatenations, so their exact size is known before anything is sent.
 
 use mapping::amplitude::Identification;
-use mapping::{Body, Endpoint, Plan};
+use mapping::{Body, Endpoint, Plan, Request};
 
 /// One unit Amplitude accepts or rejects on its own.
 #[derive(Debug, Clone)]
@@ -22,25 +22,48 @@ pub struct Item {
 
 /// Turns one message's plan into items, in the plan's order.
 pub fn items(message: usize, plan: &Plan<'_>) -> Vec<Item> {
-    let mut out = Vec::new();
-    for request in &plan.requests {
-        let endpoint = request.endpoint;
-        let item = |wire: String, user: Option<&str>, device: Option<&str>| Item {
+    Items::new(message, plan).collect()
+}
+
+/// The items of one message's plan, encoded one at a time, in the plan's order: a message that
+/// becomes many large items never needs them all in memory at once.
+pub struct Items<'p, 'a> {
+    message: usize,
+    plan: &'p Plan<'a>,
+    request: usize,
+    element: usize,
+}
+
+impl<'p, 'a> Items<'p, 'a> {
+    pub fn new(message: usize, plan: &'p Plan<'a>) -> Self {
+        Items {
             message,
-            endpoint,
+            plan,
+            request: 0,
+            element: 0,
+        }
+    }
+
+    /// The item at `element` of `request`'s body, if there is one.
+    fn encode(&self, request: &Request<'_>, element: usize) -> Option<Item> {
+        let item = |wire: String, user: Option<&str>, device: Option<&str>| Item {
+            message: self.message,
+            endpoint: request.endpoint,
             wire,
             user_id: user.map(str::to_owned),
             device_id: device.map(str::to_owned),
         };
-        match &request.body {
-            Body::Events(events) => out.extend(events.iter().map(|e| {
+        Some(match &request.body {
+            Body::Events(events) => {
+                let e = events.get(element)?;
                 item(
                     json(e),
                     e.device.user_id.as_deref(),
                     e.device.device_id.as_deref(),
                 )
-            })),
-            Body::Identify(ids) => out.extend(ids.iter().map(|i| {
+            }
+            Body::Identify(ids) => {
+                let i = ids.get(element)?;
                 let (user, device) = match i {
                     Identification::User(u) => {
                         (u.device.user_id.as_deref(), u.device.device_id.as_deref())
@@ -48,20 +71,38 @@ pub fn items(message: usize, plan: &Plan<'_>) -> Vec<Item> {
                     Identification::GroupLink(g) => (g.user_id.as_deref(), g.device_id.as_deref()),
                 };
                 item(form(&json(i)), user, device)
-            })),
-            Body::GroupIdentify(ids) => {
-                out.extend(ids.iter().map(|i| item(form(&json(i)), None, None)))
             }
-            Body::UserMap(maps) => out.extend(
-                maps.iter()
-                    .map(|m| item(form(&json(m)), Some(&m.user_id), None)),
-            ),
+            Body::GroupIdentify(ids) => item(form(&json(ids.get(element)?)), None, None),
+            Body::UserMap(maps) => {
+                let m = maps.get(element)?;
+                item(form(&json(m)), Some(&m.user_id), None)
+            }
             Body::Deletion(d) => {
-                out.extend(d.user_ids.iter().map(|id| item(json(id), Some(id), None)))
+                let id = d.user_ids.get(element)?;
+                item(json(id), Some(id), None)
+            }
+        })
+    }
+}
+
+impl Iterator for Items<'_, '_> {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        loop {
+            let request = self.plan.requests.get(self.request)?;
+            match self.encode(request, self.element) {
+                Some(item) => {
+                    self.element += 1;
+                    return Some(item);
+                }
+                None => {
+                    self.request += 1;
+                    self.element = 0;
+                }
             }
         }
     }
-    out
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {

@@ -40,6 +40,57 @@ impl Outcome {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Outcome::Retryable { .. })
     }
+
+    /// The outcome of a message delivered in parts (its items in several deliveries), as
+    /// [`fold`] decides for its items: any retryable part makes it retryable (the most pressing
+    /// cause wins), else any rejected part rejected, else delivered.
+    pub fn and(self, other: Outcome) -> Outcome {
+        match (self, other) {
+            (
+                Outcome::Retryable { reason, cause },
+                Outcome::Retryable {
+                    reason: r2,
+                    cause: c2,
+                },
+            ) => {
+                if rank(c2) > rank(cause) {
+                    Outcome::Retryable {
+                        reason: r2,
+                        cause: c2,
+                    }
+                } else {
+                    Outcome::Retryable { reason, cause }
+                }
+            }
+            (retry @ Outcome::Retryable { .. }, _) | (_, retry @ Outcome::Retryable { .. }) => {
+                retry
+            }
+            (Outcome::Rejected { reason }, Outcome::Rejected { reason: r2 }) => {
+                let mut reasons: Vec<&str> = reason.split("; ").collect();
+                r2.split("; ").for_each(|r| {
+                    if !reasons.contains(&r) {
+                        reasons.push(r);
+                    }
+                });
+                Outcome::Rejected {
+                    reason: reasons.join("; "),
+                }
+            }
+            (rejected @ Outcome::Rejected { .. }, Outcome::Delivered)
+            | (Outcome::Delivered, rejected @ Outcome::Rejected { .. }) => rejected,
+            (Outcome::Delivered, Outcome::Delivered) => Outcome::Delivered,
+        }
+    }
+}
+
+/// How pressing a retry's cause is: a refusal (someone must act) over throttling over a
+/// transient failure.
+fn rank(cause: RetryCause) -> u8 {
+    match cause {
+        RetryCause::Transient => 0,
+        RetryCause::Throttled => 1,
+        RetryCause::Refused => 2,
+    }
 }
 
 /// An item that is not delivered yet, in the form it is sent in: enough to send it later
@@ -163,11 +214,6 @@ impl ItemState {
 pub(crate) fn fold<'s>(states: impl Iterator<Item = &'s ItemState>) -> Outcome {
     let mut rejected: Vec<&str> = Vec::new();
     let mut retry: Option<(&str, RetryCause)> = None;
-    let rank = |c: RetryCause| match c {
-        RetryCause::Transient => 0,
-        RetryCause::Throttled => 1,
-        RetryCause::Refused => 2,
-    };
     for s in states {
         match s {
             ItemState::Retryable { reason, cause }
@@ -203,6 +249,32 @@ mod tests {
             reason: reason.into(),
             cause,
         }
+    }
+
+    #[test]
+    fn a_message_delivered_in_parts_is_as_undelivered_as_its_least_delivered_part() {
+        let retry = |reason: &str, cause| Outcome::Retryable {
+            reason: reason.into(),
+            cause,
+        };
+        let rejected = |reason: &str| Outcome::Rejected {
+            reason: reason.into(),
+        };
+        assert_eq!(
+            Outcome::Delivered.and(rejected("a")).and(rejected("b; a")),
+            rejected("a; b")
+        );
+        assert_eq!(
+            rejected("a")
+                .and(retry("503", RetryCause::Transient))
+                .and(retry("key", RetryCause::Refused))
+                .and(retry("429", RetryCause::Throttled)),
+            retry("key", RetryCause::Refused)
+        );
+        assert_eq!(
+            Outcome::Delivered.and(Outcome::Delivered),
+            Outcome::Delivered
+        );
     }
 
     #[test]

@@ -1161,7 +1161,10 @@ fn s6_a_large_order_with_large_traits_is_sent_whole() {
     assert_eq!(out.len(), 1301);
     assert_eq!(out[1300]["event_type"], "Product Purchased");
     assert_eq!(out[1300]["insert_id"], "m-1301");
-    assert_eq!(out[1300]["event_properties"], json!({"sku": "sku-1299", "price": 1}));
+    assert_eq!(
+        out[1300]["event_properties"],
+        json!({"sku": "sku-1299", "price": 1})
+    );
     assert_eq!(
         out[1300]["user_properties"]["pad"].as_str().map(str::len),
         Some(16 * 1024)
@@ -1181,6 +1184,9 @@ fn s6_an_order_past_the_fan_out_limits_is_refused_with_the_reason() {
         error(key(), big_order(1000, 70)),
         json!({"kind": "invalid", "message": "`properties.products`: 1000 products would become as many Product Purchased events carrying about 69 MB, each repeating the user's 70 KB of properties (`context.traits`), over this destination's limit of 64 MB for one message; send fewer products or traits, or turn on trackProductsOnce"})
     );
-    let once = events(with(json!({"trackProductsOnce": true})), big_order(10_001, 70));
+    let once = events(
+        with(json!({"trackProductsOnce": true})),
+        big_order(10_001, 70),
+    );
     assert_eq!(once.len(), 1);
 }

@@ -20,17 +20,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use amplitude_client::{AmplitudeClient, Item, Report};
+use amplitude_client::AmplitudeClient;
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use mapping::Endpoint;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::delivery::planning::{self, RequestPlan};
-use crate::delivery::settlement::{self, Keep, Part};
-use crate::delivery::{Entry, MessageOutcome};
-use crate::durable::{QueueKind, Queues, SqsQueues, job};
+use crate::delivery::settlement::{Keep, Part};
+use crate::durable::{Queues, SqsQueues};
 use crate::ingest::auth::{AuthConfig, AuthError, Presented};
 use crate::ingest::body::{self, Messages};
 use crate::ingest::error::RequestError;
@@ -49,14 +46,6 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
 /// After a credential does not match, the secret is read again at most this often per
 /// instance (a rotation is picked up; forged requests cannot hammer Secrets Manager).
 const REREAD_AFTER: Duration = Duration::from_secs(30);
-/// In durable mode, the part of the response budget kept for writing to the queue (an SQS
-/// `SendMessageBatch` takes tens of milliseconds) ...
-const QUEUE_RESERVE: Duration = Duration::from_millis(500);
-/// ... plus this much per megabyte of items, for building and compressing the jobs (about
-/// 40 ms per MB measured; the rest is margin for a slower Lambda CPU).
-const QUEUE_RESERVE_PER_MB: Duration = Duration::from_millis(100);
-/// Why the deletions function queues its items at once in durable mode.
-const DELETIONS_QUEUED: &str = "deletions go through the deletion queue (one request per second)";
 
 /// What a function is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,92 +354,46 @@ impl Function {
             return self.list_deletion_jobs(inbound, deadline).await;
         }
         let (keys, messages) = self.authenticate(inbound, deadline).await?;
-        let RequestPlan {
-            messages: planned,
-            items,
-        } = planning::plan_request(
-            route,
-            &self.config.settings,
-            messages.items.iter().map(String::as_str),
-        );
-        let deletions = items.iter().any(|i| i.endpoint == Endpoint::Deletion);
         let credentials = self
-            .credentials(keys.api_key.expose_secret(), deletions, deadline)
+            .credentials(keys.api_key.expose_secret(), route.is_privacy(), deadline)
             .await?;
-        let region = self.config.settings.region;
-        let count = planned.len();
-        let report = match &self.mode {
-            Mode::Direct => {
-                self.client
-                    .deliver_items(items, count, region, &credentials, deadline)
-                    .await
-            }
-            Mode::Durable(_) => {
-                let until = deliver_until(deadline, &items);
-                self.client
-                    .deliver_items(items, count, region, &credentials, until)
-                    .await
-            }
-            Mode::QueueFirst(_) => Report::held(items, count, DELETIONS_QUEUED),
-        };
-        self.delivered(&report, request_id, measured);
-        let mut delivered = settlement::outcomes(&report).into_iter();
-        let deleted_users = route
-            .is_privacy()
-            .then(|| planned.iter().map(|p| p.user_id.clone()).collect());
-        let entries = planned
-            .into_iter()
-            .enumerate()
-            .map(|(index, p)| {
-                let outcome = delivered.next();
-                Entry {
-                    index,
-                    message_id: p.message_id,
-                    outcome: p.settled.or(outcome).unwrap_or(MessageOutcome::Delivered),
-                }
-            })
-            .collect();
+        let delivered = self
+            .deliver_messages(
+                route,
+                &messages,
+                &credentials,
+                deadline,
+                request_id,
+                measured,
+            )
+            .await;
         let settled = self
             .settle(
                 Part {
                     request_id,
                     route: route.path(),
-                    region,
-                    entries,
-                    left: report.undelivered,
-                    keep: self.keep(),
-                    deleted_users,
-                    deletion_jobs: &report.deletion_jobs,
+                    region: self.config.settings.region,
+                    entries: delivered.entries,
+                    left: Vec::new(),
+                    keep: Keep::Nothing,
+                    deleted_users: route.is_privacy().then_some(delivered.user_ids),
+                    deletion_jobs: &delivered.deletion_jobs,
                     deadline,
                 },
                 measured,
             )
             .await;
-        let jobs = route.is_privacy().then_some(report.deletion_jobs);
+        let jobs = route.is_privacy().then_some(delivered.deletion_jobs);
         Ok(Reply::for_entries(settled.entries, jobs))
-    }
-
-    /// What an ingest function does with what a delivery left.
-    fn keep(&self) -> Keep {
-        let attempts = match &self.mode {
-            Mode::Direct => return Keep::Nothing,
-            Mode::Durable(_) => 1,
-            Mode::QueueFirst(_) => 0,
-        };
-        Keep::Jobs {
-            queue: QueueKind::Delivery,
-            attempts,
-            first_seen_ms: job::now_ms(),
-        }
     }
 
     /// The ingest keys and the request's messages, once its credentials passed. A direct
     /// invocation is authenticated by IAM.
-    async fn authenticate(
+    async fn authenticate<'b>(
         &self,
-        inbound: &Inbound,
+        inbound: &'b Inbound,
         deadline: Instant,
-    ) -> Result<(IngestKeys, Messages), RequestError> {
+    ) -> Result<(IngestKeys, Messages<'b>), RequestError> {
         let id = &self.config.ingest_secret;
         if inbound.source == Source::Direct {
             let keys = self.secrets.ingest(id, deadline).await?;
@@ -508,15 +451,4 @@ impl Function {
             self.secrets.invalidate(id);
         }
     }
-}
-
-/// In durable mode, delivery stops early enough to write `items` to the queue, should they all
-/// be left.
-fn deliver_until(deadline: Instant, items: &[Item]) -> Instant {
-    let bytes: usize = items.iter().map(|i| i.wire.len()).sum();
-    let reserve = QUEUE_RESERVE + QUEUE_RESERVE_PER_MB.mul_f64(bytes as f64 / 1e6);
-    deadline
-        .checked_sub(reserve)
-        .unwrap_or(deadline)
-        .max(Instant::now())
 }

@@ -115,3 +115,74 @@ async fn a_queue_that_refuses_the_write_leaves_the_events_retryable() {
     assert_eq!(status, 503);
     assert_eq!(reply["results"][0]["outcome"], "retryable");
 }
+
+/// Issue "bounded" §1: in durable mode a message larger than a chunk is queued chunk by chunk
+/// while Amplitude fails, answered queued once all it left is stored, and redelivered whole.
+#[tokio::test]
+async fn a_message_larger_than_a_chunk_is_queued_in_parts_and_redelivered_whole() {
+    let emu = Emulator::start(EmulatorConfig {
+        httpapi_eps: 100_000,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    emu.state
+        .push_faults((0..100_000).map(|_| Fault::status("/2/httpapi", 503)));
+    let memory = Arc::new(MemoryQueues::new());
+    let queues = Queues::Memory(memory.clone());
+    let events = Function::builder(Kind::Ingest(Route::Events))
+        .var("INGEST_SECRET_ID", "ingest")
+        .var("AMPLITUDE_BASE_URL", emu.url())
+        .var("ALLOW_UNAUTHENTICATED", "true")
+        .var("RESPONSE_BUDGET_MS", "20000")
+        .var("DELIVERY_QUEUE_URL", "local")
+        .secret("ingest", json!({"api_key": "amp-key"}).to_string())
+        .queues(queues.clone())
+        .configure(|c| {
+            c.client.backoff.base = Duration::from_millis(5);
+            c.client.max_attempts = 2;
+        })
+        .build()
+        .unwrap();
+    let products: Vec<Value> = (0..1300)
+        .map(|i| json!({"sku": format!("sku-{i}"), "price": 1}))
+        .collect();
+    let order = json!({"type": "track", "event": "Order Completed", "userId": "big-spender",
+        "messageId": "order-1", "context": {"traits": {"pad": "t".repeat(16 * 1024)}},
+        "properties": {"revenue": 1300, "products": products}});
+    let body = json!([track(1), order, track(2)]).to_string();
+    let event = http_api_event("POST", "/events", "", [], body.as_bytes(), "r");
+    let reply = events
+        .handle(
+            Inbound::from_payload(event).unwrap(),
+            tokio::time::Instant::now() + Duration::from_secs(20),
+            "t",
+        )
+        .await;
+    let reply = serde_json::to_value(&reply.body).unwrap();
+    assert_eq!(
+        (&reply["status"], &reply["counts"]["queued"]),
+        (&json!(200), &json!(3)),
+        "{reply}"
+    );
+    assert!(memory.len(QueueKind::Delivery) > 1, "several queue messages");
+
+    emu.state.reset();
+    let redeliver = Arc::new(function(Kind::Redeliver, &emu, queues));
+    let consumer = tokio::spawn(pipeline::durable::consume_memory_queues(
+        redeliver,
+        memory.clone(),
+        Duration::from_secs(60),
+    ));
+    for _ in 0..100 {
+        if memory.len(QueueKind::Delivery) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    consumer.abort();
+    let got = emu.state.ingested();
+    assert_eq!(got.events.len(), 1303, "every event once");
+    assert_eq!(got.insert_ids["order-1-1301"].stored, 1);
+    assert_eq!(memory.len(QueueKind::Delivery), 0);
+}

@@ -1,128 +1,86 @@
-//! Planning: each message of a request, on its own, becomes the Amplitude items to send or a
+//! Planning: each message of a request, on its own, becomes the Amplitude requests to send or a
 //! verdict (skipped, rejected by the mapping, unsupported by this route).
 //!
-//! One bad message never sinks its batch: each message is mapped and encoded inside
-//! `catch_unwind` (the release profile unwinds), so a bug that panics on one message rejects
-//! that message, with a reason and an ERROR line naming its messageId, and the others go on.
+//! One bad message never sinks its batch: each message is mapped, and its items encoded,
+//! inside `catch_unwind` (the release profile unwinds), so a bug that panics on one message
+//! rejects that message, with a reason, and the others go on.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use amplitude_client::Item;
 use amplitude_client::encode;
 use mapping::engage::Engage;
-use mapping::{Message, Rejection, Settings};
+use mapping::{Batch, Message, Plan, Rejection, Settings};
+use serde_json_borrow::Value;
 
 use super::outcome::{MessageOutcome, RejectedBy};
 use crate::ingest::Route;
+use crate::ingest::body::Messages;
 
-/// What one message becomes before delivery.
-#[derive(Debug)]
-pub enum Decision {
-    /// Items to deliver, in wire form (numbered as message 0 until the request numbers them).
-    Send(Vec<Item>),
-    /// Nothing to send; never retried.
-    Skip(Option<String>),
-    /// The mapping refused it (the reason names the field).
-    Reject(String),
-    /// Not handled by this route or these settings.
-    Unsupported(String),
+/// A batch body's shared `context` and `integrations`, parsed once for all its messages.
+pub struct Shared<'b> {
+    context: Value<'b>,
+    integrations: Value<'b>,
 }
 
-impl Decision {
-    /// The message's outcome when planning settles it, or else its items, numbered as the
-    /// `message`-th message of the delivery.
-    pub fn settle(self, message: usize) -> Result<MessageOutcome, Vec<Item>> {
-        match self {
-            Decision::Send(mut items) => {
-                items.iter_mut().for_each(|item| item.message = message);
-                Err(items)
-            }
-            Decision::Skip(reason) => Ok(MessageOutcome::Skipped { reason }),
-            Decision::Reject(reason) => Ok(MessageOutcome::Rejected {
-                by: RejectedBy::Mapping,
-                reason,
-                endpoint: None,
-            }),
-            Decision::Unsupported(reason) => Ok(MessageOutcome::Unsupported { reason }),
+impl<'b> Shared<'b> {
+    /// Reads what `messages` share; an unreadable part shares nothing (the mapping is lenient).
+    pub fn of(messages: &Messages<'b>) -> Self {
+        let parse = |raw: Option<&'b serde_json::value::RawValue>| {
+            raw.and_then(|r| serde_json::from_str(r.get()).ok())
+                .unwrap_or(Value::Null)
+        };
+        Shared {
+            context: parse(messages.context),
+            integrations: parse(messages.integrations),
+        }
+    }
+
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            context: &self.context,
+            integrations: &self.integrations,
         }
     }
 }
 
-/// One message, decided.
-#[derive(Debug)]
-pub struct Planned {
+/// One message, planned.
+pub struct Planned<'v> {
     pub message_id: Option<String>,
     /// `userId` (the deletions audit names it).
     pub user_id: Option<String>,
-    pub decision: Decision,
+    /// The requests to send (at least one), or the message's final outcome.
+    pub plan: Result<Plan<'v>, MessageOutcome>,
 }
 
-/// A request's messages, planned: for each, its ids and its outcome when planning settled it
-/// (`None`: its items go to Amplitude); and every item to deliver, numbered by its message's
-/// place in the request.
-#[derive(Debug, Default)]
-pub struct RequestPlan {
-    pub messages: Vec<PlannedMessage>,
-    pub items: Vec<Item>,
+/// A message's text, parsed; a text that is not JSON is rejected.
+pub fn parse(text: &str) -> Result<Value<'_>, MessageOutcome> {
+    serde_json::from_str(text).map_err(|_| rejected("the event is not valid JSON".into()))
 }
 
-/// One message of a [`RequestPlan`].
-#[derive(Debug)]
-pub struct PlannedMessage {
-    pub message_id: Option<String>,
-    pub user_id: Option<String>,
-    pub settled: Option<MessageOutcome>,
-}
-
-/// Plans every message of a request (`texts`, one JSON event each) for `route`.
-pub fn plan_request<'t>(
+/// Plans one parsed message for `route`. The ids are read before the mapping runs, so even a
+/// message the mapping fails on is reported by its messageId.
+pub fn plan<'v>(
     route: Route,
     settings: &Settings,
-    texts: impl IntoIterator<Item = &'t str>,
-) -> RequestPlan {
-    let mut plan = RequestPlan::default();
-    for (index, text) in texts.into_iter().enumerate() {
-        let planned = decide(route, settings, text);
-        let settled = match planned.decision.settle(index) {
-            Ok(outcome) => Some(outcome),
-            Err(items) => {
-                plan.items.extend(items);
-                None
-            }
-        };
-        plan.messages.push(PlannedMessage {
-            message_id: planned.message_id,
-            user_id: planned.user_id,
-            settled,
-        });
-    }
-    plan
-}
-
-/// Decides one message (`text`, one JSON event) for `route`. The ids are read before the
-/// mapping runs, so even a message the mapping fails on is reported by its messageId.
-pub fn decide(route: Route, settings: &Settings, text: &str) -> Planned {
-    let Ok(value) = serde_json::from_str::<serde_json_borrow::Value>(text) else {
-        return Planned {
-            message_id: None,
-            user_id: None,
-            decision: Decision::Reject("the event is not valid JSON".into()),
-        };
-    };
+    value: &'v Value<'v>,
+    batch: Batch<'v>,
+) -> Planned<'v> {
     let id = |key| mapping::id(value.get(key)).map(|c| c.into_owned());
     Planned {
         message_id: id("messageId"),
         user_id: id("userId"),
-        decision: guarded(|| decide_value(route, settings, &value)),
+        plan: guarded(|| plan_value(route, settings, value, batch)),
     }
 }
 
-fn decide_value(
+fn plan_value<'v>(
     route: Route,
     settings: &Settings,
-    value: &serde_json_borrow::Value<'_>,
-) -> Decision {
-    let planned = Message::parse(value).and_then(|msg| {
+    value: &'v Value<'v>,
+    batch: Batch<'v>,
+) -> Result<Plan<'v>, MessageOutcome> {
+    let planned = Message::parse_in(value, batch).and_then(|msg| {
         if !route.accepts(msg.call) {
             return Err(Rejection::Unsupported(format!(
                 "`type`: {:?} calls are not handled by the {} route",
@@ -130,34 +88,76 @@ fn decide_value(
                 route.path()
             )));
         }
-        route.planner()(value, settings)
+        route.planner()(value, batch, settings)
     });
     match planned {
-        Ok(Engage::Skip(reason)) => Decision::Skip(Some(reason.to_owned())),
-        Ok(Engage::Plan(plan)) if plan.requests.is_empty() => Decision::Skip(None),
-        Ok(Engage::Plan(plan)) => Decision::Send(encode::items(0, &plan)),
-        Err(Rejection::Invalid(reason)) => Decision::Reject(reason),
+        Ok(Engage::Skip(reason)) => Err(MessageOutcome::Skipped {
+            reason: Some(reason.to_owned()),
+        }),
+        Ok(Engage::Plan(plan)) if plan.requests.is_empty() => {
+            Err(MessageOutcome::Skipped { reason: None })
+        }
+        Ok(Engage::Plan(plan)) => Ok(plan),
+        Err(Rejection::Invalid(reason)) => Err(rejected(reason)),
         Err(Rejection::Unsupported(reason) | Rejection::Configuration(reason)) => {
-            Decision::Unsupported(reason)
+            Err(MessageOutcome::Unsupported { reason })
         }
     }
 }
 
-/// Runs `decide`, turning a panic into a rejection of this message only.
-pub fn guarded(decide: impl FnOnce() -> Decision) -> Decision {
-    match catch_unwind(AssertUnwindSafe(decide)) {
-        Ok(decision) => decision,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown".into());
-            Decision::Reject(format!(
-                "the destination failed on this event (a bug; the event was not sent): {what}"
-            ))
-        }
+fn rejected(reason: String) -> MessageOutcome {
+    MessageOutcome::Rejected {
+        by: RejectedBy::Mapping,
+        reason,
+        endpoint: None,
     }
+}
+
+/// Runs `work` on one message, turning a panic into a rejection of this message only.
+pub fn guarded<T>(work: impl FnOnce() -> Result<T, MessageOutcome>) -> Result<T, MessageOutcome> {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        Err(rejected(format!(
+            "the destination failed on this event (a bug; the event was not sent): {what}"
+        )))
+    })
+}
+
+/// One message's text decided at once: its ids, and its items (numbered as message 0) or its
+/// outcome. For tools and tests that plan single lines; the functions plan in chunks
+/// (`stream`).
+pub fn decide(route: Route, settings: &Settings, text: &str) -> Decided {
+    let value = match parse(text) {
+        Ok(value) => value,
+        Err(outcome) => {
+            return Decided {
+                message_id: None,
+                user_id: None,
+                items: Err(outcome),
+            };
+        }
+    };
+    let planned = plan(route, settings, &value, Batch::NONE);
+    let items = planned
+        .plan
+        .and_then(|plan| guarded(|| Ok(encode::items(0, &plan))));
+    Decided {
+        message_id: planned.message_id,
+        user_id: planned.user_id,
+        items,
+    }
+}
+
+/// A message decided at once ([`decide`]).
+#[derive(Debug)]
+pub struct Decided {
+    pub message_id: Option<String>,
+    pub user_id: Option<String>,
+    pub items: Result<Vec<Item>, MessageOutcome>,
 }
 
 #[cfg(test)]
@@ -165,55 +165,88 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_panic_while_deciding_one_message_rejects_only_that_message() {
+    fn a_panic_while_planning_one_message_rejects_only_that_message() {
         // Silence the default hook's backtrace for this deliberate panic.
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
-        let decisions: Vec<Decision> = (0..3)
+        let outcomes: Vec<Result<(), MessageOutcome>> = (0..3)
             .map(|i| {
                 guarded(|| {
                     if i == 1 {
                         panic!("slice index inside a character");
                     }
-                    Decision::Skip(None)
+                    Ok(())
                 })
             })
             .collect();
         std::panic::set_hook(hook);
-        assert!(matches!(decisions[0], Decision::Skip(None)));
-        assert!(
-            matches!(&decisions[1], Decision::Reject(r) if r == "the destination failed on this event (a bug; the event was not sent): slice index inside a character")
+        assert_eq!(outcomes[0], Ok(()));
+        assert_eq!(
+            outcomes[1],
+            Err(rejected(
+                "the destination failed on this event (a bug; the event was not sent): slice index inside a character".into()
+            ))
         );
-        assert!(matches!(decisions[2], Decision::Skip(None)));
+        assert_eq!(outcomes[2], Ok(()));
     }
 
     #[test]
     fn each_message_is_decided_by_the_route() {
         let s = Settings::default();
         let track = r#"{"type":"track","event":"e","userId":"user-1","messageId":"m"}"#;
-        let planned = decide(Route::Events, &s, track);
+        let decided = decide(Route::Events, &s, track);
         assert_eq!(
-            (planned.message_id.as_deref(), planned.user_id.as_deref()),
+            (decided.message_id.as_deref(), decided.user_id.as_deref()),
             (Some("m"), Some("user-1"))
         );
-        match planned.decision {
-            Decision::Send(items) => {
-                assert_eq!(items.len(), 1);
-                assert!(items[0].wire.contains(r#""insert_id":"m""#));
+        let items = decided.items.unwrap();
+        assert_eq!(items.len(), 1);
+        assert!(items[0].wire.contains(r#""insert_id":"m""#));
+        assert_eq!(
+            decide(Route::Alias, &s, track).items.unwrap_err(),
+            MessageOutcome::Unsupported {
+                reason: "`type`: Track calls are not handled by the /alias route".into()
             }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            decide(Route::Alias, &s, track).decision,
-            Decision::Unsupported(r) if r == "`type`: Track calls are not handled by the /alias route"
-        ));
-        assert!(matches!(
-            decide(Route::Events, &s, "{oops").decision,
-            Decision::Reject(r) if r == "the event is not valid JSON"
-        ));
-        assert!(matches!(
-            decide(Route::Events, &s, r#"{"type":"page","userId":"u"}"#).decision,
-            Decision::Skip(None)
-        ));
+        );
+        assert_eq!(
+            decide(Route::Events, &s, "{oops").items.unwrap_err(),
+            rejected("the event is not valid JSON".into())
+        );
+        assert_eq!(
+            decide(Route::Events, &s, r#"{"type":"page","userId":"u"}"#)
+                .items
+                .unwrap_err(),
+            MessageOutcome::Skipped { reason: None }
+        );
+    }
+
+    #[test]
+    fn a_batch_bodys_shared_context_is_read_under_each_messages_own() {
+        let body = br#"{"batch": [
+            {"type":"track","event":"a","userId":"u","messageId":"m1","context":{"ip":"1.1.1.1"}},
+            {"type":"track","event":"b","userId":"u","messageId":"m2"}],
+            "context": {"ip": "9.9.9.9", "library": {"name": "http"}},
+            "integrations": {"Amplitude": {"session_id": 5}}}"#;
+        let messages = crate::ingest::body::split(body).unwrap();
+        let shared = Shared::of(&messages);
+        let settings = Settings::default();
+        let wires: Vec<serde_json::Value> = messages
+            .texts()
+            .map(|text| {
+                let value = parse(text).unwrap();
+                let plan = plan(Route::Events, &settings, &value, shared.batch())
+                    .plan
+                    .unwrap();
+                serde_json::from_str(&encode::items(0, &plan)[0].wire).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            (&wires[0]["ip"], &wires[0]["session_id"]),
+            (&serde_json::json!("1.1.1.1"), &serde_json::json!(5))
+        );
+        assert_eq!(
+            (&wires[1]["ip"], &wires[1]["session_id"]),
+            (&serde_json::json!("9.9.9.9"), &serde_json::json!(5))
+        );
     }
 }

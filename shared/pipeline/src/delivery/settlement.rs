@@ -111,19 +111,10 @@ impl Function {
             deletion_jobs,
             deadline,
         } = part;
-        let stored = match keep {
-            Keep::Jobs {
-                queue,
-                attempts,
-                first_seen_ms,
-            } if !left.is_empty() => {
-                let ids: Vec<Option<String>> =
-                    entries.iter().map(|e| e.message_id.clone()).collect();
-                let jobs = job::jobs_from(&left, &ids, route, region, attempts, first_seen_ms);
-                Some(self.store(queue, jobs, deadline, request_id, route).await)
-            }
-            _ => None,
-        };
+        let ids: Vec<Option<String>> = entries.iter().map(|e| e.message_id.clone()).collect();
+        let stored = self
+            .keep_left(&left, &ids, keep, (route, region), deadline, request_id)
+            .await;
         if let Some(Ok(_)) = stored {
             for e in &mut entries {
                 if let MessageOutcome::Retryable { reason, .. } = &mut e.outcome {
@@ -139,6 +130,32 @@ impl Function {
             audit(&users, &entries, deletion_jobs);
         }
         Settled { entries, stored }
+    }
+
+    /// Stores what a delivery left (`left`, whose items index `message_ids`) as jobs, when
+    /// the caller keeps it: `None` when there was nothing to store.
+    pub(crate) async fn keep_left(
+        &self,
+        left: &[Undelivered],
+        message_ids: &[Option<String>],
+        keep: Keep,
+        (route, region): (&str, Region),
+        deadline: Instant,
+        request_id: &str,
+    ) -> Option<Result<usize, QueueError>> {
+        let Keep::Jobs {
+            queue,
+            attempts,
+            first_seen_ms,
+        } = keep
+        else {
+            return None;
+        };
+        if left.is_empty() {
+            return None;
+        }
+        let jobs = job::jobs_from(left, message_ids, route, region, attempts, first_seen_ms);
+        Some(self.store(queue, jobs, deadline, request_id, route).await)
     }
 
     /// Writes jobs to `queue` before `deadline`; logs the result.

@@ -1,15 +1,37 @@
 //! The Segment body shapes (segment-delivery §0–§1): one event, a JSON array of events
 //! (Webhooks (Actions) batching), or `{"batch": [...], "context", "integrations"}` (HTTP
-//! Tracking API shape, whose top-level `context`/`integrations` are merged into each item).
+//! Tracking API shape, whose top-level `context`/`integrations` every item shares: the mapping
+//! reads them under the item's own keys, `mapping::Batch`).
+//!
+//! Nothing is copied: a message is a slice of the body, exactly as sent.
 
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// The messages of one request, each as its own JSON text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Messages {
-    pub items: Vec<String>,
+/// The messages of one request, each its own JSON text in the body.
+#[derive(Debug, Clone)]
+pub struct Messages<'b> {
+    pub items: Vec<&'b RawValue>,
+    /// The `{"batch"}` shape's shared `context`, as sent.
+    pub context: Option<&'b RawValue>,
+    /// The `{"batch"}` shape's shared `integrations`, as sent.
+    pub integrations: Option<&'b RawValue>,
+}
+
+impl<'b> Messages<'b> {
+    fn of(items: Vec<&'b RawValue>) -> Self {
+        Messages {
+            items,
+            context: None,
+            integrations: None,
+        }
+    }
+
+    /// Each message's text.
+    pub fn texts(&self) -> impl Iterator<Item = &'b str> + '_ {
+        self.items.iter().map(|r| r.get())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,10 +50,10 @@ pub enum BodyError {
 struct BatchBody<'a> {
     #[serde(borrow)]
     batch: Vec<&'a RawValue>,
-    #[serde(default)]
-    context: Option<Value>,
-    #[serde(default)]
-    integrations: Option<Value>,
+    #[serde(default, borrow)]
+    context: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    integrations: Option<&'a RawValue>,
 }
 
 /// What Segment's `X-Signature` covers in a body, found before (and without) splitting it.
@@ -100,8 +122,8 @@ impl<'de: 'b, 'b> Deserialize<'de> for FirstOfArray<'b> {
     }
 }
 
-/// Splits a body into messages without re-serialising them (signatures cover exact bytes).
-pub fn split(body: &[u8]) -> Result<Messages, BodyError> {
+/// Splits a body into messages without copying them (signatures cover exact bytes).
+pub fn split(body: &[u8]) -> Result<Messages<'_>, BodyError> {
     let text = std::str::from_utf8(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
     let trimmed = text.trim_start();
     match trimmed.as_bytes().first() {
@@ -112,9 +134,7 @@ pub fn split(body: &[u8]) -> Result<Messages, BodyError> {
             if items.is_empty() {
                 return Err(BodyError::EmptyBatch);
             }
-            Ok(Messages {
-                items: items.iter().map(|r| r.get().to_owned()).collect(),
-            })
+            Ok(Messages::of(items))
         }
         Some(b'{') => {
             let value: &RawValue =
@@ -123,45 +143,19 @@ pub fn split(body: &[u8]) -> Result<Messages, BodyError> {
                 if batch.batch.is_empty() {
                     return Err(BodyError::EmptyBatch);
                 }
-                let items = batch
-                    .batch
-                    .iter()
-                    .map(|item| merge(item, batch.context.as_ref(), batch.integrations.as_ref()))
-                    .collect();
-                return Ok(Messages { items });
+                return Ok(Messages {
+                    items: batch.batch,
+                    context: batch.context,
+                    integrations: batch.integrations,
+                });
             }
-            Ok(Messages {
-                items: vec![value.get().to_owned()],
-            })
+            Ok(Messages::of(vec![value]))
         }
         Some(_) => match serde_json::from_str::<Value>(text) {
             Ok(_) => Err(BodyError::WrongShape),
             Err(e) => Err(BodyError::NotJson(e.to_string())),
         },
     }
-}
-
-/// A batch item with the batch's `context` and `integrations` merged in; the item's own keys
-/// win. Items that need no merge keep their exact text.
-fn merge(item: &RawValue, context: Option<&Value>, integrations: Option<&Value>) -> String {
-    let shared = [("context", context), ("integrations", integrations)];
-    if shared.iter().all(|(_, v)| !v.is_some_and(Value::is_object)) {
-        return item.get().to_owned();
-    }
-    let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(item.get()) else {
-        return item.get().to_owned();
-    };
-    for (key, top) in shared {
-        let Some(Value::Object(top)) = top else {
-            continue;
-        };
-        let mut merged = top.clone();
-        if let Some(Value::Object(own)) = obj.get(key) {
-            merged.extend(own.clone());
-        }
-        obj.insert(key.to_owned(), Value::Object(merged));
-    }
-    Value::Object(obj).to_string()
 }
 
 #[cfg(test)]
@@ -172,7 +166,10 @@ mod tests {
     fn one_event_is_one_message_signed_whole() {
         let body = br#"{"type":"track","event":"e"}"#;
         let m = split(body).unwrap();
-        assert_eq!(m.items, vec![r#"{"type":"track","event":"e"}"#]);
+        assert_eq!(
+            m.texts().collect::<Vec<_>>(),
+            vec![r#"{"type":"track","event":"e"}"#]
+        );
         assert_eq!(signed_part(body).bytes, body);
     }
 
@@ -185,18 +182,25 @@ mod tests {
     }
 
     #[test]
-    fn batch_shape_merges_context_and_integrations_item_keys_win() {
+    fn batch_shape_keeps_items_exact_and_its_shared_context_apart() {
         let body = br#"{"batch":[{"type":"track","event":"a","context":{"ip":"1.1.1.1"}},{"type":"identify","userId":"u"}],
             "context":{"ip":"9.9.9.9","library":{"name":"http"}},"integrations":{"Amplitude":{"session_id":5}}}"#;
         let m = split(body).unwrap();
-        let first: Value = serde_json::from_str(&m.items[0]).unwrap();
         assert_eq!(
-            first["context"],
-            serde_json::json!({"ip": "1.1.1.1", "library": {"name": "http"}})
+            m.texts().collect::<Vec<_>>(),
+            vec![
+                r#"{"type":"track","event":"a","context":{"ip":"1.1.1.1"}}"#,
+                r#"{"type":"identify","userId":"u"}"#
+            ]
         );
-        assert_eq!(first["integrations"]["Amplitude"]["session_id"], 5);
-        let second: Value = serde_json::from_str(&m.items[1]).unwrap();
-        assert_eq!(second["context"]["ip"], "9.9.9.9");
+        assert_eq!(
+            m.context.map(RawValue::get),
+            Some(r#"{"ip":"9.9.9.9","library":{"name":"http"}}"#)
+        );
+        assert_eq!(
+            m.integrations.map(RawValue::get),
+            Some(r#"{"Amplitude":{"session_id":5}}"#)
+        );
     }
 
     #[test]
@@ -232,10 +236,13 @@ mod tests {
 
     #[test]
     fn malformed_bodies_name_the_problem() {
-        assert_eq!(split(b"  "), Err(BodyError::Empty));
-        assert_eq!(split(b"[]"), Err(BodyError::EmptyBatch));
-        assert_eq!(split(br#"{"batch": []}"#), Err(BodyError::EmptyBatch));
-        assert_eq!(split(b"42"), Err(BodyError::WrongShape));
+        assert_eq!(split(b"  ").unwrap_err(), BodyError::Empty);
+        assert_eq!(split(b"[]").unwrap_err(), BodyError::EmptyBatch);
+        assert_eq!(
+            split(br#"{"batch": []}"#).unwrap_err(),
+            BodyError::EmptyBatch
+        );
+        assert_eq!(split(b"42").unwrap_err(), BodyError::WrongShape);
         assert!(matches!(split(b"{nope"), Err(BodyError::NotJson(_))));
     }
 }

@@ -14,7 +14,7 @@ pub mod inbound;
 pub mod reply;
 
 use mapping::engage::{self, Engage};
-use mapping::{Call, Rejection, Settings};
+use mapping::{Batch, Call, Rejection, Settings};
 
 /// The HTTP routes, one function each (`template.yaml`). Everything that differs between them
 /// is in this table: their names, the calls and methods they take, how a message is planned,
@@ -41,8 +41,11 @@ pub enum Operation {
 }
 
 /// How a route turns one parsed message into Amplitude requests.
-type Planner =
-    for<'a> fn(&'a serde_json_borrow::Value<'a>, &Settings) -> Result<Engage<'a>, Rejection>;
+type Planner = for<'a> fn(
+    &'a serde_json_borrow::Value<'a>,
+    Batch<'a>,
+    &Settings,
+) -> Result<Engage<'a>, Rejection>;
 
 impl Route {
     /// Every route (the local runner serves them all).
@@ -102,7 +105,7 @@ impl Route {
     /// How the route plans a message: the Engage forms on `/engage`, the mapping elsewhere.
     pub(crate) fn planner(self) -> Planner {
         match self {
-            Route::Engage => engage::plan,
+            Route::Engage => engage::plan_in,
             _ => classic,
         }
     }
@@ -118,7 +121,8 @@ impl Route {
 /// The mapping of Segment's Amplitude destination, for every route but `/engage`.
 fn classic<'a>(
     value: &'a serde_json_borrow::Value<'a>,
+    batch: Batch<'a>,
     settings: &Settings,
 ) -> Result<Engage<'a>, Rejection> {
-    mapping::plan(value, settings).map(Engage::Plan)
+    mapping::plan_in(value, batch, settings).map(Engage::Plan)
 }

@@ -284,7 +284,7 @@ fn results(entries: Vec<Entry>) -> (Vec<Entry>, usize, Option<Omitted>) {
     if omitted == 0 {
         return (kept, bytes, None);
     }
-    groups.sort_by(|a, b| b.count.cmp(&a.count));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.count));
     if groups.len() > MAX_GROUPS {
         let rest: usize = groups.drain(MAX_GROUPS - 1..).map(|g| g.count).sum();
         groups.push(ReasonCount {
