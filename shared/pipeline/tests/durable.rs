@@ -165,7 +165,10 @@ async fn a_message_larger_than_a_chunk_is_queued_in_parts_and_redelivered_whole(
         (&json!(200), &json!(3)),
         "{reply}"
     );
-    assert!(memory.len(QueueKind::Delivery) > 1, "several queue messages");
+    assert!(
+        memory.len(QueueKind::Delivery) > 1,
+        "several queue messages"
+    );
 
     emu.state.reset();
     let redeliver = Arc::new(function(Kind::Redeliver, &emu, queues));
@@ -185,4 +188,51 @@ async fn a_message_larger_than_a_chunk_is_queued_in_parts_and_redelivered_whole(
     assert_eq!(got.events.len(), 1303, "every event once");
     assert_eq!(got.insert_ids["order-1-1301"].stored, 1);
     assert_eq!(memory.len(QueueKind::Delivery), 0);
+}
+
+/// Issue "bounded" §8: an unreadable delivery-queue message near SQS's limit, 140,000 `"`
+/// characters (wrapped as a JSON string it would double), is dead-lettered within the limit,
+/// done for its queue, and read back whole.
+#[tokio::test]
+async fn an_unreadable_message_near_the_limit_is_dead_lettered_within_it() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let memory = Arc::new(MemoryQueues::new());
+    let redeliver = function(Kind::Redeliver, &emu, Queues::Memory(memory.clone()));
+    let body = "\"".repeat(140_000);
+    memory
+        .send(
+            QueueKind::Delivery,
+            vec![pipeline::durable::Outgoing {
+                body: body.clone(),
+                delay: Duration::ZERO,
+            }],
+        )
+        .unwrap();
+    let received = memory.receive(QueueKind::Delivery, 10, Duration::from_secs(60));
+    let records = received
+        .iter()
+        .map(|r| pipeline::durable::Record::from_memory(QueueKind::Delivery, r))
+        .collect();
+    let response = redeliver
+        .redeliver(
+            records,
+            tokio::time::Instant::now() + Duration::from_secs(10),
+            "t",
+        )
+        .await;
+    assert!(response.batch_item_failures.is_empty(), "done: it is kept");
+    let letters = memory.bodies(QueueKind::DeadLetter);
+    assert_eq!(letters.len(), 1);
+    assert!(letters[0].len() <= pipeline::durable::job::MAX_MESSAGE_BYTES);
+    let Some(pipeline::durable::DeadLetter::Unreadable(kept)) =
+        pipeline::durable::DeadLetter::decode(&letters[0])
+    else {
+        panic!("an unreadable dead letter: {}", &letters[0][..200]);
+    };
+    assert_eq!(kept.kept_body(), Some(body));
+    assert_eq!(kept.bytes, 140_000);
+    assert!(
+        kept.dead_letter_reason
+            .starts_with("unreadable job: the job is not a delivery job of this version")
+    );
 }

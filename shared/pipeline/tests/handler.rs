@@ -812,11 +812,19 @@ async fn a_message_larger_than_a_chunk_is_delivered_whole_across_chunks() {
     let inbound = Inbound::from_payload(apigw_v2(&body, headers, false)).unwrap();
     let reply = s
         .function
-        .handle(inbound, tokio::time::Instant::now() + Duration::from_secs(60), "r")
+        .handle(
+            inbound,
+            tokio::time::Instant::now() + Duration::from_secs(60),
+            "r",
+        )
         .await;
     let reply = serde_json::to_value(&reply.body).unwrap();
     assert_eq!(
-        (&reply["status"], &reply["counts"]["delivered"], &reply["results"]),
+        (
+            &reply["status"],
+            &reply["counts"]["delivered"],
+            &reply["results"]
+        ),
         (&json!(200), &json!(3), &json!([]))
     );
     let got = s.emu.state.ingested();
@@ -829,5 +837,8 @@ async fn a_message_larger_than_a_chunk_is_delivered_whole_across_chunks() {
     assert_eq!(ids.len(), 1303, "each event once");
     assert!(ids.contains("order-1-1301") && ids.contains("m1") && ids.contains("m2"));
     let requests = got.requests["/2/httpapi"];
-    assert!(requests >= 21, "21 MB in requests of at most 1 MB: {requests}");
+    assert!(
+        requests >= 21,
+        "21 MB in requests of at most 1 MB: {requests}"
+    );
 }

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::job::MAX_MESSAGE_BYTES;
 use super::{Outgoing, QueueError, QueueKind};
 
 #[derive(Debug)]
@@ -52,6 +53,16 @@ impl MemoryQueues {
     }
 
     pub fn send(&self, kind: QueueKind, mut messages: Vec<Outgoing>) -> Result<usize, QueueError> {
+        if let Some(m) = messages.iter().find(|m| m.body.len() > MAX_MESSAGE_BYTES) {
+            // As SQS refuses it (the whole call).
+            return Err(QueueError::Refused {
+                queue: kind.name(),
+                reason: format!(
+                    "a message of {} bytes is over the {MAX_MESSAGE_BYTES}-byte limit",
+                    m.body.len()
+                ),
+            });
+        }
         let refused = self
             .refusals
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
