@@ -37,6 +37,9 @@ pub async fn start(
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
         .env("INGEST_SECRET_ID", ingest_id)
+        // Each bad credential is refused for good at once (the re-read window has its own
+        // tests in pipeline's handler tests).
+        .env("SECRET_REREAD_SECONDS", "0")
         .env("SEGMENT_SETTINGS", settings.to_string())
         .env(
             "AMPLITUDE_BASE_URL",

@@ -43,9 +43,6 @@ use crate::ops::secrets::{IngestKeys, SecretCache, SecretError, SecretId, Secret
 pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// Time kept back from the Lambda deadline for answering.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
-/// After a credential does not match, the secret is read again at most this often per
-/// instance (a rotation is picked up; forged requests cannot hammer Secrets Manager).
-const REREAD_AFTER: Duration = Duration::from_secs(30);
 
 /// What a function is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,9 +416,12 @@ impl Function {
         Ok((keys, body::split(&inbound.body)?))
     }
 
-    /// Reads a secret and checks the request's credentials against it. On a mismatch the
-    /// secret is read again (at most once per [`REREAD_AFTER`] per instance) before the request
-    /// is refused, so a rotation never causes a burst of 401s, which Segment drops.
+    /// Reads a secret and checks the request's credentials against it. A mismatch is only
+    /// final against keys read after it arrived: the secret is read again (at most once per
+    /// `secret_reread` per instance, so forged requests cannot hammer Secrets Manager) and the
+    /// request checked again; when it was read again lately for another request, this one
+    /// cannot be told from a rotation yet and is answered 503, which Segment retries — never
+    /// 401, which Segment drops.
     pub(crate) async fn checked<K>(
         &self,
         id: &SecretId,
@@ -433,13 +433,13 @@ impl Function {
         match check(&keys) {
             Ok(()) => Ok(keys),
             Err(e @ AuthError::NotConfigured) => Err(e.into()),
-            Err(e) if self.secrets.allow_reread(id, REREAD_AFTER) => {
+            Err(e) if self.secrets.allow_reread(id, self.config.secret_reread) => {
                 tracing::info!(secret = %id, error = %e, "credential mismatch: reading the secret again");
                 let keys = parse(id, &self.secrets.get(id, deadline).await?)?;
                 check(&keys)?;
                 Ok(keys)
             }
-            Err(e) => Err(e.into()),
+            Err(_) => Err(RequestError::CannotTellYet),
         }
     }
 

@@ -47,6 +47,9 @@ async fn setup_with(
         .var("SEGMENT_SETTINGS", settings.to_string())
         .var("AMPLITUDE_BASE_URL", emu.url())
         .secrets(source.clone())
+        // Every mismatch reads the secret again, so each bad credential is refused for good
+        // (tests of the re-read window set their own).
+        .var("SECRET_REREAD_SECONDS", "0")
         .configure(|c| c.client.backoff.base = Duration::from_millis(5));
     let function = more(function).build().unwrap();
     Setup {
@@ -237,10 +240,11 @@ async fn bearer_token_alone_and_with_the_signature() {
 
 #[tokio::test]
 async fn a_rotated_token_is_accepted_at_once_and_forgeries_do_not_reread_the_secret() {
-    let s = setup(
+    let s = setup_with(
         Route::Events,
         json!({}),
         json!({"api_key": "k", "bearer_token": "old-token"}),
+        |b| b.var("SECRET_REREAD_SECONDS", "30"),
     )
     .await;
     let body = track(1).to_string();
@@ -273,9 +277,53 @@ async fn a_rotated_token_is_accepted_at_once_and_forgeries_do_not_reread_the_sec
     );
     assert_eq!(
         call(&s.function, with("newest")).await.0,
-        401,
-        "at most one re-read per 30 s per instance"
+        503,
+        "at most one re-read per 30 s per instance: a rotation cannot be told yet, so Segment retries"
     );
+}
+
+/// Issue "bounded" §4: a forged token makes the secret be read again and is refused (401);
+/// forged tokens after it read nothing (503, never 401); a genuine token rotated in just after
+/// the forgery is never refused 401 — 503 while it cannot be told, and accepted once the secret
+/// may be read again.
+#[tokio::test]
+async fn forged_traffic_never_gets_a_rotated_token_refused_nor_multiplies_secret_reads() {
+    let s = setup_with(
+        Route::Events,
+        json!({}),
+        json!({"api_key": "k", "bearer_token": "old-token"}),
+        |b| b.configure(|c| c.secret_reread = Duration::from_millis(300)),
+    )
+    .await;
+    let body = track(1).to_string();
+    let with = |token: &str| {
+        apigw_v2(
+            &body,
+            json!({"authorization": format!("Bearer {token}")}),
+            false,
+        )
+    };
+    assert_eq!(call(&s.function, with("old-token")).await.0, 200);
+    let reads = s.secrets.reads();
+    assert_eq!(call(&s.function, with("forged")).await.0, 401);
+    assert_eq!(s.secrets.reads(), reads + 1, "the forgery read the secret once");
+    for _ in 0..50 {
+        assert_eq!(call(&s.function, with("forged")).await.0, 503);
+    }
+    assert_eq!(s.secrets.reads(), reads + 1, "and forgeries after it read nothing");
+    // The operator rotates the token right after the forgery.
+    s.secrets.put(
+        "ingest",
+        &json!({"api_key": "k", "bearer_token": "rotated"}).to_string(),
+    );
+    assert_eq!(
+        call(&s.function, with("rotated")).await.0,
+        503,
+        "not refused: retried"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(call(&s.function, with("rotated")).await.0, 200, "Segment's retry");
+    assert_eq!(s.secrets.reads(), reads + 2);
 }
 
 #[tokio::test]

@@ -28,6 +28,10 @@ pub enum RequestError {
     Body(#[from] BodyError),
     #[error("authentication: {0}")]
     Unauthorized(AuthError),
+    /// The credential does not match keys read before it arrived, and they were read again
+    /// too lately to read them once more: it may be a rotation. Segment retries.
+    #[error("authentication: the credential cannot be checked yet; retry later")]
+    CannotTellYet,
     /// A secret could not be read or is malformed: the operator must act; Segment retries.
     #[error("configuration: {0}")]
     Secret(#[from] SecretError),
@@ -73,9 +77,9 @@ impl RequestError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             RequestError::DeletionsNotConfigured => StatusCode::NOT_IMPLEMENTED,
-            RequestError::SecretKeyNotSetUp(_) | RequestError::JobList(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            RequestError::SecretKeyNotSetUp(_)
+            | RequestError::JobList(_)
+            | RequestError::CannotTellYet => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -33,6 +33,10 @@ pub struct FunctionConfig {
     /// Answer Segment within this (its timeout is 5 s).
     pub response_budget: Duration,
     pub secret_ttl: Duration,
+    /// `SECRET_REREAD_SECONDS` (default 30): after a credential does not match, the secret is
+    /// read again at most this often per instance, so a rotation is picked up at once and
+    /// forged requests cannot hammer Secrets Manager.
+    pub secret_reread: Duration,
     /// `ALLOW_UNAUTHENTICATED=true`: the API is protected otherwise (IAM); no credentials needed.
     pub allow_unauthenticated: bool,
     /// `ALLOW_SIGNED_BATCHES=true`: accept batches vouched for by their first event's signature
@@ -72,6 +76,7 @@ pub struct QueueConfig {
 /// 30 s integration limit.
 const RESPONSE_BUDGET_MS: RangeInclusive<u64> = 500..=29_000;
 const SECRET_TTL_SECONDS: RangeInclusive<u64> = 1..=86_400;
+const SECRET_REREAD_SECONDS: RangeInclusive<u64> = 0..=3_600;
 const MIN_ID_LENGTH: RangeInclusive<u64> = 1..=1024;
 const RETRY_BASE_SECONDS: RangeInclusive<u64> = 1..=900;
 const THROTTLE_DELAY_SECONDS: RangeInclusive<u64> = 0..=900;
@@ -122,6 +127,10 @@ impl FunctionConfig {
             secret_ttl: Duration::from_secs(
                 env.number_in("SECRET_TTL_SECONDS", SECRET_TTL_SECONDS)?
                     .unwrap_or(300),
+            ),
+            secret_reread: Duration::from_secs(
+                env.number_in("SECRET_REREAD_SECONDS", SECRET_REREAD_SECONDS)?
+                    .unwrap_or(30),
             ),
             allow_unauthenticated: env.flag("ALLOW_UNAUTHENTICATED")?,
             allow_signed_batches: env.flag("ALLOW_SIGNED_BATCHES")?,

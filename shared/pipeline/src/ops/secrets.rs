@@ -57,7 +57,14 @@ pub enum SecretSource {
     SecretsManager(aws_sdk_secretsmanager::Client),
     /// Values by secret id held in memory (the local runner, tests); [`SecretSource::put`]
     /// changes one, as a rotation does.
-    Fixed(Arc<Mutex<HashMap<String, String>>>),
+    Fixed(Arc<FixedSecrets>),
+}
+
+/// Secrets in memory, and how often they were read.
+#[derive(Default)]
+pub struct FixedSecrets {
+    values: Mutex<HashMap<String, String>>,
+    reads: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,15 +80,28 @@ pub enum SecretError {
 impl SecretSource {
     /// Secrets held in memory.
     pub fn fixed(secrets: impl IntoIterator<Item = (String, String)>) -> Self {
-        SecretSource::Fixed(Arc::new(Mutex::new(secrets.into_iter().collect())))
+        SecretSource::Fixed(Arc::new(FixedSecrets {
+            values: Mutex::new(secrets.into_iter().collect()),
+            reads: Default::default(),
+        }))
     }
 
     /// Replaces an in-memory secret (no effect on Secrets Manager).
     pub fn put(&self, id: &str, text: &str) {
-        if let SecretSource::Fixed(map) = self {
-            map.lock()
+        if let SecretSource::Fixed(fixed) = self {
+            fixed
+                .values
+                .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id.to_owned(), text.to_owned());
+        }
+    }
+
+    /// How often in-memory secrets were read (0 for Secrets Manager).
+    pub fn reads(&self) -> usize {
+        match self {
+            SecretSource::Fixed(fixed) => fixed.reads.load(std::sync::atomic::Ordering::SeqCst),
+            SecretSource::SecretsManager(_) => 0,
         }
     }
 
@@ -91,12 +111,18 @@ impl SecretSource {
             reason,
         };
         match self {
-            SecretSource::Fixed(map) => map
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(id.as_str())
-                .cloned()
-                .ok_or_else(|| unavailable("no such secret".into())),
+            SecretSource::Fixed(fixed) => {
+                fixed
+                    .reads
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                fixed
+                    .values
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(id.as_str())
+                    .cloned()
+                    .ok_or_else(|| unavailable("no such secret".into()))
+            }
             SecretSource::SecretsManager(client) => {
                 let out = client
                     .get_secret_value()
