@@ -627,3 +627,80 @@ async fn engage_function_under_the_runtime_api() {
         [("api2.amplitude.com/identify".to_string(), 4)].into()
     );
 }
+
+/// Issue "bounded" §5: at TRACE, no line the function writes — its own, the Lambda runtime's,
+/// the AWS SDK's, hyper's or reqwest's — holds a token, an API key, a webhook secret or an ARN,
+/// through a valid request, a forged one, a malformed one and a key Amplitude refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_any_log_line_even_at_trace() {
+    let Some((moto, amp)) = env().await else {
+        return;
+    };
+    let (key, secret, token) = ("key-SECRET-1", "whsec-SECRET-2", "token-SECRET-3");
+    moto.put_secret(
+        "ingest/trace",
+        &json!({"api_key": key, "webhook_secret": secret, "bearer_token": token}).to_string(),
+    )
+    .await;
+    let f = start_with(
+        "events",
+        &moto,
+        &amp,
+        "ingest/trace",
+        json!({}),
+        &[("AWS_LAMBDA_LOG_LEVEL", "TRACE".into())],
+    )
+    .await;
+    let body = track(1).to_string();
+    let good = json!({"X-Signature": sign(secret, body.as_bytes()),
+        "Authorization": format!("Bearer {token}")});
+    assert_eq!(f.http(v2(&body, good.clone())).await.0, 200);
+    assert_eq!(
+        f.http(v2(
+            &body,
+            json!({"Authorization": "Bearer forged-SECRET-4"})
+        ))
+        .await
+        .0,
+        401
+    );
+    let mut bad = v2(&body, good.clone());
+    bad["headers"]["x-odd"] = json!("\u{1}value");
+    assert_eq!(f.http(bad).await.0, 400);
+    // Amplitude refuses the key, quoting it: the function reads the secret again.
+    let mut config = amp.state.config();
+    config.api_keys = ["another-key".to_string()].into();
+    amp.state.set_config(config);
+    assert_eq!(f.http(v2(&body, good)).await.0, 503);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = f.logs.lock().unwrap().clone();
+    assert!(
+        logs.len() >= 8,
+        "a line per request and more: {}",
+        logs.len()
+    );
+    let refused: Vec<Value> = f
+        .json_logs()
+        .into_iter()
+        .filter(|l| l["fields"]["message"] == "request refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "the malformed event's one line");
+    assert_eq!(
+        (&refused[0]["level"], &refused[0]["fields"]["status"]),
+        (&json!("WARN"), &json!(400))
+    );
+    let signature = sign(secret, body.as_bytes());
+    for line in &logs {
+        for never in [
+            key,
+            secret,
+            token,
+            "forged-SECRET-4",
+            &signature,
+            "arn:aws",
+            "123456789012",
+        ] {
+            assert!(!line.contains(never), "{never} in a log line: {line}");
+        }
+    }
+}

@@ -13,7 +13,7 @@ use crate::runtime_api::{Invocation, RuntimeApi};
 pub struct Running {
     pub runtime: RuntimeApi,
     pub child: tokio::process::Child,
-    /// The function's log lines (stdout).
+    /// The function's log lines (stdout and stderr).
     pub logs: Arc<Mutex<Vec<String>>>,
 }
 
@@ -52,23 +52,33 @@ pub async fn start(
     for (k, v) in moto.env() {
         cmd.env(k, v);
     }
-    cmd.stdout(std::process::Stdio::piped());
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("function binary starts");
     let logs = Arc::new(Mutex::new(Vec::new()));
-    let sink = logs.clone();
     let stdout = child.stdout.take().expect("piped stdout");
-    tokio::spawn(async move {
-        use tokio::io::AsyncBufReadExt;
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            sink.lock().unwrap().push(line);
-        }
-    });
+    let stderr = child.stderr.take().expect("piped stderr");
+    collect(stdout, logs.clone());
+    collect(stderr, logs.clone());
     Running {
         runtime,
         child,
         logs,
     }
+}
+
+/// Every line of `output` into `logs`, as Lambda ships both streams to CloudWatch.
+fn collect(
+    output: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    logs: Arc<Mutex<Vec<String>>>,
+) {
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(output).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            logs.lock().unwrap().push(line);
+        }
+    });
 }
 
 impl Running {

@@ -306,11 +306,19 @@ async fn forged_traffic_never_gets_a_rotated_token_refused_nor_multiplies_secret
     assert_eq!(call(&s.function, with("old-token")).await.0, 200);
     let reads = s.secrets.reads();
     assert_eq!(call(&s.function, with("forged")).await.0, 401);
-    assert_eq!(s.secrets.reads(), reads + 1, "the forgery read the secret once");
+    assert_eq!(
+        s.secrets.reads(),
+        reads + 1,
+        "the forgery read the secret once"
+    );
     for _ in 0..50 {
         assert_eq!(call(&s.function, with("forged")).await.0, 503);
     }
-    assert_eq!(s.secrets.reads(), reads + 1, "and forgeries after it read nothing");
+    assert_eq!(
+        s.secrets.reads(),
+        reads + 1,
+        "and forgeries after it read nothing"
+    );
     // The operator rotates the token right after the forgery.
     s.secrets.put(
         "ingest",
@@ -322,7 +330,11 @@ async fn forged_traffic_never_gets_a_rotated_token_refused_nor_multiplies_secret
         "not refused: retried"
     );
     tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(call(&s.function, with("rotated")).await.0, 200, "Segment's retry");
+    assert_eq!(
+        call(&s.function, with("rotated")).await.0,
+        200,
+        "Segment's retry"
+    );
     assert_eq!(s.secrets.reads(), reads + 2);
 }
 
