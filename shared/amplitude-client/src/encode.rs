@@ -194,8 +194,9 @@ impl Frame {
     }
 
     /// The request body.
-    pub fn body<'i>(&self, wires: impl Iterator<Item = &'i str>) -> Vec<u8> {
-        let mut body = self.prefix.clone();
+    pub fn body<'i>(&self, wires: impl Iterator<Item = &'i str> + Clone) -> Vec<u8> {
+        let mut body = Vec::with_capacity(self.size(wires.clone().map(str::len)));
+        body.extend_from_slice(&self.prefix);
         for (i, w) in wires.enumerate() {
             if i > 0 {
                 body.extend_from_slice(self.separator);

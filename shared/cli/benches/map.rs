@@ -1,6 +1,8 @@
 //! `segment-amplitude map` as a whole process (reading standard input, writing standard
 //! output) against an in-memory `serde_json::Value` parse + print of the same events, side by
-//! side in one run: 20,000 generated corpus events (seed 42).
+//! side in one run: 20,000 generated corpus events (seed 42). Twice: on every core, and on one
+//! (`taskset -c 0` for the process; the in-memory loop with this thread held to core 0 too,
+//! while the harness's own piping runs elsewhere).
 //!
 //! Run: `cargo bench -p segment-amplitude --bench map`. Figures go to BENCHMARKS.md.
 
@@ -23,22 +25,76 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let settings = dir.join("settings.json");
     std::fs::write(&settings, corpus::settings().to_string()).unwrap();
+    let taskset = Command::new("taskset").arg("--version").output().is_ok();
+    for one_core in [false, true] {
+        if one_core && !taskset {
+            println!("map on one core: skipped (no taskset)");
+            continue;
+        }
+        let (p, m, out_bytes) = measure(&lines, &input, &settings, one_core);
+        let rate = |d: Duration| EVENTS as f64 / d.as_secs_f64();
+        println!(
+            "map{}: {EVENTS} events ({:.1} MB in, {:.1} MB out), median of {RUNS}: the process {:.0} events/s ({:.3} s), \
+             in-memory serde_json parse + print {:.0} events/s ({:.3} s): {:.2}x",
+            if one_core { " on one core" } else { "" },
+            input.len() as f64 / 1e6,
+            out_bytes as f64 / 1e6,
+            rate(p),
+            p.as_secs_f64(),
+            rate(m),
+            m.as_secs_f64(),
+            rate(p) / rate(m)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
+/// Holds this thread to `cpus` (a `taskset` list).
+fn pin(cpus: &str) {
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| std::process::id().to_string());
+    let _ = Command::new("taskset")
+        .args(["-p", "-c", cpus, &tid])
+        .stdout(Stdio::null())
+        .status();
+}
+
+/// Median times of the process and of the in-memory loop, interleaved, and the output size.
+fn measure(
+    lines: &[String],
+    input: &str,
+    settings: &std::path::Path,
+    one_core: bool,
+) -> (Duration, Duration, usize) {
     let mut process = Vec::new();
     let mut in_memory = Vec::new();
     let mut out_bytes = 0;
+    let all = format!(
+        "0-{}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
+    );
     for _ in 0..RUNS {
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_segment-amplitude"))
+        let mut command = if one_core {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"])
+                .arg(env!("CARGO_BIN_EXE_segment-amplitude"));
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_segment-amplitude"))
+        };
+        let mut child = command
             .args(["map", "--settings"])
-            .arg(&settings)
+            .arg(settings)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let mut stdin = child.stdin.take().unwrap();
         let feed = {
-            let input = input.clone();
+            let input = input.to_owned();
             std::thread::spawn(move || stdin.write_all(input.as_bytes()).unwrap())
         };
         let out = child.wait_with_output().unwrap();
@@ -48,28 +104,21 @@ fn main() {
         out_bytes = out.stdout.len();
         assert_eq!(out.stdout.iter().filter(|b| **b == b'\n').count(), EVENTS);
 
+        if one_core {
+            pin("0");
+        }
         let started = Instant::now();
         let mut printed = Vec::with_capacity(input.len());
-        for line in &lines {
+        for line in lines {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             serde_json::to_writer(&mut printed, &v).unwrap();
             printed.push(b'\n');
         }
         in_memory.push(started.elapsed());
         std::hint::black_box(printed);
+        if one_core {
+            pin(&all);
+        }
     }
-    let (p, m) = (median(process), median(in_memory));
-    let rate = |d: Duration| EVENTS as f64 / d.as_secs_f64();
-    println!(
-        "map: {EVENTS} events ({:.1} MB in, {:.1} MB out), median of {RUNS}: the process {:.0} events/s ({:.3} s), \
-         in-memory serde_json parse + print {:.0} events/s ({:.3} s): {:.2}x",
-        input.len() as f64 / 1e6,
-        out_bytes as f64 / 1e6,
-        rate(p),
-        p.as_secs_f64(),
-        rate(m),
-        m.as_secs_f64(),
-        rate(p) / rate(m)
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    (median(process), median(in_memory), out_bytes)
 }

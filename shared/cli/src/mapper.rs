@@ -74,10 +74,27 @@ fn read_blocks(
         block.seq = seq;
         block.first_line = next_line;
         block.input.clear();
-        while block.input.len() < BLOCK {
-            if input.read_until(b'\n', &mut block.input)? == 0 {
+        // Whole lines, a buffer at a time: the input's buffer up to its last line end is copied
+        // in one go (not line by line); a block ends at a line end.
+        loop {
+            let buf = input.fill_buf()?;
+            if buf.is_empty() {
                 break;
             }
+            if block.input.len() >= BLOCK {
+                if !block.input.ends_with(b"\n") {
+                    input.read_until(b'\n', &mut block.input)?;
+                }
+                break;
+            }
+            let take = buf
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(buf.len(), |i| i + 1);
+            block
+                .input
+                .extend_from_slice(buf.get(..take).unwrap_or_default());
+            input.consume(take);
         }
         if block.input.is_empty() {
             return Ok(());
@@ -110,18 +127,29 @@ fn worker(
             return;
         };
         block.output.clear();
-        for (k, raw) in block.input.split_inclusive(|b| *b == b'\n').enumerate() {
-            let line = String::from_utf8_lossy(raw);
+        let Block {
+            first_line,
+            input,
+            output,
+            ..
+        } = &mut block;
+        let mut map = |k: usize, line: &str| {
             let line = line.trim_end_matches(['\n', '\r']);
             if !line.trim().is_empty() {
-                output::write_line(
-                    block.first_line + k,
-                    line,
-                    settings,
-                    keys,
-                    &mut block.output,
-                );
+                output::write_line(*first_line + k, line, settings, keys, output);
             }
+        };
+        // The block checked as UTF-8 at once; only a block that is not is read line by line,
+        // lossily.
+        match std::str::from_utf8(input) {
+            Ok(text) => text
+                .split_inclusive('\n')
+                .enumerate()
+                .for_each(|(k, line)| map(k, line)),
+            Err(_) => input
+                .split_inclusive(|b| *b == b'\n')
+                .enumerate()
+                .for_each(|(k, raw)| map(k, &String::from_utf8_lossy(raw))),
         }
         if to_write.send(block).is_err() {
             return;

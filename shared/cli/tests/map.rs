@@ -189,3 +189,37 @@ fn large_inputs_are_mapped_on_every_core_and_written_in_input_order() {
         }
     }
 }
+
+#[test]
+fn a_line_longer_than_a_block_and_a_last_line_without_its_end_keep_their_numbers() {
+    let line = |i: usize, pad: usize| {
+        format!(
+            "{{\"type\":\"track\",\"event\":\"e\",\"userId\":\"user-{i}\",\"messageId\":\"m{i}\",\"properties\":{{\"pad\":\"{}\"}}}}",
+            "p".repeat(pad)
+        )
+    };
+    let input = format!(
+        "{}\n{}\n{}\n{}",
+        line(0, 10),
+        line(1, 3 << 20),
+        line(2, 10),
+        line(3, 10)
+    );
+    let (code, lines, _) = run(r#"{"apiKey": "KEY"}"#, &input);
+    assert_eq!(code, 0);
+    let ids: Vec<(Value, Value)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["index"].clone(),
+                l["requests"][0]["body"]["events"][0]["insert_id"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        (0..4)
+            .map(|i| (json!(i), json!(format!("m{i}"))))
+            .collect::<Vec<_>>()
+    );
+}

@@ -90,7 +90,13 @@ impl<'a> PropMap<'a> {
 
     /// Removes every key that matches `key` loosely (§0.2).
     pub fn remove_loose(&mut self, key: &str) {
-        self.0.retain(|(k, _)| !json::loose_eq(k, key));
+        self.remove_loose_all(&[key]);
+    }
+
+    /// Removes every key that matches one of `keys` loosely, in one pass.
+    pub fn remove_loose_all(&mut self, keys: &[&str]) {
+        self.0
+            .retain(|(k, _)| !keys.iter().any(|key| json::loose_eq(k, key)));
     }
 
     /// The first value whose key matches loosely (exact match first).

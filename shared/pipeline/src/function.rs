@@ -31,7 +31,7 @@ use crate::durable::{Queues, SqsQueues};
 use crate::ingest::auth::{AuthConfig, AuthError, Presented};
 use crate::ingest::body::{self, Messages};
 use crate::ingest::error::RequestError;
-use crate::ingest::inbound::{Inbound, LambdaRequest, Source};
+use crate::ingest::inbound::{Inbound, LambdaRequest, Payload, Source};
 use crate::ingest::reply::{LambdaResponse, Reply};
 use crate::ingest::{Operation, Route};
 use crate::ops::aws::AwsEnv;
@@ -325,7 +325,7 @@ impl Function {
             // At INFO, so the default Lambda log level shows them (debugging only: payloads
             // carry personal data).
             let reply_text = serde_json::to_string(&reply.body).unwrap_or_default();
-            tracing::info!(request_id, body = %String::from_utf8_lossy(&inbound.body), reply = %reply_text, "payloads");
+            tracing::info!(request_id, body = %String::from_utf8_lossy(inbound.body.as_bytes()), reply = %reply_text, "payloads");
         }
         measured.duration = started.elapsed();
         self.metrics.record(&measured);
@@ -394,14 +394,14 @@ impl Function {
         let id = &self.config.ingest_secret;
         if inbound.source == Source::Direct {
             let keys = self.secrets.ingest(id, deadline).await?;
-            return Ok((keys, body::split(&inbound.body)?));
+            return Ok((keys, split(inbound)?));
         }
         // Credentials first, from the headers and the signed bytes found in place: an
         // unauthenticated caller costs no work on its body and learns nothing about it.
         let header = |name: &str| inbound.header(name);
         let presented = Presented {
             header: &header,
-            body: &inbound.body,
+            body: inbound.body.as_bytes(),
         };
         let check = |keys: &IngestKeys| {
             AuthConfig {
@@ -413,7 +413,7 @@ impl Function {
             .check(&presented)
         };
         let keys = self.checked(id, deadline, IngestKeys::parse, check).await?;
-        Ok((keys, body::split(&inbound.body)?))
+        Ok((keys, split(inbound)?))
     }
 
     /// Reads a secret and checks the request's credentials against it. A mismatch is only
@@ -450,5 +450,13 @@ impl Function {
         if let Some(id) = &self.config.privacy_secret {
             self.secrets.invalidate(id);
         }
+    }
+}
+
+/// The request's messages (a text body is not checked for UTF-8 again).
+fn split(inbound: &Inbound) -> Result<Messages<'_>, body::BodyError> {
+    match &inbound.body {
+        Payload::Text(text) => body::split_text(text),
+        Payload::Bytes(bytes) => body::split(bytes),
     }
 }

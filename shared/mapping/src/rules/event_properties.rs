@@ -19,18 +19,15 @@ pub fn add_query_params<'a>(msg: &Message<'a>, settings: &Settings, props: &mut 
 
 /// §4.2: keys Amplitude must not see as event properties.
 pub fn remove_reserved(settings: &Settings, props: &mut PropMap<'_>) {
-    props.remove_loose("event_id");
-    props.remove_loose("amplitude_event_type");
-    if !settings.use_custom_amplitude_properties {
-        props.remove_loose("country");
-        props.remove_loose("language");
+    if settings.use_custom_amplitude_properties {
+        props.remove_loose_all(&["event_id", "amplitude_event_type"]);
+    } else {
+        props.remove_loose_all(&["event_id", "amplitude_event_type", "country", "language"]);
     }
 }
 
 /// §4.3: when an event carries revenue fields, the promoted keys leave its properties
 /// (`revenue` itself stays).
 pub fn remove_promoted_revenue_keys(props: &mut PropMap<'_>) {
-    for key in ["price", "quantity", "productId", "revenueType"] {
-        props.remove_loose(key);
-    }
+    props.remove_loose_all(&["price", "quantity", "productId", "revenueType"]);
 }

@@ -125,6 +125,11 @@ impl<'de: 'b, 'b> Deserialize<'de> for FirstOfArray<'b> {
 /// Splits a body into messages without copying them (signatures cover exact bytes).
 pub fn split(body: &[u8]) -> Result<Messages<'_>, BodyError> {
     let text = std::str::from_utf8(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
+    split_text(text)
+}
+
+/// [`split`] for a body known to be text.
+pub fn split_text(text: &str) -> Result<Messages<'_>, BodyError> {
     let trimmed = text.trim_start();
     match trimmed.as_bytes().first() {
         None => Err(BodyError::Empty),

@@ -35,8 +35,8 @@ pub struct Inbound {
     /// Header names lower-cased, for case-insensitive lookup.
     pub headers: Vec<(String, String)>,
     pub query: Vec<(String, String)>,
-    /// The raw body bytes (base64 already decoded).
-    pub body: Vec<u8>,
+    /// The body (base64 already decoded).
+    pub body: Payload,
     /// API Gateway's id of the request (its access log names it).
     pub gateway_request_id: Option<String>,
 }
@@ -129,7 +129,7 @@ impl TryFrom<LambdaRequest> for Inbound {
                     path: String::new(),
                     headers: Vec::new(),
                     query: Vec::new(),
-                    body: serde_json::to_vec(&payload).expect("a JSON value serialises"),
+                    body: Payload::Text(payload.to_string()),
                     gateway_request_id: None,
                 });
             }
@@ -193,15 +193,48 @@ fn header_list(map: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The body's bytes: its text as it is (moved, not copied: it can be 6 MB), or decoded.
-fn decode(body: Option<String>, base64: bool) -> Result<Vec<u8>, InboundError> {
+/// A request's body: text as it came in the event (moved, not copied, and known to be UTF-8:
+/// it can be 6 MB), or the bytes a base64 body decodes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Payload {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Payload::Text(t) => t.as_bytes(),
+            Payload::Bytes(b) => b,
+        }
+    }
+
+    /// The body as text, checking only bytes that did not come as text.
+    pub fn as_str(&self) -> Result<&str, std::str::Utf8Error> {
+        match self {
+            Payload::Text(t) => Ok(t),
+            Payload::Bytes(b) => std::str::from_utf8(b),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn decode(body: Option<String>, base64: bool) -> Result<Payload, InboundError> {
     let body = body.unwrap_or_default();
     if base64 {
         base64::engine::general_purpose::STANDARD
             .decode(body.trim())
+            .map(Payload::Bytes)
             .map_err(|_| InboundError::BadBase64)
     } else {
-        Ok(body.into_bytes())
+        Ok(Payload::Text(body))
     }
 }
 

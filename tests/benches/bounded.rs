@@ -1,0 +1,281 @@
+//! The memory model, measured: the release `events` binary under the Runtime API emulator
+//! (moto as Secrets Manager, the Amplitude emulator on loopback), one fresh process per input,
+//! fed the largest and oddest bodies API Gateway delivers. For each: the status, the time, the
+//! reply's size, the events Amplitude stored, and the process's peak RSS (`VmHWM`).
+//!
+//! Then the CPU the function spends per million corpus events: 25 invocations of 4,000 corpus
+//! events, the process's user + system time from `/proc/<pid>/stat`.
+//!
+//! Run: `cargo build --release -p events && cargo bench -p tests --bench bounded`. Figures go to
+//! BENCHMARKS.md (the machine with them).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use amplitude_emulator::{Emulator, EmulatorConfig};
+use serde_json::{Value, json};
+use tests::moto::Moto;
+use tests::runtime_api::{Invocation, RuntimeApi};
+
+const TOKEN: &str = "bench-token";
+
+/// The binary under `target/release` (or `$BOUNDED_PROFILE`, e.g. `profiling` for `perf`).
+fn release(name: &str) -> PathBuf {
+    let profile = std::env::var("BOUNDED_PROFILE").unwrap_or_else(|_| "release".into());
+    let path = tests::workspace_root()
+        .join("target")
+        .join(profile)
+        .join(name);
+    assert!(
+        path.exists(),
+        "build it first: cargo build --release -p {name}"
+    );
+    path
+}
+
+async fn spawn(
+    moto: &Moto,
+    amp: &Emulator,
+    extra: &[(&str, &str)],
+) -> (RuntimeApi, tokio::process::Child) {
+    let runtime = RuntimeApi::start().await;
+    let mut cmd = tokio::process::Command::new(release("events"));
+    cmd.env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "events")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("INGEST_SECRET_ID", "ingest")
+        .env("SEGMENT_SETTINGS", corpus::settings().to_string())
+        .env("AMPLITUDE_BASE_URL", amp.url())
+        // Metrics to stdout would only be read by CloudWatch.
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in moto.env() {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    (runtime, child)
+}
+
+/// A `/proc/<pid>/status` field in kB.
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// User + system CPU seconds of a process.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 14th, stime the
+    // 15th field of the whole line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn v2(body: String, authorized: bool) -> Value {
+    let headers = if authorized {
+        json!({"authorization": format!("Bearer {TOKEN}"), "content-type": "application/json"})
+    } else {
+        json!({"content-type": "application/json"})
+    };
+    json!({"version": "2.0", "routeKey": "POST /events", "rawPath": "/events", "rawQueryString": "", "headers": headers,
+        "requestContext": {"accountId": "1", "apiId": "a", "domainName": "x", "domainPrefix": "x",
+            "http": {"method": "POST", "path": "/events", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "b"},
+            "requestId": "r", "routeKey": "POST /events", "stage": "$default", "time": "", "timeEpoch": 0},
+        "body": body, "isBase64Encoded": false})
+}
+
+/// The inputs: (name, body, with credentials).
+fn shapes() -> Vec<(&'static str, String, bool)> {
+    let order = |n: usize| {
+        let products: Vec<Value> = (0..1300).map(|i| json!({"id": i})).collect();
+        json!({"type": "track", "event": "Order Completed", "userId": format!("buyer-{n}"),
+            "messageId": format!("order-{n}"), "context": {"traits": {"pad": "t".repeat(16 * 1024)}},
+            "properties": {"revenue": 10, "products": products}})
+    };
+    let fan_out = serde_json::to_string(&(0..24).map(order).collect::<Vec<_>>()).unwrap();
+    let small = |i: usize| json!({"type": "track", "event": "Played", "userId": format!("user-{}", i % 700), "messageId": format!("s{i}")});
+    let shared = json!({"batch": (0..5000).map(small).collect::<Vec<_>>(),
+        "context": {"traits": {"pad": "p".repeat(100 * 1024)}}})
+    .to_string();
+    let mut no_ids = String::from("[");
+    let mut i = 0;
+    while no_ids.len() < 5_500_000 {
+        if i > 0 {
+            no_ids.push(',');
+        }
+        no_ids.push_str(&format!(
+            r#"{{"type":"track","event":"e","messageId":"n{i}"}}"#
+        ));
+        i += 1;
+    }
+    no_ids.push(']');
+    let huge_string =
+        json!({"type": "track", "event": "Big", "userId": "user-1", "messageId": "h1",
+        "properties": {"blob": "b".repeat(5_800_000)}})
+        .to_string();
+    let mut deep = String::new();
+    for _ in 0..100_000 {
+        deep.push_str(r#"{"a":"#);
+    }
+    let deep = format!(r#"{{"type":"track","event":"Deep","userId":"user-1","properties":{deep}1"#);
+    let corpus = format!("[{}]", corpus::lines(7, 4000).join(","));
+    vec![
+        ("4,000 corpus events", corpus, true),
+        ("24 orders x 1,300 products, 16 KB traits", fan_out, true),
+        (
+            "5,000 tracks sharing a 100 KB batch context, no credentials",
+            shared.clone(),
+            false,
+        ),
+        ("5,000 tracks sharing a 100 KB batch context", shared, true),
+        ("110,000 events without ids", no_ids, true),
+        ("one event with a 5.8 MB string", huge_string, true),
+        ("one event nested 100,000 deep (not closed)", deep, true),
+    ]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let Some(moto) = Moto::start().await else {
+        println!("skipped: moto is not installed (bash tests/run.sh installs it)");
+        return;
+    };
+    moto.put_secret(
+        "ingest",
+        &json!({"api_key": "bench-key", "bearer_token": TOKEN}).to_string(),
+    )
+    .await;
+    let amp = Emulator::start(EmulatorConfig {
+        // Throughput, not Amplitude's per-user rate limit, is measured here.
+        httpapi_eps: 1_000_000,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    // `BOUNDED_ONLY=cpu` measures the CPU only (for profiling).
+    let shapes_too = std::env::var("BOUNDED_ONLY").as_deref() != Ok("cpu");
+    for durable in [false, true].into_iter().filter(|_| shapes_too) {
+        println!(
+            "{} mode:",
+            if durable {
+                "durable (SQS on moto)"
+            } else {
+                "direct"
+            }
+        );
+        let queue = if durable {
+            Some(
+                moto.sqs()
+                    .await
+                    .create_queue()
+                    .queue_name("bounded-delivery")
+                    .send()
+                    .await
+                    .unwrap()
+                    .queue_url
+                    .unwrap(),
+            )
+        } else {
+            None
+        };
+        for (name, body, authorized) in shapes() {
+            amp.state.reset();
+            let extra: Vec<(&str, &str)> = queue
+                .iter()
+                .map(|q| ("DELIVERY_QUEUE_URL", q.as_str()))
+                .collect();
+            let (runtime, child) = spawn(&moto, &amp, &extra).await;
+            let pid = child.id().unwrap();
+            let size = body.len();
+            let started = Instant::now();
+            let answer = runtime
+                .invoke(v2(body, authorized), Duration::from_secs(10))
+                .await;
+            let took = started.elapsed();
+            let (status, reply, first) = match &answer {
+                Invocation::Response(r) => {
+                    let text = r["body"].as_str().unwrap_or_default();
+                    let body: Value = serde_json::from_str(text).unwrap_or_default();
+                    let first = body["results"][0]["reason"]
+                        .as_str()
+                        .or(body["error"].as_str())
+                        .map(|r| format!("; first reason: {r}"))
+                        .unwrap_or_default();
+                    (r["statusCode"].to_string(), text.len(), first)
+                }
+                Invocation::Error(e) => (format!("error {e}"), 0, String::new()),
+            };
+            let got = amp.state.ingested();
+            println!(
+                "  {name} ({:.2} MB body): {status} in {:.0} ms, reply {:.1} KB, {} events stored; peak RSS {:.1} MB{first}",
+                size as f64 / 1e6,
+                took.as_secs_f64() * 1e3,
+                reply as f64 / 1024.0,
+                got.events.len(),
+                status_kb(pid, "VmHWM:") as f64 / 1024.0
+            );
+            drop(child);
+        }
+    }
+    cpu_per_million(&moto, &amp).await;
+}
+
+/// CPU seconds of the `events` function per million corpus events, through the real binary:
+/// five fresh processes of 25 invocations each (the median is the figure: CPU time on these
+/// virtual machines varies by ±10% from run to run).
+async fn cpu_per_million(moto: &Moto, amp: &Emulator) {
+    let bodies: Vec<String> = (0..25)
+        .map(|i| format!("[{}]", corpus::lines(100 + i, 4000).join(",")))
+        .collect();
+    let mut rounds = Vec::new();
+    for _ in 0..5 {
+        let (runtime, child) = spawn(moto, amp, &[]).await;
+        let pid = child.id().unwrap();
+        let before = cpu_seconds(pid);
+        for body in &bodies {
+            amp.state.reset();
+            let answer = runtime
+                .invoke(v2(body.clone(), true), Duration::from_secs(30))
+                .await;
+            assert!(
+                matches!(answer, Invocation::Response(ref r) if r["statusCode"] == 200),
+                "{answer:?}"
+            );
+        }
+        // 100,000 events: CPU-s per million is ten times the round's.
+        rounds.push((cpu_seconds(pid) - before) * 10.0);
+        drop(child);
+    }
+    let shown: Vec<String> = rounds.iter().map(|r| format!("{r:.1}")).collect();
+    rounds.sort_by(f64::total_cmp);
+    println!(
+        "cpu: 25 x 4,000 corpus events through the events binary, 5 fresh processes: median {:.1} CPU-s per million events (rounds: {})",
+        rounds[2],
+        shown.join(", ")
+    );
+}
