@@ -145,7 +145,11 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         ("5,000 tracks sharing a 100 KB batch context", shared, true),
-        ("110,000 events without ids, no credentials", no_ids.clone(), false),
+        (
+            "110,000 events without ids, no credentials",
+            no_ids.clone(),
+            false,
+        ),
         ("110,000 events without ids", no_ids, true),
         ("one event with a 5.8 MB string", huge_string, true),
         ("one event nested 100,000 deep (not closed)", deep, true),
