@@ -1,4 +1,6 @@
-"""What cfn-lint does not check inside SAM resources (lambda-toolchain §4), checked here:
+"""What cfn-lint does not check inside SAM resources (lambda-toolchain §4), checked here, on the
+template as written and, for permissions, on the template SAM transforms it into (what AWS
+creates, with `aws-sam-translator`):
 every function runs `bootstrap` on provided.al2023 / arm64, is built by cargo-lambda from a real
 binary of the workspace, routes through the one HTTP API (the redeliver function: the queues),
 and may read only its own secrets; durable delivery as the README describes it; and what the
@@ -10,6 +12,8 @@ Run: .venv/bin/python tests/check_template.py   (the test command does)
 """
 
 import json
+import logging
+import os
 import pathlib
 import re
 import sys
@@ -46,7 +50,18 @@ def binaries():
 
 
 def main():
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)
+    text = (ROOT / "template.yaml").read_text()
+    problems = check(text)
+    for p in problems:
+        print("template:", p)
+    functions = len(re.findall(r"Type: AWS::Serverless::Function", text))
+    print(f"template: {functions} functions checked, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+def check(text):
+    """Every problem of the template `text` (tests/check_template_test.py breaks each rule)."""
+    template = yaml.load(text, Loader=Loader)
     glob = template["Globals"]["Function"]
     resources = template["Resources"]
     bins = binaries()
@@ -79,26 +94,30 @@ def main():
                 problems.append(f"{name}.{ev_name}: must be an HttpApi event on !Ref Api")
         reads = [
             s.get("Resource")
-            for p in props.get("Policies", [])
-            for s in p.get("Statement", [])
+            for s in statements(template, fn)
             if "secretsmanager:GetSecretValue" in str(s.get("Action"))
         ]
         privacy = any("PrivacySecret" in str(r) for r in reads)
         if privacy != (binary in ("deletions", "redeliver")):
             problems.append(f"{name}: only the deletions and redeliver functions may read the privacy secret")
-        if binary == "deletions" and props.get("ReservedConcurrentExecutions") != 1:
-            problems.append(f"{name}: needs ReservedConcurrentExecutions 1 (one deletion request per second)")
+        if binary == "deletions" and (
+            props.get("ReservedConcurrentExecutions") != {"If": ["ReserveDeletions", 1, {"Ref": "AWS::NoValue"}]}
+            or template["Parameters"].get("ReserveDeletionsConcurrency", {}).get("Default") != "false"
+        ):
+            problems.append(f"{name}: ReservedConcurrentExecutions 1 only when ReserveDeletionsConcurrency (default false) asks")
     problems += durable_delivery(template, functions)
     problems += monitoring(template, functions, bins)
     problems += deployment(template, functions)
-    for p in problems:
-        print("template:", p)
-    print(f"template: {len(functions)} functions checked, {len(problems)} problems")
-    return 1 if problems else 0
+    problems += transformed(text)
+    return problems
 
 
-def statements(fn):
-    return [st for p in fn.get("Properties", {}).get("Policies", []) for st in p.get("Statement", [])]
+def statements(template, fn):
+    """The statements of a function's own role (`Role: !GetAtt <Role>.Arn`)."""
+    role = fn.get("Properties", {}).get("Role", {}).get("GetAtt", "")
+    res = template["Resources"].get(role.removesuffix(".Arn"), {})
+    return [st for p in res.get("Properties", {}).get("Policies", [])
+            for st in p.get("PolicyDocument", {}).get("Statement", [])]
 
 
 def durable_delivery(template, functions):
@@ -128,9 +147,19 @@ def durable_delivery(template, functions):
     for timeout, row in template.get("Mappings", {}).get("RedeliverTimeouts", {}).items():
         if row.get("Visibility") != 6 * int(timeout):
             problems.append(f"RedeliverTimeouts.{timeout}: visibility must be six times the timeout")
-    redrive = res.get("DeliveryQueue", {}).get("Properties", {}).get("RedrivePolicy", {})
-    if redrive.get("deadLetterTargetArn") != {"GetAtt": "DeadLetterQueue.Arn"}:
-        problems.append("DeliveryQueue: redrive to the dead-letter queue")
+    for source, target in (("DeliveryQueue", "DeadLetterQueue"), ("DeletionQueue", "DeletionDeadLetterQueue")):
+        redrive = res.get(source, {}).get("Properties", {}).get("RedrivePolicy", {})
+        if redrive.get("deadLetterTargetArn") != {"GetAtt": f"{target}.Arn"}:
+            problems.append(f"{source}: redrive to {target}")
+        target_props = res.get(target, {}).get("Properties", {})
+        if bool(target_props.get("FifoQueue")) != bool(res.get(source, {}).get("Properties", {}).get("FifoQueue")):
+            problems.append(f"{target}: FIFO exactly when {source} is")
+        allow = target_props.get("RedriveAllowPolicy", {})
+        name = json.dumps(res.get(source, {}).get("Properties", {}).get("QueueName", {}))
+        sources = json.dumps(allow.get("sourceQueueArns"))
+        suffix = re.search(r'"([a-z-]+)-\$\{Id\}(\.fifo)?"', name)
+        if allow.get("redrivePermission") != "byQueue" or not suffix or suffix.group(0)[1:-1] not in sources:
+            problems.append(f"{target}: RedriveAllowPolicy byQueue naming {source} only")
 
     redeliver = functions.get("RedeliverFunction")
     if not redeliver:
@@ -153,7 +182,7 @@ def durable_delivery(template, functions):
         a = st.get("Action")
         return set(a if isinstance(a, list) else [a])
 
-    sqs = [st for st in statements(redeliver) if any(a.startswith("sqs:") for a in actions(st))]
+    sqs = [st for st in statements(template, redeliver) if any(a.startswith("sqs:") for a in actions(st))]
     granted = {(a, str(r)) for st in sqs for a in actions(st)
                for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])}
     for q in ("DeliveryQueue", "DeletionQueue"):
@@ -173,13 +202,13 @@ def durable_delivery(template, functions):
     ]:
         problems.append("IngestQueuePolicy: exactly sqs:SendMessage on the delivery queue")
     roles = {r["Ref"] for r in ingest.get("Properties", {}).get("Roles", [])}
-    wanted = {f"{n}Role" for n in functions if n != "RedeliverFunction"}
+    wanted = {f"{n.removesuffix('Function')}Role" for n in functions if n != "RedeliverFunction"}
     if roles != wanted:
         problems.append(f"IngestQueuePolicy: for the ingest functions' roles {sorted(wanted)}")
     for name, fn in functions.items():
         if name == "RedeliverFunction":
             continue
-        if any(any(a.startswith("sqs:") for a in actions(st)) for st in statements(fn)):
+        if any(any(a.startswith("sqs:") for a in actions(st)) for st in statements(template, fn)):
             problems.append(f"{name}: SQS access only through IngestQueuePolicy")
     env = template["Globals"]["Function"]["Environment"]["Variables"]
     if env.get("DELIVERY_QUEUE_URL") != {"If": ["Durable", {"Ref": "DeliveryQueue"}, ""]}:
@@ -239,8 +268,10 @@ def monitoring(template, functions, bins):
         props = a["Properties"]
         if props.get("AlarmActions") != notify:
             problems.append(f"{name}: AlarmActions notify AlarmTopicArn when given")
-        if props.get("TreatMissingData") != "notBreaching":
-            problems.append(f"{name}: TreatMissingData notBreaching (no traffic is not a fault)")
+        silence = name == "NoTrafficAlarm"
+        if props.get("TreatMissingData") != ("breaching" if silence else "notBreaching"):
+            problems.append(f"{name}: TreatMissingData notBreaching (no traffic is not a fault), "
+                            "except the no-traffic alarm's breaching")
         if not props.get("AlarmDescription"):
             problems.append(f"{name}: a description saying what happened")
 
@@ -273,9 +304,24 @@ def monitoring(template, functions, bins):
     dlq = on("ApproximateNumberOfMessagesVisible", "AWS/SQS", {"GetAtt": "DeadLetterQueue.QueueName"})
     if len(dlq) != 1 or dlq[0][1]["Properties"].get("Threshold") != 1 or dlq[0][1].get("Condition") != "Durable":
         problems.append("an alarm on any message in the dead-letter queue (durable mode)")
-    age = on("ApproximateAgeOfOldestMessage", "AWS/SQS", {"GetAtt": "DeliveryQueue.QueueName"})
-    if len(age) != 1 or age[0][1]["Properties"].get("Threshold") != {"Ref": "QueueAgeAlarmSeconds"}:
-        problems.append("an alarm on the delivery queue's oldest message (QueueAgeAlarmSeconds)")
+    for queue in ("DeliveryQueue", "DeletionQueue"):
+        age = on("ApproximateAgeOfOldestMessage", "AWS/SQS", {"GetAtt": f"{queue}.QueueName"})
+        if len(age) != 1 or age[0][1]["Properties"].get("Threshold") != {"Ref": "QueueAgeAlarmSeconds"}:
+            problems.append(f"an alarm on the {queue}'s oldest message (QueueAgeAlarmSeconds)")
+    fifo_dlq = on("ApproximateNumberOfMessagesVisible", "AWS/SQS", {"GetAtt": "DeletionDeadLetterQueue.QueueName"})
+    if len(fifo_dlq) != 1 or fifo_dlq[0][1].get("Condition") != "Durable":
+        problems.append("an alarm on any message in the deletion dead-letter queue (durable mode)")
+    # Refusals Segment drops, and silence, are alarms too (a wrong token loses everything).
+    ingest_routes = routes - {"redeliver"}
+    for alarm, metric in (("RequestsRefusedAlarm", "RequestsRefused"), ("NoTrafficAlarm", "Received")):
+        a = alarms.get(alarm, {}).get("Properties", {})
+        stats = [m["MetricStat"]["Metric"] for m in a.get("Metrics", []) if "MetricStat" in m]
+        covered = {d["Value"] for m in stats for d in m.get("Dimensions", []) if d["Name"] == "Route"}
+        if covered != ingest_routes or any(m.get("MetricName") != metric for m in stats):
+            problems.append(f"{alarm}: {metric} of every ingest route {sorted(ingest_routes)}")
+    if alarms.get("NoTrafficAlarm", {}).get("Condition") != "HasNoTrafficAlarm" \
+            or params.get("NoTrafficAlarmHours", {}).get("Default") != 24:
+        problems.append("NoTrafficAlarm: on NoTrafficAlarmHours (24 by default; 0 turns it off)")
 
     # The dashboard: the funnel per route, Amplitude's status classes, latency percentiles, the
     # queues, and only metric names the code writes.
@@ -343,21 +389,43 @@ def deployment(template, functions):
         fmt = json.loads(logs.get("Format", ""))
         if fmt.get("requestId") != "$context.requestId" or "status" not in fmt:
             problems.append("Api: access log format with requestId and status")
+        for needed in ("$context.error.message", "$context.integrationErrorMessage",
+                       "$context.integration.requestId"):
+            if needed not in fmt.values():
+                problems.append(f"Api: access log format with {needed}")
     except json.JSONDecodeError:
         problems.append("Api: the access log format is JSON")
+    rate = params.get("ApiThrottlingRateLimit", {}).get("Default", 10**6)
+    burst = params.get("ApiThrottlingBurstLimit", {}).get("Default", 10**6)
+    if rate > 50 or burst > 2 * rate or "concurren" not in params.get("ApiThrottlingRateLimit", {}).get("Description", ""):
+        # A new account runs 10 functions at once: more than ~25 requests/s is throttled by
+        # Lambda first, and API Gateway then answers 500 instead of 429.
+        problems.append("ApiThrottlingRateLimit/BurstLimit: defaults sized to a new account's concurrency, and why")
 
     for name, r in res.items():
         if r["Type"] in ("AWS::SecretsManager::Secret", "AWS::Logs::LogGroup", "AWS::SQS::Queue"):
-            if r.get("DeletionPolicy") != "Retain" or r.get("UpdateReplacePolicy") != "Retain":
-                problems.append(f"{name}: DeletionPolicy and UpdateReplacePolicy Retain")
+            if r.get("DeletionPolicy") != "RetainExceptOnCreate" or r.get("UpdateReplacePolicy") != "Retain":
+                problems.append(f"{name}: DeletionPolicy RetainExceptOnCreate, UpdateReplacePolicy Retain")
         if r["Type"] == "AWS::SecretsManager::Secret":
             if r["Properties"].get("KmsKeyId") != {"If": ["HasKmsKey", {"Ref": "SecretsKmsKeyArn"}, {"Ref": "AWS::NoValue"}]}:
                 problems.append(f"{name}: KmsKeyId from SecretsKmsKeyArn when given")
-    log_groups = {r["Properties"]["LogGroupName"]["Sub"] for r in res.values()
-                  if r["Type"] == "AWS::Logs::LogGroup" and "LogGroupName" in r["Properties"]}
-    for fn_name in functions:
-        if f"/aws/lambda/${{{fn_name}}}" not in log_groups:
-            problems.append(f"{fn_name}: a log group of the stack (retention, kept)")
+    # Editing a created secret's generator regenerates the secret (a new bearer token, the API
+    # key back to the placeholder: every Segment request 401): these blocks never change.
+    generated = {
+        "IngestSecret": {"SecretStringTemplate": '{"api_key": "SET-YOUR-AMPLITUDE-API-KEY"}',
+                         "GenerateStringKey": "bearer_token", "PasswordLength": 40,
+                         "ExcludePunctuation": True},
+        "PrivacySecret": {"SecretStringTemplate": '{"secret_key": ""}',
+                          "GenerateStringKey": "operator_token", "PasswordLength": 40,
+                          "ExcludePunctuation": True},
+    }
+    for name, block in generated.items():
+        if res.get(name, {}).get("Properties", {}).get("GenerateSecretString") != block:
+            problems.append(f"{name}: GenerateSecretString changed (it would regenerate the secret)")
+    for fn_name, fn in functions.items():
+        group = fn.get("Properties", {}).get("LoggingConfig", {}).get("LogGroup", {}).get("Ref", "")
+        if res.get(group, {}).get("Type") != "AWS::Logs::LogGroup" or group != fn_name.replace("Function", "Logs"):
+            problems.append(f"{fn_name}: its own log group of the stack (LoggingConfig.LogGroup)")
 
     key = res.get("SecretsKeyPolicy", {})
     doc = key.get("Properties", {}).get("PolicyDocument", {}).get("Statement", [])
@@ -367,15 +435,23 @@ def deployment(template, functions):
         problems.append("SecretsKeyPolicy: kms:Decrypt on SecretsKmsKeyArn, via Secrets Manager only")
     roles = json.dumps(key.get("Properties", {}).get("Roles", []))
     for fn_name in functions:
-        if f"{fn_name}Role" not in roles:
+        if f"{fn_name.removesuffix('Function')}Role" not in roles:
             problems.append(f"SecretsKeyPolicy: for {fn_name}")
 
     arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:seg/ingest-AbC123"
+    partial = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:seg/ingest"
     for p in ("IngestSecretArn", "PrivacySecretArn"):
         pattern = params.get(p, {}).get("AllowedPattern")
         if not pattern or not re.fullmatch(pattern, arn) or not re.fullmatch(pattern, "") \
-                or re.fullmatch(pattern, "seg/ingest") or re.fullmatch(pattern, "arn:aws:s3:::bucket"):
-            problems.append(f"{p}: validated as a secret ARN (or empty)")
+                or re.fullmatch(pattern, "seg/ingest") or re.fullmatch(pattern, "arn:aws:s3:::bucket") \
+                or re.fullmatch(pattern, partial):
+            problems.append(f"{p}: validated as a full secret ARN, with its suffix (or empty)")
+    url = params.get("AmplitudeBaseUrl", {}).get("AllowedPattern", "")
+    if not re.fullmatch(url, "") or not re.fullmatch(url, "https://amplitude.example.com/_host/{host}") \
+            or re.fullmatch(url, "http://amplitude.example.com"):
+        problems.append("AmplitudeBaseUrl: https:// only (or empty)")
+    if params.get("DeliveryMaxAgeSeconds", {}).get("MaxValue", 10**9) > 12 * 86400:
+        problems.append("DeliveryMaxAgeSeconds: at most 12 days, so a job is dead-lettered before SQS drops it")
     kms = params.get("SecretsKmsKeyArn", {}).get("AllowedPattern", "")
     if not re.fullmatch(kms, "") or not re.fullmatch(kms, "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab") \
             or re.fullmatch(kms, "alias/mine"):
@@ -387,11 +463,11 @@ def deployment(template, functions):
     if role.get("Condition") != "SegmentLambdaDestination" or params.get("SegmentExternalId", {}).get("Default") != "":
         problems.append("SegmentInvokeRole: optional, created when SegmentExternalId is given")
     trust = role.get("Properties", {}).get("AssumeRolePolicyDocument", {}).get("Statement", [{}])
-    if len(trust) != 1 or "${SegmentAccountId}" not in json.dumps(trust[0].get("Principal")) \
+    if len(trust) != 1 or trust[0].get("Principal") != {"AWS": {"Ref": "SegmentPrincipal"}} \
             or trust[0].get("Condition") != {"StringEquals": {"sts:ExternalId": {"Ref": "SegmentExternalId"}}}:
-        problems.append("SegmentInvokeRole: trusts Segment's account with the external id only")
-    if params.get("SegmentAccountId", {}).get("Default") != "595280932656":
-        problems.append("SegmentAccountId: Segment's documented account by default")
+        problems.append("SegmentInvokeRole: trusts SegmentPrincipal with the external id only")
+    if params.get("SegmentPrincipal", {}).get("Default") != "arn:aws:iam::595280932656:root":
+        problems.append("SegmentPrincipal: Segment's documented account (arn:aws:iam::595280932656:root) by default")
     grants = [st for pol in role.get("Properties", {}).get("Policies", [])
               for st in pol["PolicyDocument"]["Statement"]]
     invokable = {r["GetAtt"] for st in grants for r in st.get("Resource", [])}
@@ -418,6 +494,71 @@ def deployment(template, functions):
             problems.append("samconfig.toml: build without SAM's cache (it hashes target/)")
     if ".aws-sam/" not in (ROOT / ".gitignore").read_text().split():
         problems.append(".gitignore: .aws-sam/")
+    return problems
+
+
+class NoManagedPolicies:
+    """SAM asks for the managed policies' ARNs only to attach them; none may be attached."""
+
+    def load(self):
+        return {}
+
+
+def transformed(text):
+    """What AWS creates: the template as SAM transforms it. Each function runs with a role of
+    the stack that has no managed policy (SAM's AWSLambdaBasicExecutionRole writes logs
+    anywhere, AWSLambdaSQSQueueExecutionRole reads every queue of the account), writes logs only
+    to its own log group, and reaches SQS only on the stack's queues; no permission is on "*"."""
+    from cfnlint.decode import decode_str
+    from samtranslator.translator.transform import transform
+
+    problems = []
+    raw, errors = decode_str(text)
+    if errors:
+        return [f"the template does not decode: {errors[0]}"]
+    raw = json.loads(json.dumps(raw))
+    raw["Globals"]["Function"]["CodeUri"] = "s3://bucket/code.zip"  # as `sam package` does
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)
+    try:
+        out = transform(raw, {}, NoManagedPolicies())
+    except Exception as e:  # noqa: BLE001 - the translator's own errors name the resource
+        return [f"SAM cannot transform the template: {e}"]
+    res = out["Resources"]
+    queues = {n for n, r in res.items() if r["Type"] == "AWS::SQS::Queue"}
+
+    def docs(role):
+        own = [p["PolicyDocument"] for p in res[role]["Properties"].get("Policies", [])]
+        attached = [r["Properties"]["PolicyDocument"] for r in res.values()
+                    if r["Type"] == "AWS::IAM::Policy"
+                    and {"Ref": role} in r["Properties"].get("Roles", [])]
+        return own + attached
+
+    for name, fn in res.items():
+        if fn["Type"] != "AWS::Lambda::Function":
+            continue
+        role = fn["Properties"].get("Role", {}).get("Fn::GetAtt", [None])[0]
+        if res.get(role, {}).get("Type") != "AWS::IAM::Role":
+            problems.append(f"{name} (transformed): runs with a role of the stack")
+            continue
+        if res[role]["Properties"].get("ManagedPolicyArns"):
+            problems.append(f"{name} (transformed): {role} has managed policies")
+        group = fn["Properties"].get("LoggingConfig", {}).get("LogGroup", {}).get("Ref")
+        for doc in docs(role):
+            for st in doc.get("Statement", []):
+                acts = st.get("Action")
+                acts = acts if isinstance(acts, list) else [acts]
+                targets = st.get("Resource")
+                targets = targets if isinstance(targets, list) else [targets]
+                if "*" in targets or any(a.endswith(":*") or a == "*" for a in acts):
+                    problems.append(f"{name} (transformed): a wildcard permission in {role}")
+                if any(a.startswith("logs:") for a in acts) and targets != [{"Fn::GetAtt": [group, "Arn"]}]:
+                    problems.append(f"{name} (transformed): logs only to its own log group")
+                if any(a.startswith("sqs:") for a in acts):
+                    for t in targets:
+                        arn_of = t.get("Fn::GetAtt", [None])[0] if isinstance(t, dict) else None
+                        if arn_of not in queues:
+                            problems.append(f"{name} (transformed): SQS only on the stack's queues")
     return problems
 
 

@@ -11,17 +11,20 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-eas
 export AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL=http://127.0.0.1:9
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
-echo "== python tools (moto as Secrets Manager and SQS, cfn-lint) in .venv"
+echo "== python tools (moto as Secrets Manager and SQS, cfn-lint, SAM's translator) in .venv"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check \
-  "moto[secretsmanager,sqs,server]>=5.1,<6" "cfn-lint>=1.40,<2" "PyYAML>=6"
+  "moto[secretsmanager,sqs,server]>=5.1,<6" "cfn-lint>=1.40,<2" "PyYAML>=6" \
+  "aws-sam-translator>=1.90,<2"
 
 echo "== template.yaml"
 # Informational rules too (I3011: stateful resources keep their data on delete and replace).
 .venv/bin/cfn-lint template.yaml --include-checks I
 .venv/bin/python tests/check_template.py
+# Each rule of check_template.py against a template that breaks it.
+.venv/bin/python tests/check_template_test.py
 
 echo "== formatting"
 cargo fmt --all --check

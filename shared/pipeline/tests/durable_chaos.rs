@@ -226,11 +226,30 @@ async fn chaos(seed: u64) {
     // The redeliver function drains the queues.
     let drained = tokio::time::Instant::now() + Duration::from_secs(60);
     while memory.len(QueueKind::Delivery) + memory.len(QueueKind::Deletion) > 0 {
-        assert!(
-            tokio::time::Instant::now() < drained,
-            "seed {seed}: {} jobs still queued after a minute",
-            memory.len(QueueKind::Delivery) + memory.len(QueueKind::Deletion)
-        );
+        if tokio::time::Instant::now() >= drained {
+            let stuck: Vec<String> = [QueueKind::Delivery, QueueKind::Deletion]
+                .into_iter()
+                .flat_map(|k| memory.bodies(k))
+                .map(|b| match pipeline::durable::Job::decode(&b) {
+                    Ok(j) => format!(
+                        "{} job of {} items, attempts {}, cause {:?}: {}",
+                        j.endpoint.as_str(),
+                        j.items.len(),
+                        j.attempts,
+                        j.cause,
+                        j.last_reason
+                    ),
+                    Err(e) => format!("unreadable: {e}"),
+                })
+                .collect();
+            let waits = (
+                memory.waits(QueueKind::Delivery),
+                memory.waits(QueueKind::Deletion),
+            );
+            panic!(
+                "seed {seed}: jobs still queued after a minute: {stuck:?}; (receives, visible in) on the delivery and deletion queues: {waits:?}"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     consumer.abort();

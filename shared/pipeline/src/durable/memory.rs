@@ -132,6 +132,20 @@ impl MemoryQueues {
         self.lock().get(&kind).map_or(0, Vec::len)
     }
 
+    /// Each message's receive count and how long until it is visible (zero when it is):
+    /// what a test shows of a message that stays too long.
+    pub fn waits(&self, kind: QueueKind) -> Vec<(u32, Duration)> {
+        let now = Instant::now();
+        self.lock()
+            .get(&kind)
+            .map(|q| {
+                q.iter()
+                    .map(|m| (m.receives, m.visible_at.saturating_duration_since(now)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The bodies in a queue (the local runner's inspection of the dead-letter queue).
     pub fn bodies(&self, kind: QueueKind) -> Vec<String> {
         self.lock()
