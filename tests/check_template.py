@@ -422,7 +422,12 @@ def deployment(template, functions):
     for name, block in generated.items():
         if res.get(name, {}).get("Properties", {}).get("GenerateSecretString") != block:
             problems.append(f"{name}: GenerateSecretString changed (it would regenerate the secret)")
+    levels = params.get("ApplicationLogLevel", {}).get("AllowedValues", [])
+    if not levels or {"ERROR", "FATAL"} & set(levels):
+        problems.append("ApplicationLogLevel: at most WARN (the metric lines are written at WARN)")
     for fn_name, fn in functions.items():
+        if fn.get("Properties", {}).get("LoggingConfig", {}).get("ApplicationLogLevel") != {"Ref": "ApplicationLogLevel"}:
+            problems.append(f"{fn_name}: LoggingConfig.ApplicationLogLevel from ApplicationLogLevel")
         group = fn.get("Properties", {}).get("LoggingConfig", {}).get("LogGroup", {}).get("Ref", "")
         if res.get(group, {}).get("Type") != "AWS::Logs::LogGroup" or group != fn_name.replace("Function", "Logs"):
             problems.append(f"{fn_name}: its own log group of the stack (LoggingConfig.LogGroup)")

@@ -120,6 +120,12 @@ MUTATIONS = [
         "NoTrafficAlarm",
     ),
     (
+        "a log level that drops the metric lines",
+        "    AllowedValues: [TRACE, DEBUG, INFO, WARN]",
+        "    AllowedValues: [TRACE, DEBUG, INFO, WARN, ERROR]",
+        "ApplicationLogLevel: at most WARN",
+    ),
+    (
         "refusals Segment drops without an alarm",
         "              MetricName: RequestsRefused",
         "              MetricName: Received",

@@ -278,6 +278,23 @@ async fn events_function_under_the_runtime_api() {
         .collect();
     assert_eq!(emf.len(), 1, "one EMF route line for the rejected message");
     let route_line = emf[0];
+    // Lambda's log-level filter (ApplicationLogLevel): a JSON line without a level counts as
+    // INFO; every metric line passes WARN.
+    let level_rank = |l: &Value| match l["level"].as_str().unwrap_or("INFO") {
+        "TRACE" => 0,
+        "DEBUG" => 1,
+        "INFO" => 2,
+        "WARN" => 3,
+        "ERROR" => 4,
+        _ => 5,
+    };
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.get("_aws").is_some())
+            .all(|l| level_rank(l) >= 3),
+        "metric lines survive ApplicationLogLevel=WARN"
+    );
     assert_eq!(
         route_line["_aws"]["CloudWatchMetrics"][0]["Namespace"],
         "SegmentAmplitude"
@@ -703,4 +720,75 @@ async fn no_secret_in_any_log_line_even_at_trace() {
             assert!(!line.contains(never), "{never} in a log line: {line}");
         }
     }
+}
+
+/// Issue "first deploy" §4: `segment-amplitude secret set` puts the Amplitude key into a
+/// created secret and keeps its generated bearer token (`put-secret-value` would replace it),
+/// reading the value from standard input and printing key names only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_set_keeps_the_generated_token() {
+    let Some((moto, _amp)) = env().await else {
+        return;
+    };
+    moto.put_secret(
+        "created/ingest",
+        &json!({"api_key": "SET-YOUR-AMPLITUDE-API-KEY", "bearer_token": "generated-SECRET"})
+            .to_string(),
+    )
+    .await;
+    let run = |key: &str, value: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(tests::binary("segment-amplitude"))
+            .args([
+                "secret",
+                "set",
+                "--secret-id",
+                "created/ingest",
+                "--key",
+                key,
+            ])
+            .env_clear()
+            .envs(moto.env())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(value.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, printed) = run("api_key", "amp-key-SECRET\n");
+    assert!(ok, "{printed}");
+    assert_eq!(
+        printed.trim(),
+        "set `api_key` in `created/ingest`; kept bearer_token"
+    );
+    let stored = moto
+        .client()
+        .await
+        .get_secret_value()
+        .secret_id("created/ingest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(stored.secret_string().unwrap()).unwrap(),
+        json!({"api_key": "amp-key-SECRET", "bearer_token": "generated-SECRET"})
+    );
+    let (ok, printed) = run("apikey", "x");
+    assert!(!ok);
+    assert!(
+        printed.contains("`apikey` is not a key of this project's secrets"),
+        "{printed}"
+    );
 }

@@ -10,6 +10,7 @@
 mod dlq;
 mod mapper;
 mod output;
+mod secret;
 mod serve;
 
 use std::fs;
@@ -42,11 +43,17 @@ enum Command {
         input: Option<PathBuf>,
     },
     /// Run the functions locally behind an HTTP server on 127.0.0.1 (the emulator as Amplitude).
+    #[command(after_help = serve::variables_help())]
     Serve(serve::ServeArgs),
     /// The dead-letter queue of durable delivery.
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// The stack's secrets.
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
     },
     /// Run the Amplitude emulator on 127.0.0.1 until interrupted.
     Emulator {
@@ -76,8 +83,54 @@ enum DlqCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Put one key (e.g. the Amplitude `api_key`) into a secret, keeping its other keys (the
+    /// generated bearer token): the value is read from standard input. Uses the standard AWS
+    /// configuration (profile, region).
+    Set {
+        /// The secret's name or ARN (the stack outputs `IngestSecret`, `PrivacySecret`).
+        #[arg(long)]
+        secret_id: String,
+        /// The key: api_key, webhook_secret, bearer_token, secret_key or operator_token.
+        #[arg(long)]
+        key: String,
+    },
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Secret {
+            command: SecretCommand::Set { secret_id, key },
+        } => run_async("secret", async move {
+            let mut value = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut value) {
+                eprintln!("secret: cannot read the value from standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .http_client(pipeline::aws_http_client())
+                .load()
+                .await;
+            let client = aws_sdk_secretsmanager::Client::new(&aws);
+            match secret::set(
+                &client,
+                &secret_id,
+                &key,
+                value.trim_end_matches(['\n', '\r']),
+            )
+            .await
+            {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
         Command::Dlq {
             command:
                 DlqCommand::Inspect {

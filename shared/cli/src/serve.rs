@@ -139,7 +139,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         Some(p) => {
             std::fs::read_to_string(p).map_err(|e| format!("settings: {}: {e}", p.display()))?
         }
-        None => "{}".to_owned(),
+        None => std::env::var("SEGMENT_SETTINGS").unwrap_or_else(|_| "{}".to_owned()),
     };
     let emulator = if args.real_amplitude {
         None
@@ -209,7 +209,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             vars.insert("DELETION_QUEUE_URL", LOCAL_QUEUE.to_owned());
             vars.insert("DEAD_LETTER_QUEUE_URL", LOCAL_QUEUE.to_owned());
             // Seconds, not the deployed default of 10, so a newcomer sees the retry soon.
-            vars.insert("DELIVERY_RETRY_BASE_SECONDS", "2".to_owned());
+            if std::env::var_os("DELIVERY_RETRY_BASE_SECONDS").is_none() {
+                vars.insert("DELIVERY_RETRY_BASE_SECONDS", "2".to_owned());
+            }
         }
     };
 
@@ -325,8 +327,14 @@ struct Local<'a> {
 
 impl Local<'_> {
     /// One function as the template deploys it, on the local secrets, queues and metrics.
+    /// Every variable a function takes comes from serve's own environment, under the same
+    /// name; what serve sets itself (the local secrets, queues and emulator) wins.
     fn function(&self, kind: Kind, vars: &HashMap<&str, String>) -> Result<Function, String> {
+        let inherited = pipeline::VARIABLES
+            .iter()
+            .filter_map(|(name, _)| std::env::var(name).ok().map(|v| (*name, v)));
         let mut builder = Function::builder(kind)
+            .vars(inherited)
             .vars(vars.iter().map(|(k, v)| (*k, v.clone())))
             .secrets(self.source.clone())
             .metrics(Sink::Registry(self.registry.clone()));
@@ -409,4 +417,18 @@ async fn invoke(
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.error_message).into_response(),
     }
+}
+
+/// `serve --help`'s list of the functions' variables, which serve passes on from its own
+/// environment.
+pub fn variables_help() -> String {
+    let mut help = String::from(
+        "Environment: every variable the functions take, under the same name, is passed on to \
+         them (serve sets the secrets' ids, the queues and the Amplitude URL itself unless told \
+         otherwise by its options):\n",
+    );
+    for (name, what) in pipeline::VARIABLES {
+        help.push_str(&format!("  {name:<32} {what}\n"));
+    }
+    help
 }

@@ -113,6 +113,9 @@ fn serve_runs_every_route_against_the_emulator() {
         [
             r#"segment_amplitude_invocations_total{route="alias"} 1"#,
             r#"segment_amplitude_invocations_total{route="events"} 2"#,
+            r#"segment_amplitude_requests_total{route="alias",status="501",refused="true"} 1"#,
+            r#"segment_amplitude_requests_total{route="events",status="200",refused="false"} 1"#,
+            r#"segment_amplitude_requests_total{route="events",status="401",refused="true"} 1"#,
             r#"segment_amplitude_messages_total{route="alias",outcome="received"} 1"#,
             r#"segment_amplitude_messages_total{route="alias",outcome="unsupported"} 1"#,
             r#"segment_amplitude_messages_total{route="events",outcome="delivered"} 1"#,
@@ -124,4 +127,73 @@ fn serve_runs_every_route_against_the_emulator() {
         "{metrics}"
     );
     assert!(metrics.contains("# TYPE segment_amplitude_invocation_seconds summary\n"));
+}
+
+/// Starts `serve` with these environment variables; its URL and the child.
+fn serve_with(env: &[(&str, &str)]) -> (String, std::process::Child) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_segment-amplitude"));
+    command
+        .args(["serve", "--port", "0", "--emulator-port", "0", "--direct"])
+        .env_remove("ALLOW_SIGNED_BATCHES")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Read every line, so serve's banner never writes to a closed pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(u) = line.strip_prefix("Segment → Amplitude destination listening on ") {
+                let _ = tx.send(u.to_owned());
+            }
+        }
+    });
+    (rx.recv().expect("prints its URL"), child)
+}
+
+/// Issue "first deploy" §11: serve passes every function variable on, under its own name:
+/// `ALLOW_SIGNED_BATCHES=true` lets a batch vouched for by its first event's signature in.
+#[test]
+fn serve_takes_the_functions_variables_from_its_environment() {
+    use pipeline::ingest::auth::sign;
+    let first =
+        json!({"type": "track", "event": "A", "userId": "user-1", "messageId": "s-1"}).to_string();
+    let body = format!(
+        r#"[{first},{}]"#,
+        json!({"type": "track", "event": "B", "userId": "user-2", "messageId": "s-2"})
+    );
+    let signature = sign("whsec-local", first.as_bytes());
+    let status = |url: &str| {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            amplitude_client::install_crypto_provider();
+            reqwest::Client::new()
+                .post(format!("{url}/events"))
+                .header("x-signature", &signature)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    let signature_only = [("WEBHOOK_SECRET", "whsec-local"), ("BEARER_TOKEN", "")];
+    let (url, mut child) = serve_with(&signature_only);
+    assert_eq!(
+        status(&url),
+        401,
+        "a signature alone cannot vouch for a batch"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut opted_in = signature_only.to_vec();
+    opted_in.push(("ALLOW_SIGNED_BATCHES", "true"));
+    let (url, mut child) = serve_with(&opted_in);
+    assert_eq!(status(&url), 200, "unless the operator opts in");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -265,6 +265,9 @@ impl Function {
             detail = error.detail(),
             "request refused"
         );
+        let mut measured = Invocation::new(self.config.kind.name());
+        measured.status = Some(reply.status.as_u16());
+        self.metrics.record(&measured);
         reply
     }
 
@@ -328,6 +331,7 @@ impl Function {
             tracing::info!(request_id, body = %String::from_utf8_lossy(inbound.body.as_bytes()), reply = %reply_text, "payloads");
         }
         measured.duration = started.elapsed();
+        measured.status = Some(reply.status.as_u16());
         self.metrics.record(&measured);
         reply
     }

@@ -24,7 +24,7 @@ pub use function::{Builder, Function, Kind, MAX_BODY_BYTES};
 pub use ingest::Route;
 pub use ingest::error::RequestError;
 pub use ops::aws::{AwsEnv, http_client as aws_http_client};
-pub use ops::config::{ConfigError, FunctionConfig, QueueConfig};
+pub use ops::config::{ConfigError, FunctionConfig, QueueConfig, VARIABLES};
 
 /// Runs a function on the Lambda runtime: logging (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`, as
 /// the template sets), configuration from the environment, then one invocation after another.

@@ -902,3 +902,47 @@ async fn a_message_larger_than_a_chunk_is_delivered_whole_across_chunks() {
         "21 MB in requests of at most 1 MB: {requests}"
     );
 }
+
+/// Issue "first deploy" §9 and §10: with Segment's Webhooks set up with one URL, `/events`
+/// delivers the alias calls Segment sends there as `/alias` does (the same `sendAlias` gate),
+/// and the Extensible Webhook's `{"json": event}` items are delivered as their events.
+#[tokio::test]
+async fn one_url_takes_alias_and_the_extensible_webhooks_wrapped_items() {
+    let token_only = json!({"api_key": "amp-key", "bearer_token": TOKEN});
+    let s = setup(
+        Route::Events,
+        json!({"sendAlias": true}),
+        token_only.clone(),
+    )
+    .await;
+    let alias =
+        json!({"type": "alias", "previousId": "anon-1", "userId": "user-1", "messageId": "a1"});
+    let body = json!([{"json": track(1)}, {"json": alias}]).to_string();
+    let headers = json!({"Authorization": format!("Bearer {TOKEN}")});
+    let (status, reply) = call(&s.function, apigw_v2(&body, headers.clone(), false)).await;
+    assert_eq!(
+        (status, &reply["counts"]["delivered"]),
+        (200, &json!(2)),
+        "{reply}"
+    );
+    let got = s.emu.state.ingested();
+    assert_eq!(got.events[0]["insert_id"], "m1");
+    assert_eq!(
+        (
+            &got.mappings[0]["user_id"],
+            &got.mappings[0]["global_user_id"]
+        ),
+        (&json!("anon-1"), &json!("user-1"))
+    );
+    // sendAlias off: unsupported, as on /alias.
+    let off = setup(Route::Events, json!({}), token_only).await;
+    let (status, reply) = call(
+        &off.function,
+        apigw_v2(&json!([alias]).to_string(), headers, false),
+    )
+    .await;
+    assert_eq!(
+        (status, &reply["results"][0]["outcome"]),
+        (501, &json!("unsupported"))
+    );
+}

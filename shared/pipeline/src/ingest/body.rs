@@ -3,6 +3,10 @@
 //! Tracking API shape, whose top-level `context`/`integrations` every item shares: the mapping
 //! reads them under the item's own keys, `mapping::Batch`).
 //!
+//! Segment's Extensible Webhook wraps each item of its batches as `{"json": event}`
+//! (segment-delivery §1.2): such an item is read as the event it wraps, and its `X-Signature`
+//! covers that event.
+//!
 //! Nothing is copied: a message is a slice of the body, exactly as sent.
 
 use serde::Deserialize;
@@ -84,11 +88,35 @@ pub fn signed_part(body: &[u8]) -> SignedPart<'_> {
             first: Some(first),
             events,
         }) => SignedPart {
-            bytes: first.get().as_bytes(),
+            bytes: unwrapped(first).get().as_bytes(),
             covers_body: false,
             events,
         },
         _ => whole,
+    }
+}
+
+/// An Extensible Webhook item, `{"json": event}`: nothing but the wrapped event.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wrapped<'a> {
+    #[serde(borrow)]
+    json: &'a RawValue,
+}
+
+/// The event an item wraps as `{"json": {...}}`, or the item itself.
+fn unwrapped(item: &RawValue) -> &RawValue {
+    // Only an item whose first key is "json" is parsed again.
+    let text = item.get().trim_start();
+    let first_key = text
+        .strip_prefix('{')
+        .map(|rest| rest.trim_start().starts_with("\"json\""));
+    if first_key != Some(true) {
+        return item;
+    }
+    match serde_json::from_str::<Wrapped>(item.get()) {
+        Ok(w) if w.json.get().starts_with('{') => w.json,
+        _ => item,
     }
 }
 
@@ -139,7 +167,7 @@ pub fn split_text(text: &str) -> Result<Messages<'_>, BodyError> {
             if items.is_empty() {
                 return Err(BodyError::EmptyBatch);
             }
-            Ok(Messages::of(items))
+            Ok(Messages::of(items.into_iter().map(unwrapped).collect()))
         }
         Some(b'{') => {
             let value: &RawValue =
@@ -237,6 +265,29 @@ mod tests {
                 String::from_utf8_lossy(whole)
             );
         }
+    }
+
+    /// Issue "first deploy" §10: the Extensible Webhook's `[{"json": event}, ...]` batches are
+    /// read as their events, and the signature covers the first wrapped event; an item with
+    /// other keys beside `json`, or a `json` that is not an object, stays as it is.
+    #[test]
+    fn extensible_webhook_items_are_read_as_the_events_they_wrap() {
+        let body = br#"[{"json": {"type":"track","event":"a"}}, {"json":{"type":"identify"}}, {"json": {"x": 1}, "other": 2}, {"json": 5}]"#;
+        let m = split(body).unwrap();
+        assert_eq!(
+            m.texts().collect::<Vec<_>>(),
+            vec![
+                r#"{"type":"track","event":"a"}"#,
+                r#"{"type":"identify"}"#,
+                r#"{"json": {"x": 1}, "other": 2}"#,
+                r#"{"json": 5}"#
+            ]
+        );
+        let signed = signed_part(body);
+        assert_eq!(
+            (signed.bytes, signed.events, signed.covers_body),
+            (&br#"{"type":"track","event":"a"}"#[..], 4, false)
+        );
     }
 
     #[test]

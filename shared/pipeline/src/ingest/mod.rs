@@ -21,7 +21,9 @@ use mapping::{Batch, Call, Rejection, Settings};
 /// and whether they work on the User Privacy API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// `POST /events`: track, page, screen, identify (Engage identifies too), group.
+    /// `POST /events`: track, page, screen, identify (Engage identifies too), group, and alias
+    /// (as `/alias` does: one URL is enough for Segment's Webhooks, which send every type to
+    /// it).
     Events,
     /// `POST /alias`: alias → usermap / unmap.
     Alias,
@@ -75,7 +77,12 @@ impl Route {
         match self {
             Route::Events => matches!(
                 call,
-                Call::Track | Call::Page | Call::Screen | Call::Identify | Call::Group
+                Call::Track
+                    | Call::Page
+                    | Call::Screen
+                    | Call::Identify
+                    | Call::Group
+                    | Call::Alias
             ),
             Route::Alias => call == Call::Alias,
             Route::Deletions => call == Call::Delete,

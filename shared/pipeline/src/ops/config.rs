@@ -13,6 +13,79 @@ use crate::durable::{Job, Outgoing, QueueKind, RetrySchedule};
 use crate::function::Kind;
 use crate::ops::secrets::SecretId;
 
+/// Every environment variable a function reads, with what it sets: the README's table, and
+/// what `segment-amplitude serve` passes on to its functions (`serve --help` lists them).
+pub const VARIABLES: [(&str, &str); 20] = [
+    (
+        "SEGMENT_SETTINGS",
+        "Segment's settings JSON (apiKey/secretKey in it are ignored)",
+    ),
+    (
+        "INGEST_SECRET_ID",
+        "the ingest secret's id or ARN (required)",
+    ),
+    ("PRIVACY_SECRET_ID", "the privacy secret (deletions)"),
+    (
+        "ALLOW_UNAUTHENTICATED",
+        "true: accept requests without credentials",
+    ),
+    (
+        "ALLOW_SIGNED_BATCHES",
+        "true: accept batches vouched for by X-Signature alone",
+    ),
+    ("RESPONSE_BUDGET_MS", "answer within this (4500; 500-29000)"),
+    ("SECRET_TTL_SECONDS", "how long keys are cached (300)"),
+    (
+        "SECRET_REREAD_SECONDS",
+        "a mismatch reads the secret again at most this often (30)",
+    ),
+    (
+        "AMPLITUDE_BASE_URL",
+        "one override of every Amplitude host ({host} = Amplitude's)",
+    ),
+    (
+        "AMPLITUDE_MIN_ID_LENGTH",
+        "Amplitude's options.min_id_length (1-1024)",
+    ),
+    (
+        "LOG_PAYLOADS",
+        "true: log request and response bodies at INFO",
+    ),
+    (
+        "METRICS_NAMESPACE",
+        "CloudWatch namespace of the metrics (SegmentAmplitude)",
+    ),
+    (
+        "DELETION_REQUESTER",
+        "the requester Amplitude records on deletions (segment)",
+    ),
+    ("DELIVERY_QUEUE_URL", "durable mode: the delivery queue"),
+    (
+        "DELETION_QUEUE_URL",
+        "durable mode: the FIFO deletion queue (redeliver)",
+    ),
+    (
+        "DEAD_LETTER_QUEUE_URL",
+        "durable mode: the dead-letter queue (redeliver)",
+    ),
+    (
+        "DELIVERY_RETRY_BASE_SECONDS",
+        "durable mode: the first backoff (10)",
+    ),
+    (
+        "DELIVERY_THROTTLE_DELAY_SECONDS",
+        "durable mode: the wait of throttled items (tests)",
+    ),
+    (
+        "DELIVERY_MAX_AGE_SECONDS",
+        "durable mode: a job older goes to the dead-letter queue (3 days)",
+    ),
+    (
+        "DELIVERY_MAX_ATTEMPTS",
+        "durable mode: after this many attempts too (none)",
+    ),
+];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment: `{0}` is required")]
@@ -80,8 +153,9 @@ const SECRET_REREAD_SECONDS: RangeInclusive<u64> = 0..=3_600;
 const MIN_ID_LENGTH: RangeInclusive<u64> = 1..=1024;
 const RETRY_BASE_SECONDS: RangeInclusive<u64> = 1..=900;
 const THROTTLE_DELAY_SECONDS: RangeInclusive<u64> = 0..=900;
-/// Up to SQS's longest retention (14 days).
-const MAX_AGE_SECONDS: RangeInclusive<u64> = 60..=1_209_600;
+/// At most 12 days: SQS keeps a message 14, and a job must be dead-lettered, with its reason,
+/// before SQS could drop it (two days of margin for its last backoff and a slow redeliver).
+const MAX_AGE_SECONDS: RangeInclusive<u64> = 60..=1_036_800;
 const MAX_ATTEMPTS: RangeInclusive<u64> = 1..=100_000;
 
 impl FunctionConfig {
@@ -328,6 +402,26 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
+    /// `VARIABLES` is every variable the configuration reads, and no other.
+    #[test]
+    fn the_table_of_variables_is_what_the_configuration_reads() {
+        let read = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        for kind in [Kind::Ingest(Route::Events), Kind::Redeliver] {
+            let _ = FunctionConfig::from_vars(kind, |name| {
+                read.borrow_mut().insert(name.to_owned());
+                match name {
+                    "INGEST_SECRET_ID" | "DELIVERY_QUEUE_URL" | "DEAD_LETTER_QUEUE_URL" => {
+                        Some("x".into())
+                    }
+                    _ => None,
+                }
+            });
+        }
+        let table: std::collections::BTreeSet<String> =
+            VARIABLES.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(read.into_inner(), table);
+    }
+
     #[test]
     fn reads_every_variable_with_defaults() {
         let c = FunctionConfig::from_vars(
@@ -520,7 +614,7 @@ mod tests {
             )
             .unwrap_err()
             .to_string(),
-            "environment: `DELIVERY_MAX_AGE_SECONDS` is invalid: 5 is outside 60..=1209600"
+            "environment: `DELIVERY_MAX_AGE_SECONDS` is invalid: 5 is outside 60..=1036800"
         );
     }
 

@@ -24,6 +24,14 @@ use crate::delivery::Tally;
 
 /// At most this many values of one metric in one EMF document (CloudWatch's limit).
 const MAX_VALUES: usize = 100;
+/// The level metric lines carry, for Lambda's log-level filter: they survive an application
+/// log level of WARN (the template allows no higher).
+pub const METRICS_LEVEL: &str = "WARN";
+
+/// The statuses Segment drops without a retry.
+fn is_dropped(status: u16) -> bool {
+    matches!(status, 400 | 401 | 403 | 404 | 405 | 413 | 501)
+}
 
 /// What one invocation sent to one Amplitude endpoint.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -58,6 +66,8 @@ impl EndpointCounts {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Invocation {
     pub route: &'static str,
+    /// The HTTP status the request was answered (ingest functions).
+    pub status: Option<u16>,
     /// Messages by what became of them.
     pub messages: Tally,
     pub endpoints: BTreeMap<&'static str, EndpointCounts>,
@@ -89,6 +99,12 @@ impl Invocation {
         }
     }
 
+    /// True when the request was answered with a status Segment drops without a retry (400,
+    /// 401, 403, 404, 405, 413, 501): its messages are lost unless the sender fixes something.
+    pub fn refused(&self) -> bool {
+        self.status.is_some_and(is_dropped)
+    }
+
     /// The EMF documents of this invocation, one JSON line each.
     pub fn emf(&self, namespace: &str, timestamp_ms: u64) -> Vec<String> {
         let mut route = Document::new(namespace, timestamp_ms, &["Route"]);
@@ -96,12 +112,28 @@ impl Invocation {
         for (name, _, value) in self.messages.named() {
             route.metric(name, "Count", Value::from(value));
         }
+        if self.status.is_some() {
+            route.metric(
+                "RequestsRefused",
+                "Count",
+                Value::from(u64::from(self.refused())),
+            );
+        }
         route.metric(
             "InvocationLatency",
             "Milliseconds",
             Value::from(self.duration.as_secs_f64() * 1000.0),
         );
         let mut lines = vec![route.line()];
+        if let Some(status) = self.status {
+            // By status: one metric per status that occurs (a dimension), not one per possible
+            // status.
+            let mut doc = Document::new(namespace, timestamp_ms, &["Route", "Status"]);
+            doc.dimension("Route", self.route);
+            doc.dimension("Status", &status.to_string());
+            doc.metric("Requests", "Count", Value::from(1));
+            lines.push(doc.line());
+        }
         for (endpoint, e) in &self.endpoints {
             let mut doc = Document::new(namespace, timestamp_ms, &["Route", "Endpoint"]);
             doc.dimension("Route", self.route);
@@ -186,6 +218,9 @@ impl Document {
             "_aws".into(),
             serde_json::to_value(&self.aws).expect("EMF metadata serialises"),
         );
+        // Lambda's log-level filter treats a JSON line without a level as INFO: with the
+        // function's application log level at WARN it would drop every metric.
+        root.insert("level".into(), Value::from(METRICS_LEVEL));
         root.extend(self.members);
         Value::Object(root).to_string()
     }
@@ -234,6 +269,7 @@ pub struct Registry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Family {
     Invocations,
+    Requests,
     Messages,
     InvocationSeconds,
     AmplitudeRequests,
@@ -245,6 +281,7 @@ impl Family {
     fn name(self) -> &'static str {
         match self {
             Family::Invocations => "segment_amplitude_invocations_total",
+            Family::Requests => "segment_amplitude_requests_total",
             Family::Messages => "segment_amplitude_messages_total",
             Family::InvocationSeconds => "segment_amplitude_invocation_seconds",
             Family::AmplitudeRequests => "segment_amplitude_amplitude_requests_total",
@@ -256,6 +293,9 @@ impl Family {
     fn help(self) -> &'static str {
         match self {
             Family::Invocations => "Invocations, by route.",
+            Family::Requests => {
+                "Requests answered, by route and status (refused: a status Segment drops)."
+            }
             Family::Messages => "Segment messages, by route and what became of them.",
             Family::InvocationSeconds => "Time to handle an invocation, by route.",
             Family::AmplitudeRequests => {
@@ -286,6 +326,14 @@ impl Registry {
         };
         let route = inv.route;
         add(Family::Invocations, format!("route=\"{route}\""), &[1.0]);
+        if let Some(status) = inv.status {
+            let refused = inv.refused();
+            add(
+                Family::Requests,
+                format!("route=\"{route}\",status=\"{status}\",refused=\"{refused}\""),
+                &[1.0],
+            );
+        }
         for (_, outcome, n) in inv.messages.named() {
             add(
                 Family::Messages,
@@ -455,6 +503,7 @@ mod tests {
                         "Dimensions": [["Route"]],
                         "Metrics": route_metrics,
                     }]},
+                    "level": "WARN",
                     "Route": "events",
                     "Received": 5, "Delivered": 2, "Skipped": 1, "Unsupported": 0,
                     "RejectedMapping": 1, "RejectedAmplitude": 0, "RefusedAmplitude": 0,
@@ -467,6 +516,7 @@ mod tests {
                         "Dimensions": [["Route", "Endpoint"]],
                         "Metrics": endpoint_metrics,
                     }]},
+                    "level": "WARN",
                     "Route": "events",
                     "Endpoint": "httpapi",
                     "AmplitudeRequests": 2, "AmplitudeStatus2xx": 1, "AmplitudeStatus4xx": 0,
@@ -489,6 +539,40 @@ mod tests {
         assert_valid_emf(&doc);
         assert_eq!(doc["AmplitudeLatency"], json!(7.0));
         assert_eq!(doc["EventsPerRequest"].as_array().unwrap().len(), 100);
+    }
+
+    /// Issue "first deploy" §8: a request answered with a status Segment drops counts as
+    /// refused, and every answer is counted by its status; the lines pass Lambda's log-level
+    /// filter at WARN (a JSON line without a level counts as INFO there).
+    #[test]
+    fn requests_are_counted_by_status_and_refusals_apart() {
+        let mut inv = Invocation::new("events");
+        inv.status = Some(401);
+        let docs: Vec<Value> = inv
+            .emf("Ns", 1)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        docs.iter().for_each(assert_valid_emf);
+        assert_eq!(docs[0]["RequestsRefused"], 1);
+        assert_eq!(
+            (&docs[1]["Route"], &docs[1]["Status"], &docs[1]["Requests"]),
+            (&json!("events"), &json!("401"), &json!(1))
+        );
+        assert_eq!(
+            docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Route", "Status"]])
+        );
+        assert!(docs.iter().all(|d| d["level"] == "WARN"));
+        inv.status = Some(503);
+        let first: Value = serde_json::from_str(&inv.emf("Ns", 1)[0]).unwrap();
+        assert_eq!(first["RequestsRefused"], 0, "Segment retries a 503");
+        let registry = Registry::default();
+        inv.status = Some(413);
+        registry.record(&inv);
+        assert!(registry.prometheus().contains(
+            "segment_amplitude_requests_total{route=\"events\",status=\"413\",refused=\"true\"} 1"
+        ));
     }
 
     #[test]
