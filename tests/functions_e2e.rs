@@ -599,11 +599,11 @@ async fn engage_function_under_the_runtime_api() {
     let f = start("engage", &moto, &amp, "ingest/alias", json!({})).await;
     let personas = |key: &str| json!({"personas": {"computation_class": "audience", "computation_key": key, "computation_id": "aud_1"}});
     let body = json!([
-        {"type": "identify", "userId": "u1", "traits": {"vip": true}, "context": personas("vip"), "integrations": {"All": false, "Hook": true}},
-        {"type": "identify", "userId": "u2", "traits": {"vip": "false"}, "context": personas("vip")},
-        {"type": "identify", "userId": "u3", "traits": {"ltv": 99.5}, "context": {"personas": {"computation_class": "trait", "computation_key": "ltv"}}},
-        {"type": "track", "event": "Audience Entered", "userId": "u4", "properties": {"audience_key": "vip", "vip": "true"}},
-        {"type": "track", "event": "Trait Computed", "anonymousId": "a5", "properties": {"trait_key": "ltv", "ltv": 7}},
+        {"type": "identify", "userId": "user-1", "traits": {"vip": true}, "context": personas("vip"), "integrations": {"All": false, "Hook": true}},
+        {"type": "identify", "userId": "user-2", "traits": {"vip": "false"}, "context": personas("vip")},
+        {"type": "identify", "userId": "user-3", "traits": {"ltv": 99.5}, "context": {"personas": {"computation_class": "trait", "computation_key": "ltv"}}},
+        {"type": "track", "event": "Audience Entered", "userId": "user-4", "properties": {"audience_key": "vip", "vip": "true"}},
+        {"type": "track", "event": "Trait Computed", "anonymousId": "anon-5", "properties": {"trait_key": "ltv", "ltv": 7}},
         {"type": "identify", "traits": {"email": "only@example.com", "vip": true}, "context": personas("vip")}
     ])
     .to_string();
@@ -621,10 +621,10 @@ async fn engage_function_under_the_runtime_api() {
     assert_eq!(
         props,
         vec![
-            json!({"vip": true, "id": "u1"}),
-            json!({"vip": false, "id": "u2"}),
-            json!({"ltv": 99.5, "id": "u3"}),
-            json!({"vip": true, "id": "u4"}),
+            json!({"vip": true, "id": "user-1"}),
+            json!({"vip": false, "id": "user-2"}),
+            json!({"ltv": 99.5, "id": "user-3"}),
+            json!({"vip": true, "id": "user-4"}),
             json!({"ltv": 7}),
         ]
     );

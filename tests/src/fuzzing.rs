@@ -50,6 +50,13 @@ pub fn settings_variants() -> &'static [Settings] {
                 "mapQueryParams": {"q": "user_properties", "r": "event_properties"},
                 "groupTypeTrait": "t", "groupValueTrait": "v", "trackUtmProperties": true,
                 "idempotentTraitOperations": false}),
+            // The opt-in rules of spec §17, all on.
+            json!({"trackNamedPages": true, "unsetNullTraits": true,
+                "traitOperationsOnEvents": true, "traitsToIncrement": ["logins"],
+                "pageEventNameTemplate": "Viewed {{name}} {{properties.title}}",
+                "screenEventNameTemplate": "{{category}} {{name}}", "sendReferrer": true,
+                "includeRawUserAgent": true, "libraryFromContext": true, "minIdLength": 1,
+                "groupTypeTrait": "t", "groupValueTrait": "v"}),
         ]
         .iter()
         .map(|s| Settings::from_json(s).expect("fuzz settings are valid"))

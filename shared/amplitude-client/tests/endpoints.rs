@@ -129,7 +129,7 @@ async fn batch_endpoint_and_min_id_length_option() {
     messages[0]["userId"] = json!("ab");
     let report = deliver(
         &c,
-        &settings(json!({"sendToBatchEndpoint": true})),
+        &settings(json!({"sendToBatchEndpoint": true, "minIdLength": 1})),
         &messages,
         5.0,
     )

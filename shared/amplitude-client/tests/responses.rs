@@ -139,9 +139,12 @@ async fn rows_401_404_405_415_and_redirects_are_configuration_errors_kept_retrya
 async fn row_400_with_indices_drops_exactly_those_and_resends_the_rest_at_once() {
     let emu = emulator().await;
     let mut messages = tracks(4);
-    messages[1]["userId"] = json!("abc"); // shorter than Amplitude's minimum id length (5)
+    // Shorter than Amplitude's minimum id length (5): the mapping, told 3 is enough, keeps it,
+    // and the client (sending no `min_id_length`) must still isolate Amplitude's refusal.
+    messages[1]["userId"] = json!("abc");
     messages[3]["userId"] = json!("null"); // on Amplitude's invalid-id list
-    let report = deliver(&client(&emu), &settings(json!({})), &messages, 5.0).await;
+    let settings = settings(json!({"minIdLength": 3}));
+    let report = deliver(&client(&emu), &settings, &messages, 5.0).await;
     assert_eq!(
         report.outcomes,
         vec![
@@ -425,4 +428,51 @@ async fn body_code_more_severe_than_http_status_is_trusted() {
         ]
     );
     assert!(stored_ids(&emu).is_empty());
+}
+
+/// Spec §17.1.3: a `clearAll` identify whose request was stored, then answered too late, is resent
+/// by Segment after a later update of the same user. Its clear and its update are
+/// deduplicated `$identify` events, so the resend changes nothing: the later update survives.
+#[tokio::test]
+async fn a_resent_clear_all_does_not_erase_later_updates() {
+    let emu = emulator().await;
+    let c = client(&emu);
+    let s = settings(json!({}));
+    let identify = |id: &str, ms: i64, traits: serde_json::Value, clear: bool| {
+        json!({"type": "identify", "userId": "user-1", "messageId": id, "traits": traits,
+            "timestamp": ms, "integrations": {"Amplitude": {"clearAll": clear}}})
+    };
+    let clear = identify("m1", 1_700_000_000_000, json!({"plan": "pro"}), true);
+    let later = identify("m2", 1_700_000_060_000, json!({"seat": 3}), false);
+    emu.state.push_faults([fault(FaultAction::StoreThen {
+        status: 200,
+        after_ms: 3_000,
+    })]);
+    let first = deliver(&c, &s, std::slice::from_ref(&clear), 1.0).await;
+    assert!(first.outcomes[0].is_retryable(), "{:?}", first.outcomes);
+    let expected = json!({"plan": "pro", "seat": 3, "id": "user-1"});
+    assert_eq!(
+        deliver(&c, &s, &[later], 5.0).await.outcomes,
+        [Outcome::Delivered]
+    );
+    assert_eq!(
+        serde_json::Value::Object(emu.state.ingested().users["user-1"].clone()),
+        expected
+    );
+    assert_eq!(
+        deliver(&c, &s, &[clear], 5.0).await.outcomes,
+        [Outcome::Delivered]
+    );
+    let got = emu.state.ingested();
+    assert_eq!(
+        (
+            got.insert_ids["m1-clear"].received,
+            got.insert_ids["m1-clear"].stored
+        ),
+        (2, 1)
+    );
+    assert_eq!(
+        serde_json::Value::Object(got.users["user-1"].clone()),
+        expected
+    );
 }

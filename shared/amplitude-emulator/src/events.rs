@@ -120,6 +120,9 @@ pub fn validate(
     Ok(Accepted { api_key, events })
 }
 
+/// The event field that stores an event without touching its user's properties.
+pub const SKIP_SYNC: &str = "$skip_user_properties_sync";
+
 fn check_events(
     config: &EmulatorConfig,
     events: &[Value],
@@ -169,6 +172,13 @@ fn check_events(
             && !(t.is_i64() || t.is_u64())
         {
             invalid.entry("time").or_default().push(i);
+        }
+        // amplitude-api §2.2: `user_agent` is a string, `$skip_user_properties_sync` a bool.
+        if e.get("user_agent").is_some_and(|v| !v.is_string()) {
+            invalid.entry("user_agent").or_default().push(i);
+        }
+        if e.get(SKIP_SYNC).is_some_and(|v| !v.is_boolean()) {
+            invalid.entry(SKIP_SYNC).or_default().push(i);
         }
     }
     if invalid.is_empty() && missing.is_empty() && short.is_empty() {

@@ -104,10 +104,8 @@ pub fn validate(
     };
     let valid = |v: &Value| match kind {
         Kind::Identify => present(v, "user_id") || present(v, "device_id"),
-        Kind::GroupIdentify => {
-            present(v, "group_type")
-                && (present(v, "group_value") || v.get("group_value").is_some_and(Value::is_array))
-        }
+        // amplitude-api §5: `group_value` is one string; an array is refused.
+        Kind::GroupIdentify => present(v, "group_type") && present(v, "group_value"),
         Kind::UserMap => {
             present(v, "user_id")
                 && (present(v, "global_user_id") || v.get("unmap") == Some(&Value::Bool(true)))

@@ -139,7 +139,10 @@ impl Store {
                     }
                 }
             }
-            users::apply(&mut self.ingested.users, &event);
+            // `$skip_user_properties_sync`: stored, the user's properties untouched (a backfill).
+            if event.get(crate::events::SKIP_SYNC) != Some(&Value::Bool(true)) {
+                users::apply(&mut self.ingested.users, &event);
+            }
             if let Some(o) = event.as_object_mut() {
                 o.insert("_endpoint".into(), Value::from(endpoint));
                 o.insert("_api_key".into(), Value::from(api_key));

@@ -156,6 +156,56 @@ async fn s2_3_short_ids_alone_and_min_id_length_option() {
     assert_eq!(post_json(&c, url, &lowered).await.0, 200);
 }
 
+/// §2.2 and §4: `$unset` and `$clearAll` change the user's properties,
+/// `$skip_user_properties_sync` stores the event and leaves them alone, `user_agent` is a
+/// string and `$skip_user_properties_sync` a bool.
+#[tokio::test]
+async fn s2_2_user_property_operations_skip_sync_and_user_agent() {
+    let (emu, c) = start(|_| {}).await;
+    let url = format!("{}/2/httpapi", emu.url());
+    let with = |insert: &str, extra: Value| {
+        let mut e = event("user-1", insert);
+        e.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        e
+    };
+    let events = json!({"api_key": "k", "events": [
+        with("1", json!({"user_properties": {"$set": {"plan": "pro", "seat": 1, "old": true}}})),
+        with("2", json!({"user_properties": {"$unset": {"old": "-"}}, "user_agent": "curl/8.5.0"})),
+        with("3", json!({"user_properties": {"$set": {"plan": "free"}}, "$skip_user_properties_sync": true})),
+    ]});
+    assert_eq!(post_json(&c, url.clone(), &events.to_string()).await.0, 200);
+    let got = emu.state.ingested();
+    assert_eq!(got.events.len(), 3, "the backfilled event is stored");
+    assert_eq!(got.events[1]["user_agent"], "curl/8.5.0");
+    assert_eq!(
+        Value::Object(got.users["user-1"].clone()),
+        json!({"plan": "pro", "seat": 1})
+    );
+    let clear = json!({"api_key": "k", "events": [
+        with("4", json!({"event_type": "$identify", "user_properties": {"$clearAll": "-"}})),
+        with("5", json!({"event_type": "$identify", "user_properties": {"$set": {"seat": 2}}})),
+    ]});
+    assert_eq!(post_json(&c, url.clone(), &clear.to_string()).await.0, 200);
+    assert_eq!(
+        Value::Object(emu.state.ingested().users["user-1"].clone()),
+        json!({"seat": 2})
+    );
+    let wrong = json!({"api_key": "k", "events": [
+        with("6", json!({"user_agent": 7})),
+        with("7", json!({"$skip_user_properties_sync": "yes"})),
+    ]});
+    assert_eq!(
+        post_json(&c, url, &wrong.to_string()).await,
+        (
+            400,
+            json!({"code": 400, "error": "Invalid field values on some events",
+                "events_with_invalid_fields": {"$skip_user_properties_sync": [1], "user_agent": [0]}})
+        )
+    );
+}
+
 #[tokio::test]
 async fn s2_5_limits_answer_413() {
     let (emu, c) = start(|c| c.httpapi_max_bytes = 500).await;
@@ -263,6 +313,26 @@ async fn s4_to_s6_form_endpoints() {
     .await
     .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+    // §5: `group_value` is one string; an array (what an earlier mapping sent) is refused.
+    let r = post(
+        "/groupidentify",
+        form(&[
+            ("api_key", "k"),
+            (
+                "identification",
+                r#"[{"group_type": "org", "group_value": ["a", "b"], "group_properties": {}}]"#,
+            ),
+        ]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.text().await.unwrap()),
+        (
+            400,
+            "missing_event: `identification` is missing or malformed".to_string()
+        )
+    );
     // User mapping in the query string, as Amplitude's docs show it.
     let r = c
         .post(format!(

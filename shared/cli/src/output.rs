@@ -63,6 +63,7 @@ pub fn write_line(index: usize, line: &str, settings: &Settings, keys: &Keys, ou
         requests: Requests {
             plan: result.as_ref().ok(),
             api_key: &keys.api_key,
+            min_id_length: settings.min_id_length,
         },
         error: result.as_ref().err().map(|r| ErrorRecord {
             kind: r.kind(),
@@ -89,6 +90,7 @@ struct ErrorRecord<'r> {
 struct Requests<'r, 'a> {
     plan: Option<&'r Plan<'a>>,
     api_key: &'r str,
+    min_id_length: Option<u32>,
 }
 
 impl Serialize for Requests<'_, '_> {
@@ -103,6 +105,7 @@ impl Serialize for Requests<'_, '_> {
                 body: KeyedBody {
                     api_key: self.api_key,
                     body: &r.body,
+                    min_id_length: self.min_id_length,
                 },
             })?;
         }
@@ -118,10 +121,12 @@ struct RequestRecord<B> {
     body: B,
 }
 
-/// A body as Amplitude receives it.
+/// A body as Amplitude receives it: with `options.min_id_length` when `minIdLength` is set,
+/// on every endpoint but deletions, as the client sends it (spec §17.5).
 struct KeyedBody<'r, 'a> {
     api_key: &'r str,
     body: &'r Body<'a>,
+    min_id_length: Option<u32>,
 }
 
 impl Serialize for KeyedBody<'_, '_> {
@@ -148,6 +153,11 @@ impl Serialize for KeyedBody<'_, '_> {
                 map.serialize_entry("api_key", self.api_key)?;
                 map.serialize_entry("mapping", m)?;
             }
+        }
+        if let Some(n) = self.min_id_length
+            && !matches!(self.body, Body::Deletion(_))
+        {
+            map.serialize_entry("options", &serde_json::json!({"min_id_length": n}))?;
         }
         map.end()
     }

@@ -54,9 +54,9 @@ fn run(settings: &str, stdin: &str) -> (i32, Vec<Value>, String) {
 #[test]
 fn one_line_out_per_line_in_with_requests_errors_and_skips() {
     let input = [
-        r#"{"type":"identify","userId":"u1","traits":{"plan":"pro"},"messageId":"m1"}"#,
+        r#"{"type":"identify","userId":"user-1","traits":{"plan":"pro"},"messageId":"m1"}"#,
         "not json",
-        r#"{"type":"page","userId":"u1","name":"Home"}"#,
+        r#"{"type":"page","userId":"user-1","name":"Home"}"#,
         r#"{"type":"alias","previousId":"a","userId":"b"}"#,
     ]
     .join("\n");
@@ -67,8 +67,8 @@ fn one_line_out_per_line_in_with_requests_errors_and_skips() {
         vec![
             json!({"index": 0, "requests": [{"endpoint": "identify", "method": "POST",
                 "url": "https://api2.amplitude.com/identify",
-                "body": {"api_key": "KEY", "identification": [{"user_id": "u1", "library": "segment",
-                    "user_properties": {"plan": "pro", "id": "u1"}}]}}], "error": null}),
+                "body": {"api_key": "KEY", "identification": [{"user_id": "user-1", "library": "segment",
+                    "user_properties": {"plan": "pro", "id": "user-1"}}]}}], "error": null}),
             json!({"index": 1, "requests": [], "error": {"kind": "invalid",
                 "message": "the line is not valid JSON (expected ident at line 1 column 2)"}}),
             json!({"index": 2, "requests": [], "error": null}),
@@ -82,7 +82,7 @@ fn one_line_out_per_line_in_with_requests_errors_and_skips() {
 fn input_file_argument_and_blank_lines_keep_line_numbers() {
     let input = temp_file(
         "in.jsonl",
-        "{\"type\":\"track\",\"event\":\"e\",\"userId\":\"u\"}\n\n{\"type\":\"track\",\"userId\":\"u\"}\n",
+        "{\"type\":\"track\",\"event\":\"e\",\"userId\":\"user-1\"}\n\n{\"type\":\"track\",\"userId\":\"user-1\"}\n",
     );
     let settings = temp_file("s.json", r#"{"apiKey": "KEY"}"#);
     let out = bin()
@@ -104,6 +104,31 @@ fn input_file_argument_and_blank_lines_keep_line_numbers() {
     assert_eq!(
         lines[1],
         json!({"index": 2, "requests": [], "error": {"kind": "invalid", "message": "track: `event` is required"}})
+    );
+}
+
+/// Spec §17.5: with `minIdLength` the printed bodies carry `options.min_id_length`, as sent,
+/// and the ids the mapping keeps are the ones that minimum allows.
+#[test]
+fn min_id_length_shows_in_the_bodies_and_in_the_ids_kept() {
+    let input = [
+        r#"{"type":"identify","userId":"42","traits":{"plan":"pro"}}"#,
+        r#"{"type":"track","event":"e","userId":"7"}"#,
+    ]
+    .join("\n");
+    let (code, lines, _) = run(r#"{"apiKey": "KEY", "minIdLength": 2}"#, &input);
+    assert_eq!(code, 0);
+    assert_eq!(
+        lines,
+        vec![
+            json!({"index": 0, "requests": [{"endpoint": "identify", "method": "POST",
+                "url": "https://api2.amplitude.com/identify",
+                "body": {"api_key": "KEY", "identification": [{"user_id": "42", "library": "segment",
+                    "user_properties": {"plan": "pro", "id": "42"}}],
+                    "options": {"min_id_length": 2}}}], "error": null}),
+            json!({"index": 1, "requests": [], "error": {"kind": "invalid",
+                "message": "`userId` \"7\" is shorter than the 2 characters Amplitude accepts (minIdLength), and the message has no other id"}}),
+        ]
     );
 }
 

@@ -39,6 +39,28 @@ pub fn messages(seed: u64, count: usize) -> Vec<Value> {
     (0..count).map(|i| g.message(i)).collect()
 }
 
+/// Gives every `every`-th identify of `lines` the `clearAll` option (mapping §17.1.3), as a
+/// logout would, and returns the users whose properties those clears erase (so a test knows
+/// whose totals no longer add up).
+pub fn with_clears(lines: &mut [String], every: usize) -> Vec<String> {
+    let mut users = Vec::new();
+    let identifies = lines
+        .iter_mut()
+        .filter(|l| l.contains(r#""type":"identify""#))
+        .step_by(every.max(1));
+    for line in identifies {
+        let Ok(mut message) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        message["integrations"]["Amplitude"]["clearAll"] = json!(true);
+        if let Some(user) = message["userId"].as_str() {
+            users.push(user.to_owned());
+        }
+        *line = message.to_string();
+    }
+    users
+}
+
 const USER_AGENTS: [&str; 4] = [
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",

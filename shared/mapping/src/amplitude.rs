@@ -18,7 +18,8 @@ pub struct DeviceFields<'a> {
     pub user_id: Option<Cow<'a, str>>,
     pub device_id: Option<Cow<'a, str>>,
     pub time: Option<i64>,
-    pub library: Option<&'static str>,
+    /// `"segment"`, or `context.library.name` on events with `libraryFromContext` (§17.4.4).
+    pub library: Option<Cow<'a, str>>,
     pub platform: Option<Cow<'a, str>>,
     pub os_name: Option<Cow<'a, str>>,
     pub os_version: Option<Cow<'a, str>>,
@@ -74,6 +75,12 @@ pub struct Event<'a> {
     pub groups: Option<Prop<'a>>,
     #[serde(flatten)]
     pub revenue: Option<Revenue<'a>>,
+    /// `context.userAgent` as sent, with `includeRawUserAgent` (§17.4.2).
+    pub user_agent: Option<Cow<'a, str>>,
+    /// The `skip_user_properties_sync` option (§17.1.4): Amplitude stores the event without
+    /// touching the user's properties (historical backfills).
+    #[serde(rename = "$skip_user_properties_sync")]
+    pub skip_user_properties_sync: Option<bool>,
 }
 
 /// One identification sent to `/identify`: a user's properties (identify, spec §8) or a user's

@@ -6,7 +6,7 @@
 //!
 //! ```
 //! let settings = mapping::Settings::default();
-//! let input = r#"{"type":"track","event":"Signed Up","userId":"u1","messageId":"m1"}"#;
+//! let input = r#"{"type":"track","event":"Signed Up","userId":"user-1","messageId":"m1"}"#;
 //! let message: serde_json_borrow::Value = serde_json::from_str(input).unwrap();
 //! let plan = mapping::plan(&message, &settings).unwrap();
 //! assert_eq!(plan.requests[0].url, "https://api2.amplitude.com/2/httpapi");

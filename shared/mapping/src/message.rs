@@ -161,6 +161,15 @@ impl<'a> Message<'a> {
         json::get_loose(self.options, key)
     }
 
+    /// An Amplitude option from `integrations.Amplitude`, else from `integrations["Actions
+    /// Amplitude"]` (where Segment's Actions plugins write), matched loosely (§17).
+    pub fn any_option(&self, key: &str) -> &'a Value<'a> {
+        match self.option(key) {
+            Value::Null => json::get_loose(self.integration("Actions Amplitude"), key),
+            v => v,
+        }
+    }
+
     /// `messageId` as text.
     pub fn message_id(&self) -> Option<Cow<'a, str>> {
         json::id(self.field("messageId"))

@@ -74,6 +74,36 @@ pub struct Settings {
     /// whose user properties use `$add`, `$append` or `$prepend` go as `$identify` events with
     /// an `insert_id`, so a resend is never applied twice. `false` keeps the classic `/identify`.
     pub idempotent_trait_operations: bool,
+
+    // The opt-in rules of spec §17: keys of this project, not Segment's, in the same JSON.
+    /// `unsetNullTraits` (§17.1.2): a trait whose value is `null` removes the user property.
+    pub unset_null_traits: bool,
+    /// `traitOperationsOnEvents` (§17.2): the trait lists apply to events' `context.traits`.
+    pub trait_operations_on_events: bool,
+    /// `pageEventNameTemplate` (§17.3): pages sent once, named by this template.
+    pub page_event_name_template: Option<String>,
+    /// `screenEventNameTemplate` (§17.3): screens sent once, named by this template.
+    pub screen_event_name_template: Option<String>,
+    /// `sendReferrer` (§17.4.1): the page's referrer and its domain as user properties.
+    pub send_referrer: bool,
+    /// `includeRawUserAgent` (§17.4.2): events carry `user_agent` as sent.
+    pub include_raw_user_agent: bool,
+    /// `libraryFromContext` (§17.4.4): events carry `context.library.name` as `library`.
+    pub library_from_context: bool,
+    /// `minIdLength` (§17.5, 1–100): Amplitude's minimum id length, sent as
+    /// `options.min_id_length`; shorter ids are dropped before sending. `None`: Amplitude's
+    /// default, 5, and nothing sent.
+    pub min_id_length: Option<u32>,
+}
+
+/// Amplitude's minimum length of `user_id` and `device_id` when no `min_id_length` is sent.
+pub const AMPLITUDE_MIN_ID_LENGTH: u32 = 5;
+
+impl Settings {
+    /// The minimum id length in effect: `minIdLength`, or Amplitude's default.
+    pub fn effective_min_id_length(&self) -> u32 {
+        self.min_id_length.unwrap_or(AMPLITUDE_MIN_ID_LENGTH)
+    }
 }
 
 /// Settings rows that only change device-mode SDK behaviour (§1.2, "Cloud = no").
@@ -140,6 +170,18 @@ impl Settings {
                 "sendCustomLanguageAndCountry",
             )?,
             idempotent_trait_operations: r.bool_or("idempotentTraitOperations", true)?,
+            unset_null_traits: r.bool("unsetNullTraits")?,
+            trait_operations_on_events: r.bool("traitOperationsOnEvents")?,
+            page_event_name_template: r
+                .string("pageEventNameTemplate")?
+                .filter(|t| !t.trim().is_empty()),
+            screen_event_name_template: r
+                .string("screenEventNameTemplate")?
+                .filter(|t| !t.trim().is_empty()),
+            send_referrer: r.bool("sendReferrer")?,
+            include_raw_user_agent: r.bool("includeRawUserAgent")?,
+            library_from_context: r.bool("libraryFromContext")?,
+            min_id_length: r.integer_in("minIdLength", 1..=100, "an integer from 1 to 100")?,
         })
     }
 }
@@ -182,6 +224,24 @@ impl Reader<'_> {
                 expected: "true or false",
             }),
         }
+    }
+
+    /// A whole number within `range`.
+    fn integer_in(
+        &self,
+        key: &'static str,
+        range: std::ops::RangeInclusive<u32>,
+        expected: &'static str,
+    ) -> Result<Option<u32>, SettingsError> {
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| range.contains(n))
+            .map(Some)
+            .ok_or(SettingsError::WrongType { key, expected })
     }
 
     /// The canonical key wins over its display-name alias (§1.1).

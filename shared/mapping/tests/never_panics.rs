@@ -16,6 +16,12 @@ fn settings_variants() -> Vec<Settings> {
             "trackProductsOnce": true, "useCustomAmplitudeProperties": true, "endpoint": "eu"}),
         json!({"apiKey": "K", "trackRevenuePerProduct": true, "sendToBatchEndpoint": true,
             "preferAnonymousIdForDeviceId": true}),
+        json!({"apiKey": "K", "trackNamedPages": true, "unsetNullTraits": true,
+            "traitOperationsOnEvents": true, "traitsToIncrement": ["n"],
+            "pageEventNameTemplate": "{{name}} {{properties.t}} {{category", "sendReferrer": true,
+            "screenEventNameTemplate": "{{}}{{name}}}}", "includeRawUserAgent": true,
+            "libraryFromContext": true, "minIdLength": 100, "groupTypeTrait": "t",
+            "groupValueTrait": "v"}),
     ]
     .iter()
     .map(|s| Settings::from_json(s).unwrap())
@@ -117,6 +123,12 @@ fn key() -> impl Strategy<Value = String> {
             "q",
             "r",
             "language",
+            "fieldsToUnset",
+            "clearAll",
+            "skip_user_properties_sync",
+            "referrer",
+            "userAgent",
+            "library",
         ])
         .prop_map(String::from),
         "[a-z$_]{1,6}",

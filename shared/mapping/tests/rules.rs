@@ -164,16 +164,16 @@ fn s2_2_eu_region_hosts_for_every_endpoint() {
             .collect()
     };
     assert_eq!(
-        url(json!({"type": "track", "event": "e", "userId": "u"})),
+        url(json!({"type": "track", "event": "e", "userId": "user-u"})),
         ["https://api.eu.amplitude.com/2/httpapi"]
     );
     assert_eq!(
-        url(json!({"type": "identify", "userId": "u"})),
+        url(json!({"type": "identify", "userId": "user-u"})),
         ["https://api.eu.amplitude.com/identify"]
     );
     assert_eq!(
         url(
-            json!({"type": "group", "userId": "u", "groupId": "g", "traits": {"t": "org", "v": "acme"}})
+            json!({"type": "group", "userId": "user-u", "groupId": "g", "traits": {"t": "org", "v": "acme"}})
         ),
         [
             "https://api.eu.amplitude.com/identify",
@@ -181,11 +181,11 @@ fn s2_2_eu_region_hosts_for_every_endpoint() {
         ]
     );
     assert_eq!(
-        url(json!({"type": "alias", "userId": "u", "previousId": "p"})),
+        url(json!({"type": "alias", "userId": "user-u", "previousId": "p"})),
         ["https://api.eu.amplitude.com/usermap"]
     );
     assert_eq!(
-        url(json!({"type": "delete", "userId": "u"})),
+        url(json!({"type": "delete", "userId": "user-u"})),
         ["https://analytics.eu.amplitude.com/api/2/deletions/users"]
     );
 }
@@ -194,14 +194,14 @@ fn s2_2_eu_region_hosts_for_every_endpoint() {
 fn s2_3_batch_endpoint_takes_the_same_body() {
     let r = only_request(
         with(json!({"sendToBatchEndpoint": true})),
-        json!({"type": "track", "event": "e", "userId": "u", "messageId": "m"}),
+        json!({"type": "track", "event": "e", "userId": "user-u", "messageId": "m"}),
     );
     assert_eq!(
         r,
         json!({"endpoint": "batch", "method": "POST", "url": "https://api2.amplitude.com/batch",
-            "body": {"api_key": "K", "events": [{"user_id": "u", "library": "segment",
+            "body": {"api_key": "K", "events": [{"user_id": "user-u", "library": "segment",
             "event_type": "e", "insert_id": "m", "event_properties": {},
-            "user_properties": {"id": "u"}}]}})
+            "user_properties": {"id": "user-u"}}]}})
     );
 }
 
@@ -209,12 +209,12 @@ fn s2_3_batch_endpoint_takes_the_same_body() {
 fn s2_6_amplitude_false_skips_but_all_false_does_not() {
     let skipped = map(
         key(),
-        json!({"type": "track", "event": "e", "userId": "u", "integrations": {"Amplitude": false}}),
+        json!({"type": "track", "event": "e", "userId": "user-u", "integrations": {"Amplitude": false}}),
     );
     assert_eq!(skipped, json!({"index": 0, "requests": [], "error": null}));
     let engage = events(
         key(),
-        json!({"type": "track", "event": "e", "userId": "u", "integrations": {"All": false, "Webhook": true}}),
+        json!({"type": "track", "event": "e", "userId": "user-u", "integrations": {"All": false, "Webhook": true}}),
     );
     assert_eq!(engage.len(), 1);
 }
@@ -226,24 +226,24 @@ fn s3_1_numbers_as_ids_and_odd_contexts() {
     for context in [json!(null), json!([]), json!("x")] {
         let e = &events(
             key(),
-            json!({"type": "track", "event": "e", "userId": 42, "anonymousId": 7, "context": context}),
+            json!({"type": "track", "event": "e", "userId": 42000, "anonymousId": 70000, "context": context}),
         )[0];
         assert_eq!(
             e,
-            &json!({"user_id": "42", "device_id": "7", "library": "segment", "event_type": "e",
-                "event_properties": {}, "user_properties": {"id": "42"}})
+            &json!({"user_id": "42000", "device_id": "70000", "library": "segment", "event_type": "e",
+                "event_properties": {}, "user_properties": {"id": "42000"}})
         );
     }
 }
 
 #[test]
 fn s3_2_prefer_anonymous_id_for_device_id() {
-    let msg = json!({"type": "track", "event": "e", "anonymousId": "anon",
-        "context": {"device": {"id": "dev"}}});
-    assert_eq!(events(key(), msg.clone())[0]["device_id"], "dev");
+    let msg = json!({"type": "track", "event": "e", "anonymousId": "anon-1",
+        "context": {"device": {"id": "device-1"}}});
+    assert_eq!(events(key(), msg.clone())[0]["device_id"], "device-1");
     assert_eq!(
         events(with(json!({"preferAnonymousIdForDeviceId": true})), msg)[0]["device_id"],
-        "anon"
+        "anon-1"
     );
 }
 
@@ -251,13 +251,13 @@ fn s3_2_prefer_anonymous_id_for_device_id() {
 fn s3_3_time_falls_back_to_original_timestamp_then_received_at() {
     let e = &events(
         key(),
-        json!({"type": "track", "event": "e", "userId": "u", "timestamp": "garbage",
+        json!({"type": "track", "event": "e", "userId": "user-u", "timestamp": "garbage",
             "originalTimestamp": "2020-01-01T00:00:00+01:00", "receivedAt": "2021"}),
     )[0];
     assert_eq!(e["time"], 1_577_833_200_000i64);
     let e = &events(
         key(),
-        json!({"type": "track", "event": "e", "userId": "u", "receivedAt": 1_600_000_000}),
+        json!({"type": "track", "event": "e", "userId": "user-u", "receivedAt": 1_600_000_000}),
     )[0];
     assert_eq!(e["time"], 1_600_000_000_000i64);
 }
@@ -268,7 +268,7 @@ fn s3_4_insert_id_is_message_id_suffixed_per_extra_event() {
         with(
             json!({"trackAllPages": true, "trackCategorizedPages": true, "trackNamedPages": true}),
         ),
-        json!({"type": "page", "userId": "u", "messageId": "abc", "name": "Settings", "category": "Merchant"}),
+        json!({"type": "page", "userId": "user-u", "messageId": "abc", "name": "Settings", "category": "Merchant"}),
     );
     let got: Vec<(&str, &str)> = evs
         .iter()
@@ -293,7 +293,7 @@ fn s3_4_insert_id_is_message_id_suffixed_per_extra_event() {
 fn s3_7_context_location_first_then_locale_country() {
     let e = &events(
         key(),
-        json!({"type": "track", "event": "e", "userId": "u",
+        json!({"type": "track", "event": "e", "userId": "user-u",
             "properties": {"city": "Paris"},
             "context": {"location": {"city": "Berlin", "region": "BE"}, "locale": "de-DE",
                 "traits": {"address": {"region": "ignored"}}}}),
@@ -313,7 +313,7 @@ fn s3_7_context_location_first_then_locale_country() {
 fn s3_7_numeric_string_coordinates_become_numbers() {
     let e = &events(
         key(),
-        json!({"type": "track", "event": "e", "userId": "u",
+        json!({"type": "track", "event": "e", "userId": "user-u",
             "context": {"location": {"latitude": "52.5", "longitude": "x"}}}),
     )[0];
     assert_eq!(e["location_lat"], json!(52.5));
@@ -325,7 +325,7 @@ fn s3_11_session_id_digits_iso_and_session_plugin() {
     let sid = |integrations: Value| {
         events(
             key(),
-            json!({"type": "track", "event": "e", "userId": "u", "integrations": integrations}),
+            json!({"type": "track", "event": "e", "userId": "user-u", "integrations": integrations}),
         )[0]
         .get("session_id")
         .cloned()
@@ -350,14 +350,14 @@ fn s3_11_session_id_text_that_looks_like_a_go_offset_is_dropped_not_a_crash() {
     // Found by mutating ordinary events: a byte slice inside `€` used to abort the process.
     let e = events(
         key(),
-        json!({"type": "track", "event": "e", "userId": "u",
+        json!({"type": "track", "event": "e", "userId": "user-u",
             "integrations": {"Amplitude": {"session_id": "a b +a€"}}}),
     );
     assert_eq!(
         e,
         vec![
-            json!({"user_id": "u", "library": "segment", "event_type": "e",
-            "event_properties": {}, "user_properties": {"id": "u"}})
+            json!({"user_id": "user-u", "library": "segment", "event_type": "e",
+            "event_properties": {}, "user_properties": {"id": "user-u"}})
         ]
     );
 }
@@ -367,7 +367,7 @@ fn s3_13_advertising_id_by_os() {
     let e = |os: &str| {
         events(
             key(),
-            json!({"type": "track", "event": "e", "userId": "u",
+            json!({"type": "track", "event": "e", "userId": "user-u",
                 "context": {"os": {"name": os}, "device": {"advertisingId": "AD"}}}),
         )[0]
         .clone()
@@ -390,18 +390,18 @@ fn s3_13_advertising_id_by_os() {
 fn s3_15_event_level_groups_stay_off_the_user() {
     let e = &events(
         key(),
-        json!({"type": "track", "event": "e", "userId": "u",
+        json!({"type": "track", "event": "e", "userId": "user-u",
             "integrations": {"Amplitude": {"groups": {"company": "acme"}}}}),
     )[0];
     assert_eq!(e["groups"], json!({"company": "acme"}));
-    assert_eq!(e["user_properties"], json!({"id": "u"}));
+    assert_eq!(e["user_properties"], json!({"id": "user-u"}));
 }
 
 // §4 Event properties -------------------------------------------------------------------------
 
 #[test]
 fn s4_2_custom_language_and_country_are_kept() {
-    let msg = json!({"type": "track", "event": "e", "userId": "u",
+    let msg = json!({"type": "track", "event": "e", "userId": "user-u",
         "properties": {"language": "fr", "country": "FR", "event_id": 3}});
     assert_eq!(events(key(), msg.clone())[0]["event_properties"], json!({}));
     let kept = &events(with(json!({"useCustomAmplitudeProperties": true})), msg)[0];
@@ -419,10 +419,10 @@ fn s4_2_custom_language_and_country_are_kept() {
 fn s4_4_query_params_to_user_properties_on_track_and_all_entries_apply() {
     let e = &events(
         with(json!({"mapQueryParams": {"qs": "user_properties", "query": "event_properties"}})),
-        json!({"type": "track", "event": "e", "userId": "u",
+        json!({"type": "track", "event": "e", "userId": "user-u",
             "context": {"page": {"search": "?a=1"}, "traits": {"qs": "old"}}}),
     )[0];
-    assert_eq!(e["user_properties"], json!({"id": "u", "qs": "?a=1"}));
+    assert_eq!(e["user_properties"], json!({"id": "user-u", "qs": "?a=1"}));
     assert_eq!(e["event_properties"], json!({"query": "?a=1"}));
 }
 
@@ -430,7 +430,7 @@ fn s4_4_query_params_to_user_properties_on_track_and_all_entries_apply() {
 fn s4_4_query_param_does_not_overwrite_an_event_property() {
     let e = &events(
         with(json!({"mapQueryParams": {"search": "event_properties"}})),
-        json!({"type": "track", "event": "e", "userId": "u", "properties": {"search": "mine"},
+        json!({"type": "track", "event": "e", "userId": "user-u", "properties": {"search": "mine"},
             "context": {"page": {"search": ""}}}),
     )[0];
     assert_eq!(e["event_properties"], json!({"search": "mine"}));
@@ -442,7 +442,7 @@ fn s4_4_query_param_does_not_overwrite_an_event_property() {
 fn s5_2_revenue_strings_are_parsed_strictly() {
     let e = &events(
         key(),
-        json!({"type": "track", "event": "Bought", "userId": "u",
+        json!({"type": "track", "event": "Bought", "userId": "user-u",
             "properties": {"revenue": "$1,000.50", "quantity": "2", "price": "500.25"}}),
     )[0];
     assert_eq!(
@@ -461,7 +461,7 @@ fn s5_2_revenue_strings_are_parsed_strictly() {
     );
     let none = &events(
         key(),
-        json!({"type": "track", "event": "Bought", "userId": "u", "properties": {"revenue": "12abc"}}),
+        json!({"type": "track", "event": "Bought", "userId": "user-u", "properties": {"revenue": "12abc"}}),
     )[0];
     assert!(none.get("revenue").is_none() && none.get("price").is_none());
 }
@@ -470,12 +470,12 @@ fn s5_2_revenue_strings_are_parsed_strictly() {
 fn s5_2_zero_revenue_is_no_revenue_and_order_falls_back_to_total() {
     let zero = &events(
         key(),
-        json!({"type": "track", "event": "Bought", "userId": "u", "properties": {"revenue": 0, "price": 2}}),
+        json!({"type": "track", "event": "Bought", "userId": "user-u", "properties": {"revenue": 0, "price": 2}}),
     )[0];
     assert_eq!(zero["event_properties"], json!({"revenue": 0, "price": 2}));
     let order = &events(
         key(),
-        json!({"type": "track", "event": "order_completed", "userId": "u", "properties": {"total": 30}}),
+        json!({"type": "track", "event": "order_completed", "userId": "user-u", "properties": {"total": 30}}),
     )[0];
     assert_eq!(
         (
@@ -492,7 +492,7 @@ fn s5_2_zero_revenue_is_no_revenue_and_order_falls_back_to_total() {
 fn s5_3_quantity_is_rounded_half_away_from_zero() {
     let e = &events(
         key(),
-        json!({"type": "track", "event": "e", "userId": "u",
+        json!({"type": "track", "event": "e", "userId": "user-u",
             "properties": {"revenue": 10, "price": 4, "quantity": 2.5, "product_id": "p", "revenue_type": "refund"}}),
     )[0];
     assert_eq!(
@@ -514,7 +514,7 @@ fn s5_3_quantity_is_rounded_half_away_from_zero() {
 // §6 Order Completed ---------------------------------------------------------------------------
 
 fn order() -> Value {
-    json!({"type": "track", "event": "Order Completed", "userId": "u", "messageId": "m",
+    json!({"type": "track", "event": "Order Completed", "userId": "user-u", "messageId": "m",
         "properties": {"orderId": "o1", "revenue": 25, "currency": "USD", "products": [
             {"productId": "p1", "price": 19, "quantity": 1},
             {"productId": "p2", "price": 3, "quantity": 2}]}})
@@ -525,16 +525,16 @@ fn s6_7_order_completed_revenue_on_the_order() {
     assert_eq!(
         events(key(), order()),
         vec![
-            json!({"user_id": "u", "library": "segment", "event_type": "Order Completed",
+            json!({"user_id": "user-u", "library": "segment", "event_type": "Order Completed",
                 "insert_id": "m", "event_properties": {"orderId": "o1", "revenue": 25, "currency": "USD"},
-                "user_properties": {"id": "u"}, "revenue": 25, "price": 25, "quantity": 1,
+                "user_properties": {"id": "user-u"}, "revenue": 25, "price": 25, "quantity": 1,
                 "revenueType": "Purchase"}),
-            json!({"user_id": "u", "library": "segment", "event_type": "Product Purchased",
+            json!({"user_id": "user-u", "library": "segment", "event_type": "Product Purchased",
                 "insert_id": "m-2", "event_properties": {"productId": "p1", "price": 19, "quantity": 1},
-                "user_properties": {"id": "u"}}),
-            json!({"user_id": "u", "library": "segment", "event_type": "Product Purchased",
+                "user_properties": {"id": "user-u"}}),
+            json!({"user_id": "user-u", "library": "segment", "event_type": "Product Purchased",
                 "insert_id": "m-3", "event_properties": {"productId": "p2", "price": 3, "quantity": 2},
-                "user_properties": {"id": "u"}}),
+                "user_properties": {"id": "user-u"}}),
         ]
     );
 }
@@ -544,14 +544,14 @@ fn s6_7_track_revenue_per_product() {
     assert_eq!(
         events(with(json!({"trackRevenuePerProduct": true})), order()),
         vec![
-            json!({"user_id": "u", "library": "segment", "event_type": "Order Completed",
+            json!({"user_id": "user-u", "library": "segment", "event_type": "Order Completed",
                 "insert_id": "m", "event_properties": {"orderId": "o1", "revenue": 25, "currency": "USD"},
-                "user_properties": {"id": "u"}}),
-            json!({"user_id": "u", "library": "segment", "event_type": "Product Purchased",
-                "insert_id": "m-2", "event_properties": {}, "user_properties": {"id": "u"},
+                "user_properties": {"id": "user-u"}}),
+            json!({"user_id": "user-u", "library": "segment", "event_type": "Product Purchased",
+                "insert_id": "m-2", "event_properties": {}, "user_properties": {"id": "user-u"},
                 "price": 19, "quantity": 1, "revenue": 19, "productId": "p1", "revenueType": "Purchase"}),
-            json!({"user_id": "u", "library": "segment", "event_type": "Product Purchased",
-                "insert_id": "m-3", "event_properties": {}, "user_properties": {"id": "u"},
+            json!({"user_id": "user-u", "library": "segment", "event_type": "Product Purchased",
+                "insert_id": "m-3", "event_properties": {}, "user_properties": {"id": "user-u"},
                 "price": 3, "quantity": 2, "revenue": 6, "productId": "p2", "revenueType": "Purchase"}),
         ]
     );
@@ -565,11 +565,11 @@ fn s6_5_track_products_once() {
             order()
         ),
         vec![
-            json!({"user_id": "u", "library": "segment", "event_type": "Order Completed",
+            json!({"user_id": "user-u", "library": "segment", "event_type": "Order Completed",
             "insert_id": "m", "event_properties": {"orderId": "o1", "revenue": 25, "currency": "USD",
             "products": [{"productId": "p1", "price": 19, "quantity": 1},
                          {"productId": "p2", "price": 3, "quantity": 2}]},
-            "user_properties": {"id": "u"}, "revenue": 25, "price": 25, "quantity": 1,
+            "user_properties": {"id": "user-u"}, "revenue": 25, "price": 25, "quantity": 1,
             "revenueType": "Purchase"})
         ]
     );
@@ -579,7 +579,7 @@ fn s6_5_track_products_once() {
 fn s6_3_product_without_price_or_revenue_still_produces_its_event() {
     let evs = events(
         with(json!({"trackRevenuePerProduct": true})),
-        json!({"type": "track", "event": "Completed Order", "userId": "u",
+        json!({"type": "track", "event": "Completed Order", "userId": "user-u",
             "properties": {"revenueType": "gift", "products": [{"sku": "s"}, {"revenue": 5}, "junk"]}}),
     );
     assert_eq!(evs.len(), 3);
@@ -609,8 +609,9 @@ fn s7_3_page_settings_combinations() {
             .map(|e| e["event_type"].as_str().unwrap().to_owned())
             .collect()
     };
-    let named = json!({"type": "screen", "userId": "u", "name": "Cart"});
-    let both = json!({"type": "page", "userId": "u", "name": "Settings", "category": "Merchant"});
+    let named = json!({"type": "screen", "userId": "user-u", "name": "Cart"});
+    let both =
+        json!({"type": "page", "userId": "user-u", "name": "Settings", "category": "Merchant"});
     assert_eq!(
         names(json!({"trackNamedPages": true}), named.clone()),
         ["Viewed Cart Screen"]
@@ -653,13 +654,13 @@ fn s8_2_trait_operations_example() {
             json!({"traitsToIncrement": ["logins"], "traitsToSetOnce": ["first_seen"],
             "idempotentTraitOperations": false}),
         ),
-        json!({"type": "identify", "userId": "u1",
+        json!({"type": "identify", "userId": "user-1",
             "traits": {"logins": 1, "first_seen": "2020-01-01", "plan": "pro"}}),
     );
     assert_eq!(
         i["user_properties"],
         json!({"$add": {"logins": 1}, "$setOnce": {"first_seen": "2020-01-01"},
-            "$set": {"plan": "pro", "id": "u1"}})
+            "$set": {"plan": "pro", "id": "user-1"}})
     );
 }
 
@@ -670,7 +671,7 @@ fn s8_2_first_list_wins_and_non_numeric_increment_falls_through() {
             json!({"traitsToIncrement": ["a", "b"], "traitsToAppend": ["b", "c"],
             "traitsToPrepend": ["c", "d"], "idempotentTraitOperations": false}),
         ),
-        json!({"type": "identify", "anonymousId": "x",
+        json!({"type": "identify", "anonymousId": "anon-x",
             "traits": {"a": "5", "b": "tag", "c": 1, "d": [2]}}),
     );
     assert_eq!(
@@ -683,7 +684,7 @@ fn s8_2_first_list_wins_and_non_numeric_increment_falls_through() {
 fn s8_1_4_non_idempotent_operations_travel_as_an_identify_event_with_insert_id() {
     let settings =
         with(json!({"traitsToIncrement": ["logins"], "traitsToSetOnce": ["first_seen"]}));
-    let message = json!({"type": "identify", "userId": "u1", "anonymousId": "anon-1",
+    let message = json!({"type": "identify", "userId": "user-1", "anonymousId": "anon-1",
         "messageId": "m-7", "timestamp": "2024-05-01T10:00:00Z",
         "traits": {"logins": 1, "first_seen": "2020-01-01", "plan": "pro"},
         "integrations": {"Amplitude": {"paying": true, "start_version": "1.0",
@@ -693,10 +694,10 @@ fn s8_1_4_non_idempotent_operations_travel_as_an_identify_event_with_insert_id()
         record["requests"],
         json!([{"endpoint": "httpapi", "method": "POST", "url": "https://api2.amplitude.com/2/httpapi",
             "body": {"api_key": "K", "events": [{
-                "user_id": "u1", "device_id": "anon-1", "time": 1_714_557_600_000_i64, "library": "segment",
+                "user_id": "user-1", "device_id": "anon-1", "time": 1_714_557_600_000_i64, "library": "segment",
                 "event_type": "$identify", "insert_id": "m-7",
                 "user_properties": {
-                    "$set": {"plan": "pro", "id": "u1", "team": "red", "paying": true},
+                    "$set": {"plan": "pro", "id": "user-1", "team": "red", "paying": true},
                     "$setOnce": {"first_seen": "2020-01-01", "start_version": "1.0"},
                     "$add": {"logins": 1}},
                 "groups": {"team": "red"}}]}}])
@@ -731,13 +732,13 @@ fn s8_1_4_non_idempotent_operations_travel_as_an_identify_event_with_insert_id()
 fn s8_1_4_idempotent_operations_keep_the_identify_api() {
     let i = identification(
         with(json!({"traitsToSetOnce": ["first_seen"], "trackUtmProperties": true})),
-        json!({"type": "identify", "userId": "u1", "messageId": "m",
+        json!({"type": "identify", "userId": "user-1", "messageId": "m",
             "traits": {"first_seen": "2020", "$unset": {"old": "-"}},
             "context": {"campaign": {"source": "ads"}}}),
     );
     assert_eq!(
         i["user_properties"],
-        json!({"$set": {"id": "u1", "utm_source": "ads"},
+        json!({"$set": {"id": "user-1", "utm_source": "ads"},
             "$setOnce": {"first_seen": "2020", "initial_utm_source": "ads"},
             "$unset": {"old": "-"}})
     );
@@ -757,26 +758,26 @@ fn s8_1_4_setting_must_be_a_boolean() {
 fn s3_14_3_normal_form_with_a_caller_set() {
     let i = identification(
         key(),
-        json!({"type": "identify", "userId": "u",
+        json!({"type": "identify", "userId": "user-u",
             "traits": {"$set": {"plan": "caller"}, "plan": "plain", "$unset": {"old": "-"}, "age": 3}}),
     );
     assert_eq!(
         i["user_properties"],
-        json!({"$set": {"plan": "caller", "id": "u", "age": 3}, "$unset": {"old": "-"}})
+        json!({"$set": {"plan": "caller", "id": "user-u", "age": 3}, "$unset": {"old": "-"}})
     );
 }
 
 #[test]
 fn s11_1_utm_from_context_campaign_when_enabled() {
-    let msg = json!({"type": "identify", "userId": "u",
+    let msg = json!({"type": "identify", "userId": "user-u",
         "context": {"campaign": {"source": "google", "name": "spring", "medium": ""}}});
     assert_eq!(
         identification(key(), msg.clone())["user_properties"],
-        json!({"id": "u"})
+        json!({"id": "user-u"})
     );
     assert_eq!(
         identification(with(json!({"trackUtmProperties": true})), msg)["user_properties"],
-        json!({"$set": {"id": "u", "utm_source": "google", "utm_campaign": "spring"},
+        json!({"$set": {"id": "user-u", "utm_source": "google", "utm_campaign": "spring"},
             "$setOnce": {"initial_utm_source": "google", "initial_utm_campaign": "spring"}})
     );
 }
@@ -785,12 +786,12 @@ fn s11_1_utm_from_context_campaign_when_enabled() {
 fn s8_1_identify_options_paying_start_version_and_no_event_fields() {
     let i = identification(
         key(),
-        json!({"type": "identify", "userId": "u", "messageId": "m",
+        json!({"type": "identify", "userId": "user-u", "messageId": "m",
             "integrations": {"Amplitude": {"paying": true, "startVersion": "1.0", "session_id": 5}}}),
     );
     assert_eq!(
         i,
-        json!({"user_id": "u", "library": "segment", "user_properties": {"id": "u"},
+        json!({"user_id": "user-u", "library": "segment", "user_properties": {"id": "user-u"},
             "paying": true, "start_version": "1.0"})
     );
 }
@@ -798,7 +799,7 @@ fn s8_1_identify_options_paying_start_version_and_no_event_fields() {
 #[test]
 fn s8_3_engage_audience_identify_with_string_booleans() {
     let msg = |value: Value| {
-        json!({"type": "identify", "userId": "u", "traits": {"first_time_shopper": value},
+        json!({"type": "identify", "userId": "user-u", "traits": {"first_time_shopper": value},
             "context": {"personas": {"computation_class": "audience",
                 "computation_key": "first_time_shopper", "computation_id": "aud_1"}},
             "integrations": {"All": false, "My Webhook": true}})
@@ -810,17 +811,17 @@ fn s8_3_engage_audience_identify_with_string_booleans() {
     ] {
         assert_eq!(
             identification(key(), msg(value))["user_properties"],
-            json!({"first_time_shopper": expect, "id": "u"})
+            json!({"first_time_shopper": expect, "id": "user-u"})
         );
     }
     let computed = identification(
         key(),
-        json!({"type": "identify", "userId": "u", "traits": {"ltv": "true", "orders": 4},
+        json!({"type": "identify", "userId": "user-u", "traits": {"ltv": "true", "orders": 4},
             "context": {"personas": {"computation_class": "trait", "computation_key": "orders"}}}),
     );
     assert_eq!(
         computed["user_properties"],
-        json!({"ltv": "true", "orders": 4, "id": "u"})
+        json!({"ltv": "true", "orders": 4, "id": "user-u"})
     );
 }
 
@@ -834,14 +835,14 @@ fn typed() -> Value {
 fn s9_typed_group_links_user_and_sends_group_properties() {
     let record = map(
         typed(),
-        json!({"type": "group", "userId": "u", "groupId": "g1", "timestamp": "2014",
+        json!({"type": "group", "userId": "user-u", "groupId": "g1", "timestamp": "2014",
             "traits": {"kind": "company", "name": "Acme", "employees": 10}}),
     );
     assert_eq!(
         record["requests"],
         json!([
             {"endpoint": "identify", "method": "POST", "url": "https://api2.amplitude.com/identify",
-             "body": {"api_key": "K", "identification": [{"user_id": "u", "time": 1_388_534_400_000i64,
+             "body": {"api_key": "K", "identification": [{"user_id": "user-u", "time": 1_388_534_400_000i64,
                 "groups": {"company": "Acme"}, "user_properties": {"company": "Acme"}}]}},
             {"endpoint": "groupidentify", "method": "POST", "url": "https://api2.amplitude.com/groupidentify",
              "body": {"api_key": "K", "identification": [{"group_type": "company", "group_value": "Acme",
@@ -851,29 +852,51 @@ fn s9_typed_group_links_user_and_sends_group_properties() {
 }
 
 #[test]
-fn s9_typed_group_without_ids_sends_only_group_properties() {
+fn s9_4_typed_group_without_ids_sends_one_group_identification_per_array_element() {
     let record = map(
         typed(),
-        json!({"type": "group", "groupId": "g1", "traits": {"kind": "team", "name": ["a", "b"]}}),
+        json!({"type": "group", "groupId": "g1", "traits": {"kind": "team", "name": ["a", "b", "", "a"]}}),
     );
     let requests = record["requests"].as_array().unwrap();
     assert_eq!(requests.len(), 1);
+    let properties = json!({"kind": "team", "name": ["a", "b", "", "a"]});
     assert_eq!(
         requests[0]["body"]["identification"],
-        json!([{"group_type": "team", "group_value": ["a", "b"],
-            "group_properties": {"kind": "team", "name": ["a", "b"]}}])
+        json!([{"group_type": "team", "group_value": "a", "group_properties": properties},
+            {"group_type": "team", "group_value": "b", "group_properties": properties}])
     );
+}
+
+#[test]
+fn s9_4_an_array_value_links_the_user_to_every_group() {
+    let record = map(
+        typed(),
+        json!({"type": "group", "userId": "user-1", "groupId": "g1",
+            "traits": {"kind": "team", "name": ["red", "blue"]}}),
+    );
+    assert_eq!(
+        record["requests"][0]["body"]["identification"],
+        json!([{"user_id": "user-1", "groups": {"team": ["red", "blue"]},
+            "user_properties": {"team": ["red", "blue"]}}])
+    );
+    let values: Vec<_> = record["requests"][1]["body"]["identification"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["group_value"].clone())
+        .collect();
+    assert_eq!(values, [json!("red"), json!("blue")]);
 }
 
 #[test]
 fn s9_2_missing_type_trait_falls_back_to_legacy_group() {
     let r = only_request(
         typed(),
-        json!({"type": "group", "anonymousId": "a", "groupId": 99, "traits": {"name": "Acme"}}),
+        json!({"type": "group", "anonymousId": "anon-1", "groupId": 99, "traits": {"name": "Acme"}}),
     );
     assert_eq!(
         r["body"]["identification"],
-        json!([{"device_id": "a", "groups": {"[Segment] Group": "99"},
+        json!([{"device_id": "anon-1", "groups": {"[Segment] Group": "99"},
             "user_properties": {"[Segment] Group": "99"}}])
     );
 }
@@ -912,14 +935,14 @@ fn s10_2_unmap() {
 fn s12_deletion_body_without_credentials() {
     let r = only_request(
         with(json!({"secretKey": "SECRET"})),
-        json!({"type": "delete", "userId": "u1", "context": null, "integrations": [],
+        json!({"type": "delete", "userId": "user-1", "context": null, "integrations": [],
             "originalTimestamp": "2020-01-01 00:00:00 +0000 UTC"}),
     );
     assert_eq!(
         r,
         json!({"endpoint": "deletion", "method": "POST",
             "url": "https://amplitude.com/api/2/deletions/users",
-            "body": {"user_ids": ["u1"], "requester": "segment"}})
+            "body": {"user_ids": ["user-1"], "requester": "segment"}})
     );
     assert!(!r.to_string().contains("SECRET"));
 }
@@ -932,7 +955,7 @@ fn s13_rejection_table() {
     let cases = [
         (
             key(),
-            json!({"type": "track", "userId": "u"}),
+            json!({"type": "track", "userId": "user-u"}),
             "invalid",
             "track: `event` is required",
         ),
@@ -950,7 +973,7 @@ fn s13_rejection_table() {
         ),
         (
             key(),
-            json!({"type": "group", "userId": "u"}),
+            json!({"type": "group", "userId": "user-u"}),
             "invalid",
             "group: `groupId` is required",
         ),
@@ -986,7 +1009,7 @@ fn s13_rejection_table() {
         ),
         (
             key(),
-            json!({"userId": "u"}),
+            json!({"userId": "user-u"}),
             "invalid",
             "`type` is required",
         ),
@@ -1023,7 +1046,7 @@ fn s13_page_without_applicable_setting_is_skipped_without_error() {
     assert_eq!(
         map(
             key(),
-            json!({"type": "page", "userId": "u", "name": "Home"})
+            json!({"type": "page", "userId": "user-u", "name": "Home"})
         ),
         json!({"index": 0, "requests": [], "error": null})
     );
@@ -1056,18 +1079,18 @@ fn personas(key: &str) -> Value {
 fn s8_3_engage_track_forms_become_one_user_property() {
     let entered = engage(
         key(),
-        json!({"type": "track", "event": "Audience Entered", "userId": "u", "context": personas("vip"),
+        json!({"type": "track", "event": "Audience Entered", "userId": "user-u", "context": personas("vip"),
             "properties": {"audience_key": "vip", "vip": true}, "integrations": {"All": false, "Hook": true}}),
     );
     assert_eq!(
         entered,
         Ok(Some(
-            json!({"user_id": "u", "library": "segment", "user_properties": {"vip": true, "id": "u"}})
+            json!({"user_id": "user-u", "library": "segment", "user_properties": {"vip": true, "id": "user-u"}})
         ))
     );
     let exited = engage(
         key(),
-        json!({"type": "track", "event": "Audience Exited", "anonymousId": "a1", "context": personas("vip"),
+        json!({"type": "track", "event": "Audience Exited", "anonymousId": "anon-1", "context": personas("vip"),
             "properties": {"audience_key": "vip", "vip": "false"}}),
     );
     assert_eq!(
@@ -1076,12 +1099,12 @@ fn s8_3_engage_track_forms_become_one_user_property() {
     );
     let computed = engage(
         key(),
-        json!({"type": "track", "event": "Trait Computed", "userId": "u",
+        json!({"type": "track", "event": "Trait Computed", "userId": "user-u",
             "properties": {"trait_key": "lifetime_value", "lifetime_value": 42.5}}),
     );
     assert_eq!(
         computed.unwrap().unwrap()["user_properties"],
-        json!({"lifetime_value": 42.5, "id": "u"})
+        json!({"lifetime_value": 42.5, "id": "user-u"})
     );
 }
 
@@ -1089,12 +1112,12 @@ fn s8_3_engage_track_forms_become_one_user_property() {
 fn s8_3_engage_identify_settings_apply_to_synced_properties() {
     let got = engage(
         with(json!({"traitsToSetOnce": ["vip"]})),
-        json!({"type": "track", "event": "Audience Entered", "userId": "u", "context": personas("vip"),
+        json!({"type": "track", "event": "Audience Entered", "userId": "user-u", "context": personas("vip"),
             "properties": {"audience_key": "vip", "vip": true}}),
     );
     assert_eq!(
         got.unwrap().unwrap()["user_properties"],
-        json!({"$setOnce": {"vip": true}, "$set": {"id": "u"}})
+        json!({"$setOnce": {"vip": true}, "$set": {"id": "user-u"}})
     );
 }
 
@@ -1108,11 +1131,11 @@ fn s8_3_engage_email_only_profiles_are_skipped_and_odd_tracks_refused() {
         Err(format!("skip: {}", mapping::engage::NO_IDS))
     );
     assert_eq!(
-        engage(key(), json!({"type": "track", "event": "Signed Up", "userId": "u"})),
+        engage(key(), json!({"type": "track", "event": "Signed Up", "userId": "user-u"})),
         Err("unsupported: engage: a track needs `properties.audience_key` (Audience Entered/Exited) or `properties.trait_key` (Trait Computed)".into())
     );
     assert_eq!(
-        engage(key(), json!({"type": "page", "userId": "u"})),
+        engage(key(), json!({"type": "page", "userId": "user-u"})),
         Err(
             "unsupported: `type`: Page calls are not Engage syncs (identify or track forms only)"
                 .into()
@@ -1121,7 +1144,7 @@ fn s8_3_engage_email_only_profiles_are_skipped_and_odd_tracks_refused() {
     assert_eq!(
         engage(
             key(),
-            json!({"type": "track", "event": "Trait Computed", "userId": "u", "properties": {"trait_key": "x"}})
+            json!({"type": "track", "event": "Trait Computed", "userId": "user-u", "properties": {"trait_key": "x"}})
         ),
         Err("invalid: engage: `properties.x` (the value of `trait_key`) is required".into())
     );
@@ -1132,7 +1155,7 @@ fn s8_3_engage_audience_track_without_the_flag_follows_the_event_name() {
     let membership = |event: &str| {
         engage(
             key(),
-            json!({"type": "track", "event": event, "userId": "u", "properties": {"audience_key": "vip"}}),
+            json!({"type": "track", "event": event, "userId": "user-u", "properties": {"audience_key": "vip"}}),
         )
         .unwrap()
         .unwrap()["user_properties"]["vip"]
@@ -1147,7 +1170,7 @@ fn big_order(products: usize, traits_kb: usize) -> Value {
     let products: Vec<Value> = (0..products)
         .map(|i| json!({"sku": format!("sku-{i}"), "price": 1}))
         .collect();
-    json!({"type": "track", "event": "Order Completed", "userId": "u1", "messageId": "m",
+    json!({"type": "track", "event": "Order Completed", "userId": "user-1", "messageId": "m",
         "context": {"traits": {"pad": "x".repeat(traits_kb * 1024)}},
         "properties": {"revenue": 10, "products": products}})
 }
@@ -1189,4 +1212,292 @@ fn s6_an_order_past_the_fan_out_limits_is_refused_with_the_reason() {
         big_order(10_001, 70),
     );
     assert_eq!(once.len(), 1);
+}
+
+// §17 Opt-in behaviour beyond Classic ------------------------------------------------------------
+
+/// 2024-05-01T10:00:00Z in epoch milliseconds.
+const T: i64 = 1_714_557_600_000;
+
+fn identify_with(traits: Value, amplitude_options: Value) -> Value {
+    json!({"type": "identify", "userId": "user-1", "messageId": "m1",
+        "timestamp": "2024-05-01T10:00:00Z", "traits": traits,
+        "integrations": {"Amplitude": amplitude_options}})
+}
+
+fn track_with(context: Value, integrations: Value) -> Value {
+    json!({"type": "track", "event": "Played", "userId": "user-1", "messageId": "m1",
+        "timestamp": "2024-05-01T10:00:00Z", "context": context, "integrations": integrations})
+}
+
+#[test]
+fn s17_1_1_fields_to_unset_removes_the_named_user_properties() {
+    let r = only_request(
+        key(),
+        identify_with(
+            json!({"plan": "pro", "name": "Ann"}),
+            json!({"fieldsToUnset": ["plan", "old", "", 7]}),
+        ),
+    );
+    assert_eq!(
+        r["body"]["identification"],
+        json!([{"user_id": "user-1", "time": T, "library": "segment", "user_properties": {
+            "$set": {"name": "Ann", "id": "user-1"}, "$unset": {"plan": "-", "old": "-"}}}])
+    );
+}
+
+#[test]
+fn s17_1_1_an_unset_key_leaves_every_other_operation() {
+    let r = only_request(
+        with(json!({"traitsToSetOnce": ["first_seen"]})),
+        identify_with(
+            json!({"first_seen": "2020-01-01", "$append": {"first_seen": "x", "tags": "a"}}),
+            json!({"fieldsToUnset": ["first_seen"]}),
+        ),
+    );
+    assert_eq!(
+        r["body"]["events"][0]["user_properties"],
+        json!({"$set": {"id": "user-1"}, "$append": {"tags": "a"}, "$unset": {"first_seen": "-"}})
+    );
+}
+
+#[test]
+fn s17_1_1_fields_to_unset_on_events_read_from_actions_amplitude_too() {
+    let e = events(
+        key(),
+        track_with(
+            json!({"traits": {"plan": "pro"}}),
+            json!({"Actions Amplitude": {"fieldsToUnset": ["plan"]}}),
+        ),
+    );
+    assert_eq!(
+        e[0]["user_properties"],
+        json!({"$set": {"id": "user-1"}, "$unset": {"plan": "-"}})
+    );
+}
+
+#[test]
+fn s17_1_2_unset_null_traits_turns_null_into_unset() {
+    let message = identify_with(json!({"plan": null, "name": "Ann"}), json!({}));
+    let on = only_request(with(json!({"unsetNullTraits": true})), message.clone());
+    assert_eq!(
+        on["body"]["identification"][0]["user_properties"],
+        json!({"$set": {"name": "Ann", "id": "user-1"}, "$unset": {"plan": "-"}})
+    );
+    let off = only_request(key(), message);
+    assert_eq!(
+        off["body"]["identification"][0]["user_properties"],
+        json!({"plan": null, "name": "Ann", "id": "user-1"})
+    );
+}
+
+#[test]
+fn s17_1_3_clear_all_becomes_two_deduplicated_identify_events() {
+    let r = only_request(
+        key(),
+        identify_with(json!({"plan": "pro"}), json!({"clearAll": true})),
+    );
+    assert_eq!(
+        r,
+        json!({"endpoint": "httpapi", "method": "POST", "url": "https://api2.amplitude.com/2/httpapi",
+        "body": {"api_key": "K", "events": [
+            {"user_id": "user-1", "time": T - 1, "library": "segment", "event_type": "$identify",
+             "insert_id": "m1-clear", "user_properties": {"$clearAll": "-"}},
+            {"user_id": "user-1", "time": T, "library": "segment", "event_type": "$identify",
+             "insert_id": "m1", "user_properties": {"plan": "pro", "id": "user-1"}}
+        ]}})
+    );
+}
+
+#[test]
+fn s17_1_3_clear_all_without_message_id_is_rejected() {
+    let mut message = identify_with(json!({"plan": "pro"}), json!({"clearAll": true}));
+    message.as_object_mut().unwrap().remove("messageId");
+    assert_eq!(
+        error(key(), message),
+        json!({"kind": "invalid", "message": "`messageId` is required with the `clearAll` option: without it a resent clear would erase later updates"})
+    );
+}
+
+#[test]
+fn s17_1_4_skip_user_properties_sync_marks_events_only() {
+    let options = json!({"Amplitude": {"skip_user_properties_sync": true}});
+    let e = events(key(), track_with(json!({}), options.clone()));
+    assert_eq!(
+        Value::Array(e),
+        json!([{"user_id": "user-1", "time": T, "library": "segment", "event_type": "Played",
+            "insert_id": "m1", "event_properties": {}, "user_properties": {"id": "user-1"},
+            "$skip_user_properties_sync": true}])
+    );
+    let identify = only_request(
+        key(),
+        identify_with(json!({}), json!({"skip_user_properties_sync": true})),
+    );
+    assert_eq!(
+        identify["body"]["identification"],
+        json!([{"user_id": "user-1", "time": T, "library": "segment",
+            "user_properties": {"id": "user-1"}}])
+    );
+}
+
+#[test]
+fn s17_2_trait_operations_on_events_apply_the_lists_to_context_traits() {
+    let settings = json!({"traitsToIncrement": ["logins"], "traitsToSetOnce": ["first_seen"]});
+    let message = track_with(
+        json!({"traits": {"logins": 2, "first_seen": "2020-01-01", "plan": "pro"}}),
+        json!({}),
+    );
+    let mut on = settings.clone();
+    on["traitOperationsOnEvents"] = json!(true);
+    assert_eq!(
+        events(with(on), message.clone())[0]["user_properties"],
+        json!({"$set": {"plan": "pro", "id": "user-1"}, "$setOnce": {"first_seen": "2020-01-01"},
+            "$add": {"logins": 2}})
+    );
+    assert_eq!(
+        events(with(settings), message)[0]["user_properties"],
+        json!({"logins": 2, "first_seen": "2020-01-01", "plan": "pro", "id": "user-1"})
+    );
+}
+
+fn page(name: &str) -> Value {
+    json!({"type": "page", "userId": "user-1", "name": name, "category": "Docs",
+        "properties": {"section": "intro"}})
+}
+
+fn page_names(settings: Value, message: Value) -> Vec<Value> {
+    let record = map(settings, message);
+    record["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["body"]["events"].as_array().unwrap().clone())
+        .map(|e| e["event_type"].clone())
+        .collect()
+}
+
+#[test]
+fn s17_3_a_page_template_sends_one_event_named_by_it() {
+    let all = json!({"trackAllPages": true, "trackCategorizedPages": true,
+        "trackNamedPages": true, "pageEventNameTemplate": "Viewed {{name}}"});
+    assert_eq!(page_names(with(all), page("Home")), [json!("Viewed Home")]);
+    let placeholders = json!({"trackNamedPages": true,
+        "pageEventNameTemplate": "  {{category}} {{properties.missing}}  {{ properties.section }}\t{{name}} {{other}} "});
+    assert_eq!(
+        page_names(with(placeholders), page("Home")),
+        [json!("Docs intro Home {{other}}")]
+    );
+}
+
+#[test]
+fn s17_3_templates_keep_the_gating_and_fall_back_when_empty() {
+    let ungated = json!({"pageEventNameTemplate": "Viewed {{name}}"});
+    assert_eq!(page_names(with(ungated), page("Home")), Vec::<Value>::new());
+    let empty = json!({"trackNamedPages": true, "pageEventNameTemplate": "{{properties.none}}"});
+    assert_eq!(
+        page_names(with(empty), page("Home")),
+        [json!("Viewed Docs Home Page")]
+    );
+    let screen = json!({"type": "screen", "userId": "user-1", "name": "Cart"});
+    let both = json!({"trackNamedPages": true, "pageEventNameTemplate": "Page {{name}}",
+        "screenEventNameTemplate": "Screen {{name}}"});
+    assert_eq!(page_names(with(both), screen), [json!("Screen Cart")]);
+}
+
+#[test]
+fn s17_4_1_send_referrer_sets_referrer_and_domain() {
+    let referrer = "https://News.Example.com:8443/a?b=1";
+    let message = track_with(json!({"page": {"referrer": referrer}}), json!({}));
+    assert_eq!(
+        events(with(json!({"sendReferrer": true})), message.clone())[0]["user_properties"],
+        json!({"$set": {"id": "user-1", "referrer": referrer, "referring_domain": "news.example.com"},
+            "$setOnce": {"initial_referrer": referrer, "initial_referring_domain": "news.example.com"}})
+    );
+    assert_eq!(
+        events(key(), message)[0]["user_properties"],
+        json!({"id": "user-1"})
+    );
+    let identify = json!({"type": "identify", "userId": "user-1",
+        "context": {"page": {"referrer": "not a url"}}});
+    assert_eq!(
+        only_request(with(json!({"sendReferrer": true})), identify)["body"]["identification"][0]["user_properties"],
+        json!({"$set": {"id": "user-1", "referrer": "not a url"},
+            "$setOnce": {"initial_referrer": "not a url"}})
+    );
+}
+
+#[test]
+fn s17_4_2_include_raw_user_agent_sends_it_as_sent() {
+    let message = track_with(json!({"userAgent": "curl/8.5.0"}), json!({}));
+    let e = events(with(json!({"includeRawUserAgent": true})), message.clone());
+    assert_eq!(e[0]["user_agent"], json!("curl/8.5.0"));
+    assert_eq!(events(key(), message)[0].get("user_agent"), None);
+}
+
+#[test]
+fn s17_4_4_library_from_context_names_the_sending_library_on_events_only() {
+    let settings = with(json!({"libraryFromContext": true}));
+    let library = json!({"library": {"name": "analytics-python", "version": "2.3.0"}});
+    let e = events(settings.clone(), track_with(library.clone(), json!({})));
+    assert_eq!(e[0]["library"], json!("analytics-python"));
+    assert_eq!(
+        events(key(), track_with(library.clone(), json!({})))[0]["library"],
+        json!("segment")
+    );
+    let identify = json!({"type": "identify", "userId": "user-1", "context": library});
+    assert_eq!(
+        only_request(settings, identify)["body"]["identification"][0]["library"],
+        json!("segment")
+    );
+}
+
+#[test]
+fn s17_5_short_ids_are_dropped_and_a_message_left_without_ids_is_rejected() {
+    let both = json!({"type": "track", "event": "Played", "userId": "ab", "anonymousId": "anon-1"});
+    let e = events(key(), both.clone());
+    assert_eq!(e[0].get("user_id"), None);
+    assert_eq!(e[0]["device_id"], json!("anon-1"));
+    let lowered = events(with(json!({"minIdLength": 2})), both);
+    assert_eq!(lowered[0]["user_id"], json!("ab"));
+    assert_eq!(
+        error(key(), json!({"type": "identify", "userId": "ab"})),
+        json!({"kind": "invalid", "message": "`userId` \"ab\" is shorter than the 5 characters Amplitude accepts (minIdLength), and the message has no other id"})
+    );
+    assert_eq!(
+        error(
+            key(),
+            json!({"type": "group", "groupId": "g1", "anonymousId": "abc"})
+        ),
+        json!({"kind": "invalid", "message": "group: the device id (`context.device.id` or `anonymousId`) \"abc\" is shorter than the 5 characters Amplitude accepts (minIdLength), and the message has no other id"})
+    );
+}
+
+#[test]
+fn s17_settings_are_validated_once_and_name_the_key() {
+    let cases = [
+        (
+            json!({"minIdLength": 0}),
+            "`minIdLength` must be an integer from 1 to 100",
+        ),
+        (
+            json!({"minIdLength": "5"}),
+            "`minIdLength` must be an integer from 1 to 100",
+        ),
+        (
+            json!({"unsetNullTraits": "yes"}),
+            "`unsetNullTraits` must be true or false",
+        ),
+        (
+            json!({"pageEventNameTemplate": 3}),
+            "`pageEventNameTemplate` must be a string",
+        ),
+        (
+            json!({"sendReferrer": 1}),
+            "`sendReferrer` must be true or false",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let err = Settings::from_json(&with(extra)).unwrap_err();
+        assert_eq!(err.to_string(), format!("settings: {expected}"));
+    }
 }

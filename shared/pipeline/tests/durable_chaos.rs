@@ -137,7 +137,8 @@ async fn chaos(seed: u64) {
     let redeliver = Arc::new(function(Kind::Redeliver, &emu, &memory, &settings));
 
     // Segment's traffic: corpus batches on /events, deletions of some of its users.
-    let lines = corpus::lines(seed, MESSAGES);
+    let mut lines = corpus::lines(seed, MESSAGES);
+    let cleared: HashSet<String> = corpus::with_clears(&mut lines, 9).into_iter().collect();
     let parsed: Vec<serde_json_borrow::Value> = lines
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -379,7 +380,22 @@ async fn chaos(seed: u64) {
         increments > 20,
         "seed {seed}: the traffic carries increments"
     );
-    for (user, sum) in totals.iter().filter(|(_, sum)| **sum > 0) {
+    // A cleared user's total depends on where the clear fell among the increments.
+    let clears = got
+        .insert_ids
+        .iter()
+        .filter(|(id, _)| id.ends_with("-clear"));
+    assert!(
+        clears.clone().filter(|(_, c)| c.stored == 1).count() > 5,
+        "seed {seed}: the traffic carries clears"
+    );
+    for (id, count) in clears {
+        assert!(count.stored <= 1, "seed {seed}: clear {id} stored twice");
+    }
+    for (user, sum) in totals
+        .iter()
+        .filter(|(user, sum)| **sum > 0 && !cleared.contains(*user))
+    {
         assert_eq!(
             got.users[user]["logins"].as_i64(),
             Some(*sum),

@@ -620,8 +620,8 @@ async fn a_stalled_secrets_manager_is_given_up_at_the_deadline() {
 
 /// Issue "metrics": one mixed batch, counted by outcome. Delivered, skipped by the settings
 /// (a page with `trackAllPages` off), refused by the mapping (no user or device id),
-/// unsupported by the route (a delete), refused by Amplitude (an id shorter than its minimum)
-/// and throttled (Amplitude's 429 for that user).
+/// unsupported by the route (a delete), refused by Amplitude (an id on its invalid-id list;
+/// a short id no longer reaches it, spec §17.5) and throttled (Amplitude's 429 for that user).
 #[tokio::test]
 async fn a_mixed_batch_is_counted_by_outcome() {
     let registry = std::sync::Arc::new(Registry::default());
@@ -630,7 +630,7 @@ async fn a_mixed_batch_is_counted_by_outcome() {
         b.metrics(sink)
     })
     .await;
-    // The first request is refused for m6's short id; the throttle answers the second.
+    // The first request is refused for m6's invalid id; the throttle answers the second.
     s.emu.state.push_faults([
         Fault {
             route: None,
@@ -652,7 +652,7 @@ async fn a_mixed_batch_is_counted_by_outcome() {
         json!({"type": "track", "event": "e", "messageId": "m3"}),
         json!({"type": "delete", "userId": "user-4", "messageId": "m4"}),
         track(5),
-        json!({"type": "track", "event": "e", "userId": "ab", "messageId": "m6"}),
+        json!({"type": "track", "event": "e", "userId": "undefined", "messageId": "m6"}),
     ];
     let body = serde_json::to_string(&events).unwrap();
     let (status, reply) = call(

@@ -226,9 +226,9 @@ async fn engage_syncs_become_identify_user_properties() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let f = function(Route::Engage, &emu, json!({}), None).await;
     let body = json!([
-        {"type": "identify", "userId": "u1", "traits": {"vip": "true"}, "context": {"personas": {"computation_key": "vip"}}},
-        {"type": "track", "event": "Audience Exited", "userId": "u2", "properties": {"audience_key": "vip", "vip": false}},
-        {"type": "track", "event": "Trait Computed", "userId": "u3", "properties": {"trait_key": "orders", "orders": 12}},
+        {"type": "identify", "userId": "user-1", "traits": {"vip": "true"}, "context": {"personas": {"computation_key": "vip"}}},
+        {"type": "track", "event": "Audience Exited", "userId": "user-2", "properties": {"audience_key": "vip", "vip": false}},
+        {"type": "track", "event": "Trait Computed", "userId": "user-3", "properties": {"trait_key": "orders", "orders": 12}},
         {"type": "identify", "traits": {"email": "only@example.com", "vip": true}, "context": {"personas": {"computation_key": "vip"}}},
     ])
     .to_string();
@@ -249,9 +249,9 @@ async fn engage_syncs_become_identify_user_properties() {
     assert_eq!(
         props,
         vec![
-            json!({"vip": true, "id": "u1"}),
-            json!({"vip": false, "id": "u2"}),
-            json!({"orders": 12, "id": "u3"})
+            json!({"vip": true, "id": "user-1"}),
+            json!({"vip": false, "id": "user-2"}),
+            json!({"orders": 12, "id": "user-3"})
         ]
     );
 }

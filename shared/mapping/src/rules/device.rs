@@ -22,7 +22,7 @@ pub fn device_fields<'a>(msg: &Message<'a>, settings: &Settings) -> DeviceFields
         user_id: msg.user_id.clone(),
         device_id: device_id(msg, settings),
         time: event_time(msg),
-        library: Some("segment"),
+        library: Some(Cow::Borrowed("segment")),
         platform: platform(msg),
         os_name: text(os_name_ctx),
         os_version: text(msg.ctx("os", "version")),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json_borrow::Value;
 
 use crate::amplitude::{DeviceFields, Event, Revenue};
+use crate::json::text;
 use crate::message::Message;
 use crate::plan::{Body, Endpoint, Rejection, Request};
 use crate::props::{Prop, PropMap};
@@ -21,12 +22,20 @@ pub struct EventBase<'a> {
     event_id: Option<i64>,
     user_properties: Arc<PropMap<'a>>,
     groups: Option<&'a Value<'a>>,
+    user_agent: Option<Cow<'a, str>>,
+    skip_user_properties_sync: Option<bool>,
 }
 
 impl<'a> EventBase<'a> {
     pub fn new(msg: &Message<'a>, settings: &Settings) -> Result<Self, Rejection> {
-        let device = device::device_fields(msg, settings);
-        require_ids(&device)?;
+        let mut device = device::device_fields(msg, settings);
+        if settings.library_from_context
+            && let Some(name) = text(msg.ctx("library", "name"))
+        {
+            // §17.4.4: the sending library, as Segment's Actions destination names it.
+            device.library = Some(name);
+        }
+        require_ids(&mut device, settings)?;
         Ok(EventBase {
             device,
             message_id: msg.message_id(),
@@ -34,6 +43,15 @@ impl<'a> EventBase<'a> {
             event_id: device::event_id(msg),
             user_properties: Arc::new(user_properties::for_event(msg, settings)),
             groups: user_properties::groups(msg),
+            // §17.4.2: the user agent as sent.
+            user_agent: settings
+                .include_raw_user_agent
+                .then(|| text(msg.context("userAgent")))
+                .flatten(),
+            // §17.1.4: the event is stored without touching the user's properties.
+            skip_user_properties_sync: (msg.any_option("skip_user_properties_sync")
+                == &Value::Bool(true))
+                .then_some(true),
         })
     }
 
@@ -67,6 +85,8 @@ impl<'a> EventBase<'a> {
             user_properties: self.user_properties.clone(),
             groups: self.groups.map(Prop::Ref),
             revenue,
+            user_agent: self.user_agent.clone(),
+            skip_user_properties_sync: self.skip_user_properties_sync,
         }
     }
 }

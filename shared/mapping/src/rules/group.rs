@@ -10,7 +10,7 @@ use crate::json::{self, text};
 use crate::message::Message;
 use crate::plan::{Body, Endpoint, Plan, Rejection, Request};
 use crate::props::{Prop, PropMap};
-use crate::rules::device;
+use crate::rules::{device, drop_short_ids};
 use crate::settings::Settings;
 
 /// The legacy group type (§9.2.2).
@@ -30,8 +30,14 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
     };
 
     let mut requests = Vec::with_capacity(2);
-    let user_id = msg.user_id.clone();
-    let device_id = device::device_id(msg, settings);
+    let mut user_id = msg.user_id.clone();
+    let mut device_id = device::device_id(msg, settings);
+    // §17.5: an id Amplitude would refuse is dropped from the link.
+    let too_short = drop_short_ids(
+        &mut user_id,
+        &mut device_id,
+        settings.effective_min_id_length(),
+    );
     if user_id.is_some() || device_id.is_some() {
         let pair = || {
             let mut m = PropMap::new();
@@ -52,22 +58,60 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         ));
     }
     if typed.is_some() {
-        requests.push(Request::new(
-            Endpoint::GroupIdentify,
-            settings.region,
-            Body::GroupIdentify(vec![GroupIdentification {
-                group_type,
-                group_value,
+        let identifications: Vec<_> = group_values(&group_value)
+            .into_iter()
+            .map(|value| GroupIdentification {
+                group_type: group_type.clone(),
+                group_value: value,
                 group_properties: PropMap::from_object(traits),
-            }]),
-        ));
+            })
+            .collect();
+        if !identifications.is_empty() {
+            requests.push(Request::new(
+                Endpoint::GroupIdentify,
+                settings.region,
+                Body::GroupIdentify(identifications),
+            ));
+        }
     }
     if requests.is_empty() {
-        return Err(Rejection::Invalid(
-            "group: `userId` or `anonymousId` is required to link a user to a legacy group".into(),
-        ));
+        let min = settings.effective_min_id_length();
+        return Err(Rejection::Invalid(match (typed.is_some(), too_short.first()) {
+            (_, Some((field, id))) => format!(
+                "group: {field} {id:?} is shorter than the {min} characters Amplitude accepts (minIdLength), and the message has no other id"
+            ),
+            (false, None) => {
+                "group: `userId` or `anonymousId` is required to link a user to a legacy group"
+                    .into()
+            }
+            (true, None) => {
+                "group: `userId` or `anonymousId` is required, as the group value has no usable element"
+                    .into()
+            }
+        }));
     }
     Ok(Plan { requests })
+}
+
+/// §9.4: `/groupidentify` takes one string per group, so an array value names one group per
+/// distinct non-empty element (as text, §0.3), in array order.
+fn group_values<'a>(value: &Prop<'a>) -> Vec<Prop<'a>> {
+    match value.value() {
+        Some(Value::Array(items)) => {
+            let mut seen: Vec<Cow<'a, str>> = Vec::new();
+            for item in items.iter() {
+                if let Some(t) = text(item)
+                    && !seen.contains(&t)
+                {
+                    seen.push(t);
+                }
+            }
+            seen.into_iter()
+                .map(|t| Prop::Owned(Value::Str(t)))
+                .collect()
+        }
+        _ => vec![value.clone()],
+    }
 }
 
 /// §9.2.1: type and value from the configured traits, when both are set and present. The type

@@ -27,8 +27,8 @@ pub fn plan_with<'a>(
     settings: &Settings,
     user_properties: PropMap<'a>,
 ) -> Result<Plan<'a>, Rejection> {
-    let device = device::device_fields(msg, settings);
-    require_ids(&device)?;
+    let mut device = device::device_fields(msg, settings);
+    require_ids(&mut device, settings)?;
     let option = |key| {
         Some(msg.option(key))
             .filter(|v| json::is_present(v))
@@ -36,6 +36,17 @@ pub fn plan_with<'a>(
     };
     let groups = user_properties::groups(msg).map(Prop::Ref);
     let (paying, start_version) = (option("paying"), option("start_version"));
+    if msg.any_option("clearAll") == &serde_json_borrow::Value::Bool(true) {
+        return clear_all_then_identify(
+            msg,
+            settings,
+            device,
+            user_properties,
+            groups,
+            paying,
+            start_version,
+        );
+    }
     let non_idempotent = NON_IDEMPOTENT
         .iter()
         .any(|op| user_properties.contains_key(op));
@@ -58,6 +69,40 @@ pub fn plan_with<'a>(
             settings.region,
             Body::Identify(vec![Identification::User(identification)]),
         )],
+    })
+}
+
+/// §17.1.3: the `clearAll` option. Amplitude takes `$clearAll` only alone, so the identify
+/// becomes two `$identify` events in one request: the clear (`insert_id` `<messageId>-clear`,
+/// 1 ms before the message) and then the identify's own properties. Both are deduplicated by
+/// Amplitude, so a replayed clear cannot erase updates made after it; a message without
+/// `messageId` could not be made safe and is refused.
+fn clear_all_then_identify<'a>(
+    msg: &Message<'a>,
+    settings: &Settings,
+    device: DeviceFields<'a>,
+    user_properties: PropMap<'a>,
+    groups: Option<Prop<'a>>,
+    paying: Option<Prop<'a>>,
+    start_version: Option<Prop<'a>>,
+) -> Result<Plan<'a>, Rejection> {
+    let message_id = msg.message_id().ok_or_else(|| {
+        Rejection::Invalid(
+            "`messageId` is required with the `clearAll` option: without it a resent clear would erase later updates".into(),
+        )
+    })?;
+    let mut clear_device = device.clone();
+    clear_device.time = device.time.map(|t| t.saturating_sub(1));
+    let mut clear_properties = PropMap::new();
+    clear_properties.insert(
+        "$clearAll",
+        Prop::Owned(serde_json_borrow::Value::Str("-".into())),
+    );
+    let mut clear = identify_event(msg, clear_device, clear_properties, None, None, None);
+    clear.insert_id = Some(Cow::Owned(format!("{message_id}-clear")));
+    let update = identify_event(msg, device, user_properties, groups, paying, start_version);
+    Ok(Plan {
+        requests: vec![events::request(settings, vec![clear, update])],
     })
 }
 
@@ -96,5 +141,7 @@ fn identify_event<'a>(
         user_properties: Arc::new(user_properties),
         groups,
         revenue: None,
+        user_agent: None,
+        skip_user_properties_sync: None,
     }
 }

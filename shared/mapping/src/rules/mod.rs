@@ -2,6 +2,12 @@
 //! (`../shared/spec/mapping.md`): `device` §3, `user_properties` §3.14/§8.2/§11,
 //! `event_properties` §4, `revenue` §5–§6, `track` §5–§6, `page` §7, `identify` §8,
 //! `group` §9, `alias` §10, `delete` §12, and `engage` (the `/engage` route's forms, §8.3).
+//!
+//! The opt-in rules of §17 sit with the rule they extend: removals (§17.1.1–2), trait
+//! operations on events (§17.2) and the referrer (§17.4.1) in `user_properties`; `clearAll`
+//! (§17.1.3) in `identify`; `skip_user_properties_sync`, the raw user agent and the library
+//! (§17.1.4, §17.4.2, §17.4.4) in `events`; name templates (§17.3) in `page`; short ids (§17.5)
+//! in [`require_ids`] here.
 
 pub mod alias;
 pub mod delete;
@@ -16,15 +22,54 @@ pub mod revenue;
 pub mod track;
 pub mod user_properties;
 
+use std::borrow::Cow;
+
 use crate::amplitude::DeviceFields;
 use crate::plan::Rejection;
+use crate::settings::Settings;
 
-/// §13: Amplitude rejects events and identifications with neither `user_id` nor `device_id`.
-pub(crate) fn require_ids(device: &DeviceFields<'_>) -> Result<(), Rejection> {
-    if device.user_id.is_none() && device.device_id.is_none() {
-        return Err(Rejection::Invalid(
-            "`userId` or `anonymousId` (or `context.device.id`) is required".into(),
-        ));
+/// §13 and §17.5: an id shorter than the minimum Amplitude accepts (`minIdLength`, else 5) is
+/// dropped, as Amplitude would refuse the whole request over it; then an event or an
+/// identification needs a `user_id` or a `device_id`, and the reason names what was missing or
+/// too short.
+pub(crate) fn require_ids(
+    device: &mut DeviceFields<'_>,
+    settings: &Settings,
+) -> Result<(), Rejection> {
+    let min = settings.effective_min_id_length();
+    let too_short = drop_short_ids(&mut device.user_id, &mut device.device_id, min);
+    if device.user_id.is_some() || device.device_id.is_some() {
+        return Ok(());
     }
-    Ok(())
+    Err(Rejection::Invalid(match too_short.first() {
+        Some((field, id)) => format!(
+            "{field} {id:?} is shorter than the {min} characters Amplitude accepts (minIdLength), and the message has no other id"
+        ),
+        None => "`userId` or `anonymousId` (or `context.device.id`) is required".into(),
+    }))
+}
+
+/// §17.5: drops a user id or device id shorter than `min` characters; returns what it dropped,
+/// with the field it came from.
+pub(crate) fn drop_short_ids<'a>(
+    user_id: &mut Option<Cow<'a, str>>,
+    device_id: &mut Option<Cow<'a, str>>,
+    min: u32,
+) -> Vec<(&'static str, String)> {
+    let mut dropped = Vec::new();
+    for (slot, field) in [
+        (user_id, "`userId`"),
+        (
+            device_id,
+            "the device id (`context.device.id` or `anonymousId`)",
+        ),
+    ] {
+        if slot
+            .as_deref()
+            .is_some_and(|id| id.chars().count() < min as usize)
+        {
+            dropped.extend(slot.take().map(|id| (field, id.into_owned())));
+        }
+    }
+    dropped
 }

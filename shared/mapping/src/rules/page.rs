@@ -20,9 +20,17 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
     };
     let name = text(msg.field("name"));
     let category = text(msg.field("category"));
-    let names = event_names(settings, kind, category.as_deref(), name.as_deref());
+    let mut names = event_names(settings, kind, category.as_deref(), name.as_deref());
     if names.is_empty() {
         return Ok(Plan::default());
+    }
+    let template = match msg.call {
+        Call::Screen => settings.screen_event_name_template.as_deref(),
+        _ => settings.page_event_name_template.as_deref(),
+    };
+    if let Some(named) = template.and_then(|t| templated_name(t, msg)) {
+        // §17.3: one event, named by the template.
+        names = vec![named];
     }
     let base = EventBase::new(msg, settings)?;
 
@@ -71,4 +79,39 @@ pub fn event_names(
         });
     }
     names
+}
+
+/// §17.3: the template with `{{name}}`, `{{category}}` and `{{properties.<key>}}` replaced by
+/// the value as text (nothing when absent), runs of whitespace made one space, the ends
+/// trimmed; `None` when nothing is left. Any other `{{…}}` is kept as written, so a typo shows
+/// in Amplitude instead of vanishing.
+pub fn templated_name(template: &str, msg: &Message<'_>) -> Option<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let (before, after) = rest.split_at(start);
+        out.push_str(before);
+        let Some(end) = after.find("}}") else {
+            out.push_str(after);
+            rest = "";
+            break;
+        };
+        let (tag, tail) = after.split_at(end + 2);
+        let placeholder = tag.trim_start_matches("{{").trim_end_matches("}}").trim();
+        let value = match placeholder {
+            "name" => Some(msg.field("name")),
+            "category" => Some(msg.field("category")),
+            p => p
+                .strip_prefix("properties.")
+                .map(|key| crate::json::get(msg.properties(), key)),
+        };
+        match value {
+            Some(v) => out.push_str(text(v).as_deref().unwrap_or("")),
+            None => out.push_str(tag),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    let name = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!name.is_empty()).then_some(name)
 }

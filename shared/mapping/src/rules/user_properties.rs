@@ -24,6 +24,9 @@ const OPERATIONS: [&str; 9] = [
     "$remove",
 ];
 
+/// The value sent with each `$unset` key; Amplitude ignores it.
+const UNSET_VALUE: Value<'static> = Value::Str(Cow::Borrowed("-"));
+
 /// `context.campaign` key → (`$set` key, `$setOnce` key) (§11.1).
 const UTM: [(&str, &str, &str); 5] = [
     ("source", "utm_source", "initial_utm_source"),
@@ -40,8 +43,9 @@ pub fn groups<'a>(msg: &Message<'a>) -> Option<&'a Value<'a>> {
 }
 
 /// `user_properties` of a track, page or screen event: `context.traits` (§3.14), query params
-/// targeted at user properties (§4.4.4) and UTM values (§11.1). Trait operations are
-/// identify-only (§5.4).
+/// targeted at user properties (§4.4.4), UTM values (§11.1), and the opt-in rules of §17:
+/// removals (§17.1), trait operations (§17.2, identify-only unless `traitOperationsOnEvents`)
+/// and the referrer (§17.4.1).
 pub fn for_event<'a>(msg: &Message<'a>, settings: &Settings) -> PropMap<'a> {
     let mut props = base(msg.context("traits"), msg);
     for (name, target) in &settings.map_query_params {
@@ -51,7 +55,14 @@ pub fn for_event<'a>(msg: &Message<'a>, settings: &Settings) -> PropMap<'a> {
             props.insert(name.clone(), Prop::Ref(search));
         }
     }
-    Assembled::plain(props).with_utm(msg, settings).finish()
+    let mut assembled = Assembled::plain(props).with_unsets(msg, settings);
+    if settings.trait_operations_on_events {
+        assembled.apply_trait_lists(settings);
+    }
+    assembled
+        .with_utm(msg, settings)
+        .with_referrer(msg, settings)
+        .finish()
 }
 
 /// `user_properties` of an identify (§8.2): traits, query params, legacy groups, trait
@@ -77,9 +88,12 @@ pub fn identify_properties<'a>(
             props.insert(k, Prop::Ref(v));
         }
     }
-    let mut assembled = Assembled::plain(props);
+    let mut assembled = Assembled::plain(props).with_unsets(msg, settings);
     assembled.apply_trait_lists(settings);
-    assembled.with_utm(msg, settings).finish()
+    assembled
+        .with_utm(msg, settings)
+        .with_referrer(msg, settings)
+        .finish()
 }
 
 /// §3.14.1: a copy of the traits without `address`, plus `id` = `userId`.
@@ -222,15 +236,98 @@ impl<'a> Assembled<'a> {
         self
     }
 
+    /// §17.1.1–2: a trait whose value is `null` becomes `$unset` (`unsetNullTraits`), and
+    /// each name in the `fieldsToUnset` option is added to `$unset`. Amplitude's value for an
+    /// unset is ignored; `"-"` is what its SDKs send.
+    fn with_unsets(mut self, msg: &Message<'a>, settings: &Settings) -> Self {
+        let mut unset = PropMap::new();
+        if settings.unset_null_traits {
+            let plain = std::mem::take(&mut self.plain);
+            for (key, prop) in plain.into_entries() {
+                match prop.value() {
+                    Some(Value::Null) => unset.insert_missing(key, Prop::Owned(UNSET_VALUE)),
+                    _ => self.plain.insert(key, prop),
+                }
+            }
+        }
+        if let Value::Array(names) = msg.any_option("fieldsToUnset") {
+            for name in names.iter().filter_map(Value::as_str) {
+                if !name.is_empty() {
+                    unset.insert_missing(name, Prop::Owned(UNSET_VALUE));
+                }
+            }
+        }
+        if let Some(target) = self.operation("$unset") {
+            for (key, value) in unset.into_entries() {
+                target.insert_missing(key, value);
+            }
+        }
+        self
+    }
+
+    /// §17.4.1 (`sendReferrer`): `context.page.referrer` as `$set` `referrer` and `$setOnce`
+    /// `initial_referrer`, and, when it is a URL with a host, that host (lower-case, no port)
+    /// as `referring_domain` and `initial_referring_domain`.
+    fn with_referrer(mut self, msg: &Message<'a>, settings: &Settings) -> Self {
+        if !settings.send_referrer {
+            return self;
+        }
+        let Some(referrer) = msg
+            .ctx("page", "referrer")
+            .as_str()
+            .filter(|r| !r.is_empty())
+        else {
+            return self;
+        };
+        let domain = url::Url::parse(referrer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_lowercase))
+            .filter(|h| !h.is_empty());
+        let mut pairs = vec![(
+            "referrer",
+            "initial_referrer",
+            Value::Str(Cow::Borrowed(referrer)),
+        )];
+        if let Some(domain) = domain {
+            pairs.push((
+                "referring_domain",
+                "initial_referring_domain",
+                Value::Str(Cow::Owned(domain)),
+            ));
+        }
+        for (set_key, set_once_key, value) in pairs {
+            self.derived_set
+                .insert_missing(set_key, Prop::Owned(value.clone()));
+            if let Some(set_once) = self.operation("$setOnce") {
+                set_once.insert_missing(set_once_key, Prop::Owned(value));
+            }
+        }
+        self
+    }
+
     /// §3.14.3 normal form: flat without operations; otherwise every plain key under `$set`
     /// (caller `$set` first, then plain traits, then derived values), a key used by another
-    /// operation removed from `$set`, and empty operations dropped.
-    fn finish(self) -> PropMap<'a> {
+    /// operation removed from `$set`, a key in `$unset` removed from every other operation
+    /// (§17.1.1), and empty operations dropped.
+    fn finish(mut self) -> PropMap<'a> {
         let has_ops = !self.caller_set.is_empty()
             || !self.derived_set.is_empty()
             || self.ops.iter().any(|(_, m)| !m.is_empty());
         if !has_ops {
             return self.plain;
+        }
+        let unset: Vec<String> = self
+            .ops
+            .iter()
+            .find(|(op, _)| *op == "$unset")
+            .map(|(_, m)| m.iter().map(|(k, _)| k.to_owned()).collect())
+            .unwrap_or_default();
+        if !unset.is_empty() {
+            for (op, map) in &mut self.ops {
+                if *op != "$unset" {
+                    map.retain(|k, _| !unset.iter().any(|u| u == k));
+                }
+            }
         }
         let mut set = self.caller_set;
         for (k, v) in self.plain.into_entries() {

@@ -223,8 +223,8 @@ mod tests {
     #[test]
     fn a_batch_bodys_shared_context_is_read_under_each_messages_own() {
         let body = br#"{"batch": [
-            {"type":"track","event":"a","userId":"u","messageId":"m1","context":{"ip":"1.1.1.1"}},
-            {"type":"track","event":"b","userId":"u","messageId":"m2"}],
+            {"type":"track","event":"a","userId":"user-1","messageId":"m1","context":{"ip":"1.1.1.1"}},
+            {"type":"track","event":"b","userId":"user-1","messageId":"m2"}],
             "context": {"ip": "9.9.9.9", "library": {"name": "http"}},
             "integrations": {"Amplitude": {"session_id": 5}}}"#;
         let messages = crate::ingest::body::split(body).unwrap();

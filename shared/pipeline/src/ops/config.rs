@@ -45,7 +45,7 @@ pub const VARIABLES: [(&str, &str); 20] = [
     ),
     (
         "AMPLITUDE_MIN_ID_LENGTH",
-        "Amplitude's options.min_id_length (1-1024)",
+        "Amplitude's options.min_id_length (1-1024); wins over minIdLength",
     ),
     (
         "LOG_PAYLOADS",
@@ -185,9 +185,17 @@ impl FunctionConfig {
             }
             client.deletion_requester = requester;
         }
+        let mut settings = settings(env.get("SEGMENT_SETTINGS"))?;
+        // Spec §17.5: the operator's AMPLITUDE_MIN_ID_LENGTH wins over the settings'
+        // `minIdLength`; the one in effect is both applied by the mapping (short ids dropped
+        // before sending) and sent to Amplitude, by every function (redeliver included).
+        if let Some(n) = client.min_id_length {
+            settings.min_id_length = Some(n);
+        }
+        client.min_id_length = settings.min_id_length;
         Ok(FunctionConfig {
             kind,
-            settings: settings(env.get("SEGMENT_SETTINGS"))?,
+            settings,
             ingest_secret: env
                 .get("INGEST_SECRET_ID")
                 .map(SecretId::new)
@@ -446,6 +454,24 @@ mod tests {
             c.client.base_url.as_deref(),
             Some("http://127.0.0.1:9/_host/{host}")
         );
+    }
+
+    /// Spec §17.5: `minIdLength` is applied by the mapping and sent to Amplitude; the
+    /// operator's AMPLITUDE_MIN_ID_LENGTH wins over it for both.
+    #[test]
+    fn the_minimum_id_length_in_effect_is_both_applied_and_sent() {
+        let read = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("INGEST_SECRET_ID", "ingest")];
+            all.extend_from_slice(pairs);
+            let c = FunctionConfig::from_vars(Kind::Ingest(Route::Events), vars(&all)).unwrap();
+            (c.settings.min_id_length, c.client.min_id_length)
+        };
+        assert_eq!(read(&[]), (None, None));
+        let settings = ("SEGMENT_SETTINGS", r#"{"minIdLength": 3}"#);
+        assert_eq!(read(&[settings]), (Some(3), Some(3)));
+        let operator = ("AMPLITUDE_MIN_ID_LENGTH", "2");
+        assert_eq!(read(&[settings, operator]), (Some(2), Some(2)));
+        assert_eq!(read(&[operator]), (Some(2), Some(2)));
     }
 
     #[test]
