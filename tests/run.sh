@@ -16,7 +16,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check \
-  "moto[secretsmanager,sqs,server]>=5.1,<6" "cfn-lint>=1.40,<2" "PyYAML>=6" \
+  "moto[secretsmanager,sqs,dynamodb,server]>=5.1,<6" "cfn-lint>=1.40,<2" "PyYAML>=6" \
   "aws-sam-translator>=1.90,<2"
 
 echo "== template.yaml"

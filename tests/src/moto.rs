@@ -1,5 +1,5 @@
-//! moto's server as AWS Secrets Manager on loopback, installed by the test command into
-//! `.venv` (PyPI `moto[secretsmanager,server]`).
+//! moto's server as AWS Secrets Manager, SQS and DynamoDB on loopback, installed by the test
+//! command into `.venv` (PyPI `moto[server]`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -99,6 +99,55 @@ impl Moto {
             .send()
             .await
             .expect("create secret");
+    }
+
+    /// A DynamoDB client pointed at this moto with dummy credentials.
+    pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk_config().await)
+    }
+
+    /// Creates the sessions' table as `template.yaml` does (key `k`, on-demand, time-to-live
+    /// on `expires`).
+    pub async fn create_sessions_table(&self, name: &str) {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            TimeToLiveSpecification,
+        };
+        let client = self.dynamodb().await;
+        client
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("k")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("k")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("create the sessions table");
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name("expires")
+                    .enabled(true)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("time-to-live on expires");
     }
 
     /// The environment for a process that reads secrets from this moto, and nothing else.

@@ -20,6 +20,7 @@ use pipeline::ops::secrets::SecretSource;
 use pipeline::{Function, Kind, Route};
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
+use sessions::{DynamoStore, MemoryStore, SessionStore};
 
 const LOCAL_INGEST: &str = "local/ingest";
 const LOCAL_PRIVACY: &str = "local/privacy";
@@ -56,6 +57,10 @@ pub struct ServeArgs {
     /// `DELIVERY_QUEUE_URL`.
     #[arg(long)]
     direct: bool,
+    /// With `sessionize` in the settings: keep the sessions' state in this DynamoDB table
+    /// (the AWS configuration as for `--secrets-manager`) instead of in process.
+    #[arg(long)]
+    sessions_table: Option<String>,
 }
 
 /// The queue URLs the functions see when the queues are in process.
@@ -156,7 +161,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         )
     };
     // Locally, the standard AWS chain (profiles, SSO, ...), unlike the deployed functions.
-    let aws = if args.secrets_manager || args.queue_url.is_some() {
+    let aws = if args.secrets_manager || args.queue_url.is_some() || args.sessions_table.is_some() {
         Some(
             aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .http_client(pipeline::aws_http_client())
@@ -215,12 +220,22 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         }
     };
 
+    // Sessions (spec §18, with `sessionize` on): in process unless a table is named.
+    let sessions: Arc<dyn SessionStore> = match (&args.sessions_table, &aws) {
+        (Some(table), Some(aws)) => Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            table.clone(),
+        )),
+        _ => Arc::new(MemoryStore::new()),
+    };
+
     // One registry for every function: `GET /_metrics` shows what the deployed functions
     // would put in CloudWatch.
     let registry = Arc::new(Registry::default());
     let local = Local {
         source: &source,
         queues: queues.as_ref(),
+        sessions: &sessions,
         registry: &registry,
     };
     let mut router = Router::new().route(
@@ -256,6 +271,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if let Some(memory) = &memory {
         // The in-process stand-in for the redeliver function and its SQS event sources.
         let mut vars: HashMap<&str, String> = [
+            // As in template.yaml (its Globals): the settings' minIdLength applies on resends.
+            ("SEGMENT_SETTINGS", settings.clone()),
             ("INGEST_SECRET_ID", ingest_id.clone()),
             ("PRIVACY_SECRET_ID", privacy_id.clone().unwrap_or_default()),
             (
@@ -322,6 +339,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 struct Local<'a> {
     source: &'a SecretSource,
     queues: Option<&'a Queues>,
+    sessions: &'a Arc<dyn SessionStore>,
     registry: &'a Arc<Registry>,
 }
 
@@ -337,6 +355,7 @@ impl Local<'_> {
             .vars(inherited)
             .vars(vars.iter().map(|(k, v)| (*k, v.clone())))
             .secrets(self.source.clone())
+            .sessions(self.sessions.clone())
             .metrics(Sink::Registry(self.registry.clone()));
         if let Some(q) = self.queues {
             builder = builder.queues(q.clone());

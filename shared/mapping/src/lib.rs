@@ -33,6 +33,7 @@ pub use message::{Batch, Call, Message};
 pub use plan::{Body, Endpoint, Plan, Rejection, Request};
 pub use props::{Prop, PropMap};
 pub use rules::engage;
+pub use rules::session::SessionNeed;
 pub use settings::{DEVICE_MODE_ONLY_KEYS, QueryParamTarget, Region, Settings, SettingsError};
 
 use serde_json_borrow::Value;
@@ -61,4 +62,18 @@ pub fn plan_in<'a>(
         Call::Alias => rules::alias::plan(&msg, settings),
         Call::Delete => rules::delete::plan(&msg, settings),
     }
+}
+
+/// Spec §18: whether a message of a batch body needs a server-side session, and its key.
+/// `None` unless `sessionize` is on; see [`SessionNeed`].
+pub fn session_need_in<'a>(
+    message: &'a Value<'a>,
+    batch: Batch<'a>,
+    settings: &Settings,
+) -> Option<SessionNeed> {
+    if !settings.sessionize {
+        return None;
+    }
+    let msg = Message::parse_in(message, batch).ok()?;
+    rules::session::need(&msg, settings)
 }

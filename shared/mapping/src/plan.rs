@@ -130,6 +130,25 @@ pub struct Plan<'a> {
     pub requests: Vec<Request<'a>>,
 }
 
+impl Plan<'_> {
+    /// Spec §18: gives every event of the plan without a session id this one (the session the
+    /// `sessions` stage chose for the message, or `-1`: out of session). Identifications and
+    /// `$identify` events never get one.
+    pub fn set_session_id(&mut self, id: i64) {
+        for request in &mut self.requests {
+            if let Body::Events(events) = &mut request.body {
+                for event in events.iter_mut() {
+                    if event.session_id.is_none()
+                        && event.event_type != crate::amplitude::IDENTIFY_EVENT
+                    {
+                        event.session_id = Some(id);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Why a message produces no request. None of these can succeed on a retry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {

@@ -94,7 +94,17 @@ pub struct Settings {
     /// `options.min_id_length`; shorter ids are dropped before sending. `None`: Amplitude's
     /// default, 5, and nothing sent.
     pub min_id_length: Option<u32>,
+
+    // Server-side sessions (spec §18), this project's keys too.
+    /// `sessionize`: track, page and screen events without a session id get one, synthesised
+    /// from their times by the `sessions` stage.
+    pub sessionize: bool,
+    /// `sessionTimeoutMinutes` (1–1440, 30): the gap after which a new session starts.
+    pub session_timeout_minutes: u32,
 }
+
+/// The Amplitude SDKs' session timeout, the default of `sessionTimeoutMinutes` (§18.1).
+pub const DEFAULT_SESSION_TIMEOUT_MINUTES: u32 = 30;
 
 /// Amplitude's minimum length of `user_id` and `device_id` when no `min_id_length` is sent.
 pub const AMPLITUDE_MIN_ID_LENGTH: u32 = 5;
@@ -182,6 +192,14 @@ impl Settings {
             include_raw_user_agent: r.bool("includeRawUserAgent")?,
             library_from_context: r.bool("libraryFromContext")?,
             min_id_length: r.integer_in("minIdLength", 1..=100, "an integer from 1 to 100")?,
+            sessionize: r.bool("sessionize")?,
+            session_timeout_minutes: r
+                .integer_in(
+                    "sessionTimeoutMinutes",
+                    1..=1440,
+                    "an integer from 1 to 1440",
+                )?
+                .unwrap_or(DEFAULT_SESSION_TIMEOUT_MINUTES),
         })
     }
 }

@@ -1501,3 +1501,121 @@ fn s17_settings_are_validated_once_and_name_the_key() {
         assert_eq!(err.to_string(), format!("settings: {expected}"));
     }
 }
+
+// §18 Server-side sessions (the mapping's part: which events, which key) ---------------------------
+
+fn session_need(settings: Value, message: Value) -> Option<mapping::SessionNeed> {
+    let settings = Settings::from_json(&settings).unwrap();
+    let text = message.to_string();
+    let parsed: serde_json_borrow::Value = serde_json::from_str(&text).unwrap();
+    mapping::session_need_in(&parsed, mapping::Batch::NONE, &settings)
+}
+
+#[test]
+fn s18_1_session_settings_default_and_bounds() {
+    let defaults = Settings::from_json(&key()).unwrap();
+    assert_eq!(
+        (defaults.sessionize, defaults.session_timeout_minutes),
+        (false, 30)
+    );
+    for bad in [json!(0), json!(1441), json!(2.5)] {
+        assert_eq!(
+            Settings::from_json(&with(json!({"sessionTimeoutMinutes": bad})))
+                .unwrap_err()
+                .to_string(),
+            "settings: `sessionTimeoutMinutes` must be an integer from 1 to 1440"
+        );
+    }
+}
+
+#[test]
+fn s18_2_to_4_track_page_and_screen_without_a_session_id_need_one_keyed_by_device() {
+    let on = with(json!({"sessionize": true, "trackNamedPages": true}));
+    let need = |m: Value| session_need(on.clone(), m);
+    let track = json!({"type": "track", "event": "Played", "userId": "user-1",
+        "anonymousId": "anon-1", "timestamp": "2024-05-01T10:00:00Z"});
+    assert_eq!(
+        need(track.clone()),
+        Some(mapping::SessionNeed {
+            key: "d:anon-1".into(),
+            time: Some(T)
+        })
+    );
+    assert_eq!(session_need(key(), track), None, "sessionize off");
+    let by_user =
+        json!({"type": "screen", "name": "Cart", "userId": "user-1", "anonymousId": "ab"});
+    assert_eq!(
+        need(by_user),
+        Some(mapping::SessionNeed {
+            key: "u:user-1".into(),
+            time: None
+        }),
+        "a device id Amplitude would refuse is no key"
+    );
+    for (message, why) in [
+        (
+            json!({"type": "track", "event": "Played", "userId": "user-1",
+                "integrations": {"Amplitude": {"session_id": 1714557600000i64}}}),
+            "its own session id",
+        ),
+        (
+            json!({"type": "page", "userId": "user-1"}),
+            "a page the page settings skip",
+        ),
+        (
+            json!({"type": "identify", "userId": "user-1"}),
+            "an identification",
+        ),
+        (
+            json!({"type": "group", "groupId": "g", "userId": "user-1"}),
+            "a group call",
+        ),
+        (
+            json!({"type": "track", "userId": "user-1"}),
+            "a track the mapping rejects",
+        ),
+        (
+            json!({"type": "track", "event": "Played", "userId": "ab"}),
+            "no id Amplitude accepts",
+        ),
+        (
+            json!({"type": "track", "event": "Played", "userId": "user-1",
+                "integrations": {"Amplitude": false}}),
+            "Amplitude turned off",
+        ),
+    ] {
+        assert_eq!(need(message), None, "{why}");
+    }
+}
+
+#[test]
+fn s18_2_every_event_of_the_message_gets_its_session_and_identifications_none() {
+    let settings = Settings::from_json(&with(
+        json!({"trackRevenuePerProduct": true, "sessionize": true}),
+    ))
+    .unwrap();
+    let order = json!({"type": "track", "event": "Order Completed", "userId": "user-1",
+        "messageId": "m1", "properties": {"revenue": 30, "products": [{"price": 10}, {"price": 20}]}})
+    .to_string();
+    let parsed: serde_json_borrow::Value = serde_json::from_str(&order).unwrap();
+    let mut plan = mapping::plan(&parsed, &settings).unwrap();
+    plan.set_session_id(T);
+    let Body::Events(events) = &plan.requests[0].body else {
+        panic!("events")
+    };
+    assert_eq!(
+        events.iter().map(|e| e.session_id).collect::<Vec<_>>(),
+        [Some(T), Some(T), Some(T)]
+    );
+    let identify = json!({"type": "identify", "userId": "user-1", "messageId": "m2",
+        "traits": {"logins": 1}})
+    .to_string();
+    let parsed: serde_json_borrow::Value = serde_json::from_str(&identify).unwrap();
+    let settings = Settings::from_json(&with(json!({"traitsToIncrement": ["logins"]}))).unwrap();
+    let mut plan = mapping::plan(&parsed, &settings).unwrap();
+    plan.set_session_id(T);
+    let Body::Events(events) = &plan.requests[0].body else {
+        panic!("a $identify event")
+    };
+    assert_eq!(events[0].session_id, None);
+}

@@ -6,7 +6,8 @@
 //! 2. **keys** — the ingest secret (cached; never fetched past the deadline);
 //! 3. **authenticate** — the request's credentials against the keys (a credential that does
 //!    not match makes the secret be read again first, so a rotation is never refused);
-//! 4. **plan** — each message on its own becomes items to send, or its final outcome;
+//! 4. **plan** — each message on its own becomes items to send, or its final outcome; with
+//!    `sessionize` on, the events that need a session get one first (`delivery::sessions`);
 //! 5. **deliver, or queue** — by the mode: *direct* delivers until the deadline; *durable*
 //!    delivers until it must leave time to queue what is left; *queue first* (the deletions
 //!    function in durable mode) queues every item at once;
@@ -18,12 +19,14 @@
 //! The redeliver function (`durable::redeliver`) runs steps 5 and 6 on queued jobs.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use amplitude_client::AmplitudeClient;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use secrecy::ExposeSecret;
 use serde_json::Value;
+use sessions::{DynamoStore, SessionStore, Sessionizer};
 use tokio::time::Instant;
 
 use crate::delivery::settlement::{Keep, Part};
@@ -89,6 +92,8 @@ pub struct Function {
     pub(crate) secrets: SecretCache,
     pub(crate) mode: Mode,
     pub(crate) metrics: Sink,
+    /// The sessions stage (spec §18): the events function with `sessionize` on.
+    pub(crate) sessions: Option<Sessionizer>,
 }
 
 /// Builds a [`Function`] from its environment variables (the names `template.yaml` sets) and
@@ -100,6 +105,7 @@ pub struct Builder {
     secrets: SecretSource,
     queues: Option<Queues>,
     metrics: Option<Sink>,
+    sessions: Option<Arc<dyn SessionStore>>,
     adjust: Vec<Adjustment>,
 }
 
@@ -138,6 +144,12 @@ impl Builder {
         self
     }
 
+    /// The sessions' store (used by the events function when `sessionize` is on).
+    pub fn sessions(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.sessions = Some(store);
+        self
+    }
+
     /// Where the invocations' metrics go (EMF lines on standard output unless set).
     pub fn metrics(mut self, sink: Sink) -> Self {
         self.metrics = Some(sink);
@@ -155,7 +167,13 @@ impl Builder {
         for adjust in self.adjust {
             adjust(&mut config);
         }
-        Function::assemble(config, self.secrets, self.queues, self.metrics)
+        Function::assemble(
+            config,
+            self.secrets,
+            self.queues,
+            self.metrics,
+            self.sessions,
+        )
     }
 }
 
@@ -168,6 +186,7 @@ impl Function {
             secrets: SecretSource::fixed([]),
             queues: None,
             metrics: None,
+            sessions: None,
             adjust: Vec::new(),
         }
     }
@@ -186,17 +205,40 @@ impl Function {
             )))
         });
         let secrets = SecretSource::SecretsManager(aws.secrets_manager());
-        Self::assemble(config, secrets, queues, None)
+        let sessions = config.sessions_table.as_ref().map(|table| {
+            Arc::new(DynamoStore::new(aws.dynamodb(), table.clone())) as Arc<dyn SessionStore>
+        });
+        Self::assemble(config, secrets, queues, None, sessions)
     }
 
     /// The function, with its mode decided once: durable when it has queues and a queue
-    /// configuration, queue-first for the privacy route in durable mode, direct otherwise.
+    /// configuration, queue-first for the privacy route in durable mode, direct otherwise;
+    /// and the sessions stage for the events function when `sessionize` is on, which then
+    /// needs a store.
     fn assemble(
         config: FunctionConfig,
         secrets: SecretSource,
         queues: Option<Queues>,
         metrics: Option<Sink>,
+        sessions: Option<Arc<dyn SessionStore>>,
     ) -> Result<Self, ConfigError> {
+        let sessions = match (config.kind, config.settings.sessionize, sessions) {
+            (Kind::Ingest(Route::Events), true, Some(store)) => Some(Sessionizer::new(
+                store,
+                Duration::from_secs(u64::from(config.settings.session_timeout_minutes) * 60),
+                config.sessions_budget,
+            )),
+            (Kind::Ingest(Route::Events), true, None) => {
+                return Err(ConfigError::Invalid {
+                    name: "SESSIONS_TABLE",
+                    reason: "not set, and the settings turn `sessionize` on: the events \
+                        function keeps the sessions' state there (the template's `Sessions` \
+                        parameter)"
+                        .into(),
+                });
+            }
+            _ => None,
+        };
         let client =
             AmplitudeClient::new(config.client.clone()).map_err(|e| ConfigError::Invalid {
                 name: "AMPLITUDE_BASE_URL",
@@ -227,6 +269,7 @@ impl Function {
             client,
             mode,
             metrics,
+            sessions,
         })
     }
 

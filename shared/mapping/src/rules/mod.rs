@@ -1,7 +1,8 @@
 //! Every Segment → Amplitude rule, one module per part of the mapping spec
 //! (`../shared/spec/mapping.md`): `device` §3, `user_properties` §3.14/§8.2/§11,
 //! `event_properties` §4, `revenue` §5–§6, `track` §5–§6, `page` §7, `identify` §8,
-//! `group` §9, `alias` §10, `delete` §12, and `engage` (the `/engage` route's forms, §8.3).
+//! `group` §9, `alias` §10, `delete` §12, `engage` (the `/engage` route's forms, §8.3) and
+//! `session` (which events get a server-side session, §18).
 //!
 //! The opt-in rules of §17 sit with the rule they extend: removals (§17.1.1–2), trait
 //! operations on events (§17.2) and the referrer (§17.4.1) in `user_properties`; `clearAll`
@@ -19,6 +20,7 @@ pub mod group;
 pub mod identify;
 pub mod page;
 pub mod revenue;
+pub mod session;
 pub mod track;
 pub mod user_properties;
 

@@ -54,6 +54,18 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
     })
 }
 
+/// §7.2: whether the page settings let this page (screen) through.
+pub fn is_sent(msg: &Message<'_>, settings: &Settings) -> bool {
+    let kind = if msg.call == Call::Screen {
+        "Screen"
+    } else {
+        "Page"
+    };
+    let name = text(msg.field("name"));
+    let category = text(msg.field("category"));
+    !event_names(settings, kind, category.as_deref(), name.as_deref()).is_empty()
+}
+
 /// §7.3: one event per applicable setting, in the order all, categorized, named.
 pub fn event_names(
     settings: &Settings,

@@ -1,5 +1,6 @@
 //! **Delivery: from messages to outcomes.** Planning turns each message on its own into the
-//! items Amplitude gets, or its final outcome ([`planning`]); the client delivers the items,
+//! items Amplitude gets, or its final outcome ([`planning`]); with `sessionize` on, the events
+//! that need a session get one first (`sessions`); the client delivers the items,
 //! a bounded chunk at a time (`stream`);
 //! settlement does what follows every delivery, for the ingest functions and the redeliver
 //! function alike ([`settlement`]); and [`outcome`] names what became of each message and
@@ -10,6 +11,7 @@
 
 mod outcome;
 pub mod planning;
+mod sessions;
 pub(crate) mod settlement;
 pub(crate) mod stream;
 

@@ -89,6 +89,9 @@ impl Function {
         measured: &mut Invocation,
     ) -> Delivered {
         let shared = Shared::of(messages);
+        let sessions = self
+            .assign_sessions(route, messages, &shared, deadline, request_id)
+            .await;
         let count = messages.items.len();
         let mut state = State {
             route,
@@ -119,13 +122,19 @@ impl Function {
             let planned = planning::plan(route, &self.config.settings, &value, shared.batch());
             state.message_ids.push(planned.message_id);
             state.user_ids.push(planned.user_id);
-            let plan = match planned.plan {
+            let mut plan = match planned.plan {
                 Ok(plan) => plan,
                 Err(outcome) => {
                     state.progress.push(Progress::Planned(outcome));
                     continue;
                 }
             };
+            if let Some(id) = sessions.ids.get(&index) {
+                plan.set_session_id(*id);
+                measured.sessions.assigned += event_count(&plan);
+            } else if sessions.degraded.contains(&index) {
+                measured.sessions.degraded += event_count(&plan);
+            }
             if matches!(self.mode, Mode::Direct) && self.out_of_time(deadline) {
                 // Nothing more can be sent: retryable, without encoding what cannot go.
                 state.progress.push(Progress::Sending {
@@ -324,6 +333,17 @@ impl State<'_> {
             })
             .collect()
     }
+}
+
+/// The events a plan sends (a session covers each of them).
+fn event_count(plan: &mapping::Plan<'_>) -> u64 {
+    plan.requests
+        .iter()
+        .map(|r| match &r.body {
+            mapping::Body::Events(events) => events.len() as u64,
+            _ => 0,
+        })
+        .sum()
 }
 
 fn not_sent() -> Outcome {

@@ -41,7 +41,7 @@ impl AwsEnv {
             None,
             "lambda-environment",
         );
-        let service_endpoints = ["SECRETS_MANAGER", "SQS"]
+        let service_endpoints = ["SECRETS_MANAGER", "SQS", "DYNAMODB"]
             .into_iter()
             .filter_map(|s| get(&format!("AWS_ENDPOINT_URL_{s}")).map(|url| (s, url)))
             .collect();
@@ -83,6 +83,35 @@ impl AwsEnv {
             config = config.endpoint_url(url);
         }
         aws_sdk_sqs::Client::from_conf(config.build())
+    }
+}
+
+impl AwsEnv {
+    /// The sessions' store client (spec §18). Its calls must fit a budget of a few hundred
+    /// milliseconds, so one quick retry and no attempt longer than that budget: past it the
+    /// events go without a synthesised session rather than wait.
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        use aws_sdk_dynamodb::config::retry::RetryConfig;
+        use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+        let mut config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .http_client(http_client())
+            .region(self.region.clone())
+            .credentials_provider(self.credentials.clone())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(std::time::Duration::from_millis(20)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(sessions::stage::MAX_BUDGET)
+                    .build(),
+            );
+        if let Some(url) = self.endpoint("DYNAMODB") {
+            config = config.endpoint_url(url);
+        }
+        aws_sdk_dynamodb::Client::from_conf(config.build())
     }
 }
 

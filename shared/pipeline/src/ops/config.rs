@@ -15,7 +15,7 @@ use crate::ops::secrets::SecretId;
 
 /// Every environment variable a function reads, with what it sets: the README's table, and
 /// what `segment-amplitude serve` passes on to its functions (`serve --help` lists them).
-pub const VARIABLES: [(&str, &str); 20] = [
+pub const VARIABLES: [(&str, &str); 22] = [
     (
         "SEGMENT_SETTINGS",
         "Segment's settings JSON (apiKey/secretKey in it are ignored)",
@@ -58,6 +58,14 @@ pub const VARIABLES: [(&str, &str); 20] = [
     (
         "DELETION_REQUESTER",
         "the requester Amplitude records on deletions (segment)",
+    ),
+    (
+        "SESSIONS_TABLE",
+        "sessionize: the DynamoDB table of the sessions' state (events function)",
+    ),
+    (
+        "SESSIONS_BUDGET_MS",
+        "sessionize: the most time a request waits on the sessions' store (300; 10-300)",
     ),
     ("DELIVERY_QUEUE_URL", "durable mode: the delivery queue"),
     (
@@ -122,6 +130,12 @@ pub struct FunctionConfig {
     /// `METRICS_NAMESPACE`: the CloudWatch namespace of the EMF metrics (default
     /// `SegmentAmplitude`).
     pub metrics_namespace: String,
+    /// `SESSIONS_TABLE`: where the events function keeps the sessions' state when the
+    /// settings' `sessionize` is on (spec §18).
+    pub sessions_table: Option<String>,
+    /// `SESSIONS_BUDGET_MS` (default and most 300): the time a request may wait on the
+    /// sessions' store before its events go without a synthesised session (§18.8).
+    pub sessions_budget: Duration,
 }
 
 /// Durable delivery: the queues and how jobs are retried.
@@ -151,6 +165,8 @@ const RESPONSE_BUDGET_MS: RangeInclusive<u64> = 500..=29_000;
 const SECRET_TTL_SECONDS: RangeInclusive<u64> = 1..=86_400;
 const SECRET_REREAD_SECONDS: RangeInclusive<u64> = 0..=3_600;
 const MIN_ID_LENGTH: RangeInclusive<u64> = 1..=1024;
+/// Delivery never waits on sessions for long (spec §18.8).
+const SESSIONS_BUDGET_MS: RangeInclusive<u64> = 10..=300;
 const RETRY_BASE_SECONDS: RangeInclusive<u64> = 1..=900;
 const THROTTLE_DELAY_SECONDS: RangeInclusive<u64> = 0..=900;
 /// At most 12 days: SQS keeps a message 14, and a job must be dead-lettered, with its reason,
@@ -219,6 +235,11 @@ impl FunctionConfig {
             log_payloads: env.flag("LOG_PAYLOADS")?,
             queue: queue(&env, kind)?,
             metrics_namespace: namespace(env.get("METRICS_NAMESPACE"))?,
+            sessions_table: env.get("SESSIONS_TABLE"),
+            sessions_budget: Duration::from_millis(
+                env.number_in("SESSIONS_BUDGET_MS", SESSIONS_BUDGET_MS)?
+                    .unwrap_or(300),
+            ),
         })
     }
 }

@@ -72,6 +72,16 @@ pub struct Invocation {
     pub messages: Tally,
     pub endpoints: BTreeMap<&'static str, EndpointCounts>,
     pub duration: Duration,
+    /// Events given a synthesised session, and events that needed one but went without
+    /// because the store failed (spec §18.8); both 0 unless `sessionize` is on.
+    pub sessions: SessionCounts,
+}
+
+/// Events of the sessions stage (spec §18).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCounts {
+    pub assigned: u64,
+    pub degraded: u64,
 }
 
 impl Invocation {
@@ -117,6 +127,18 @@ impl Invocation {
                 "RequestsRefused",
                 "Count",
                 Value::from(u64::from(self.refused())),
+            );
+        }
+        if self.sessions != SessionCounts::default() {
+            route.metric(
+                "SessionsAssigned",
+                "Count",
+                Value::from(self.sessions.assigned),
+            );
+            route.metric(
+                "SessionsDegraded",
+                "Count",
+                Value::from(self.sessions.degraded),
             );
         }
         route.metric(
@@ -271,6 +293,7 @@ enum Family {
     Invocations,
     Requests,
     Messages,
+    SessionEvents,
     InvocationSeconds,
     AmplitudeRequests,
     AmplitudeRequestSeconds,
@@ -283,6 +306,7 @@ impl Family {
             Family::Invocations => "segment_amplitude_invocations_total",
             Family::Requests => "segment_amplitude_requests_total",
             Family::Messages => "segment_amplitude_messages_total",
+            Family::SessionEvents => "segment_amplitude_session_events_total",
             Family::InvocationSeconds => "segment_amplitude_invocation_seconds",
             Family::AmplitudeRequests => "segment_amplitude_amplitude_requests_total",
             Family::AmplitudeRequestSeconds => "segment_amplitude_amplitude_request_seconds",
@@ -297,6 +321,9 @@ impl Family {
                 "Requests answered, by route and status (refused: a status Segment drops)."
             }
             Family::Messages => "Segment messages, by route and what became of them.",
+            Family::SessionEvents => {
+                "Events that needed a synthesised session: assigned, or degraded (the store failed)."
+            }
             Family::InvocationSeconds => "Time to handle an invocation, by route.",
             Family::AmplitudeRequests => {
                 "Requests to Amplitude, by route, endpoint and status class (none: no answer)."
@@ -340,6 +367,18 @@ impl Registry {
                 format!("route=\"{route}\",outcome=\"{outcome}\""),
                 &[n as f64],
             );
+        }
+        if inv.sessions != SessionCounts::default() {
+            for (outcome, n) in [
+                ("assigned", inv.sessions.assigned),
+                ("degraded", inv.sessions.degraded),
+            ] {
+                add(
+                    Family::SessionEvents,
+                    format!("route=\"{route}\",outcome=\"{outcome}\""),
+                    &[n as f64],
+                );
+            }
         }
         add(
             Family::InvocationSeconds,
