@@ -108,15 +108,79 @@ def check(text):
     problems += durable_delivery(template, functions)
     problems += monitoring(template, functions, bins)
     problems += deployment(template, functions)
+    problems += sessions(template, functions)
     problems += transformed(text)
     return problems
+
+
+def sessions(template, functions):
+    """Server-side sessions (mapping §18): an on-demand table with a time-to-live and
+    encryption, made only when `Sessions` is "true"; read and written by the events function
+    alone, with exactly the two calls it makes; an alarm on its throttles and one on events left
+    without a session."""
+    problems = []
+    res = template["Resources"]
+    if template["Parameters"].get("Sessions", {}).get("Default") != "false":
+        problems.append('Sessions: a parameter, "false" by default')
+    table = res.get("SessionsTable", {})
+    props = table.get("Properties", {})
+    if table.get("Type") != "AWS::DynamoDB::Table" or table.get("Condition") != "HasSessions":
+        problems.append("SessionsTable: a DynamoDB table made only with Sessions")
+    if props.get("BillingMode") != "PAY_PER_REQUEST":
+        problems.append("SessionsTable: on-demand (PAY_PER_REQUEST)")
+    if props.get("TimeToLiveSpecification") != {"AttributeName": "expires", "Enabled": True}:
+        problems.append("SessionsTable: time-to-live on `expires` (the attribute the code writes)")
+    if props.get("SSESpecification", {}).get("SSEEnabled") is not True:
+        problems.append("SessionsTable: encrypted with KMS (SSEEnabled)")
+    if props.get("KeySchema") != [{"AttributeName": "k", "KeyType": "HASH"}]:
+        problems.append("SessionsTable: keyed by `k` (the attribute the code writes)")
+    table_arn = {"GetAtt": "SessionsTable.Arn"}
+    for name, fn in functions.items():
+        binary = fn.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+        dynamo = [st for st in statements(template, fn) if "dynamodb:" in str(st.get("Action"))]
+        env = fn.get("Properties", {}).get("Environment", {}).get("Variables", {})
+        if binary != "events":
+            if dynamo or "SESSIONS_TABLE" in env:
+                problems.append(f"{name}: only the events function reaches the sessions' table")
+            continue
+        actions = sorted(a for st in dynamo for a in (
+            st["Action"] if isinstance(st["Action"], list) else [st["Action"]]))
+        if actions != ["dynamodb:BatchGetItem", "dynamodb:UpdateItem"] or any(
+                st.get("Resource") != table_arn for st in dynamo):
+            problems.append(f"{name}: dynamodb:BatchGetItem and dynamodb:UpdateItem on the sessions' table only")
+        if env.get("SESSIONS_TABLE") != {"If": ["HasSessions", {"Ref": "SessionsTable"}, ""]}:
+            problems.append(f"{name}: SESSIONS_TABLE names the sessions' table when Sessions is on")
+    alarms = {n: r for n, r in res.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    throttles = [n for n, r in alarms.items() if r.get("Condition") == "HasSessions"
+                 and "ReadThrottleEvents" in str(r) and "WriteThrottleEvents" in str(r)
+                 and "SessionsTable" in str(r)]
+    if not throttles:
+        problems.append("alarm: throttles on the sessions' table")
+    degraded = [n for n, r in alarms.items() if r.get("Condition") == "HasSessions"
+                and r["Properties"].get("MetricName") == "SessionsDegraded"]
+    if not degraded or "SessionsDegraded" not in emf_metric_names():
+        problems.append("alarm: events left without a session (SessionsDegraded)")
+    return problems
+
+
+def policies(items):
+    """A role's policies, a conditional one (`!If [cond, policy, !Ref AWS::NoValue]`, raw or
+    transformed) counted as present."""
+    out = []
+    for p in items:
+        branches = p.get("If") or p.get("Fn::If")
+        if branches:
+            out += [b for b in branches[1:] if isinstance(b, dict) and "PolicyDocument" in b]
+        else:
+            out.append(p)
+    return out
 
 
 def statements(template, fn):
     """The statements of a function's own role (`Role: !GetAtt <Role>.Arn`)."""
     role = fn.get("Properties", {}).get("Role", {}).get("GetAtt", "")
     res = template["Resources"].get(role.removesuffix(".Arn"), {})
-    return [st for p in res.get("Properties", {}).get("Policies", [])
+    return [st for p in policies(res.get("Properties", {}).get("Policies", []))
             for st in p.get("PolicyDocument", {}).get("Statement", [])]
 
 
@@ -533,7 +597,7 @@ def transformed(text):
     queues = {n for n, r in res.items() if r["Type"] == "AWS::SQS::Queue"}
 
     def docs(role):
-        own = [p["PolicyDocument"] for p in res[role]["Properties"].get("Policies", [])]
+        own = [p["PolicyDocument"] for p in policies(res[role]["Properties"].get("Policies", []))]
         attached = [r["Properties"]["PolicyDocument"] for r in res.values()
                     if r["Type"] == "AWS::IAM::Policy"
                     and {"Ref": role} in r["Properties"].get("Roles", [])]
@@ -559,6 +623,9 @@ def transformed(text):
                     problems.append(f"{name} (transformed): a wildcard permission in {role}")
                 if any(a.startswith("logs:") for a in acts) and targets != [{"Fn::GetAtt": [group, "Arn"]}]:
                     problems.append(f"{name} (transformed): logs only to its own log group")
+                if any(a.startswith("dynamodb:") for a in acts) and targets != [
+                        {"Fn::GetAtt": ["SessionsTable", "Arn"]}]:
+                    problems.append(f"{name} (transformed): DynamoDB only on the sessions' table")
                 if any(a.startswith("sqs:") for a in acts):
                     for t in targets:
                         arn_of = t.get("Fn::GetAtt", [None])[0] if isinstance(t, dict) else None

@@ -18,6 +18,36 @@ TEMPLATE = (check_template.ROOT / "template.yaml").read_text()
 # (what the mutation breaks, text in the template, its replacement, the problem expected)
 MUTATIONS = [
     (
+        "a sessions' table with provisioned capacity",
+        "      BillingMode: PAY_PER_REQUEST\n      AttributeDefinitions:\n        - AttributeName: k",
+        "      BillingMode: PROVISIONED\n      AttributeDefinitions:\n        - AttributeName: k",
+        "SessionsTable: on-demand (PAY_PER_REQUEST)",
+    ),
+    (
+        "a sessions' table that keeps every key forever",
+        "        AttributeName: expires\n        Enabled: true",
+        "        AttributeName: expires\n        Enabled: false",
+        "SessionsTable: time-to-live on `expires` (the attribute the code writes)",
+    ),
+    (
+        "the events function scanning the sessions' table",
+        "                    - dynamodb:UpdateItem\n",
+        "                    - dynamodb:UpdateItem\n                    - dynamodb:Scan\n",
+        "EventsFunction: dynamodb:BatchGetItem and dynamodb:UpdateItem on the sessions' table only",
+    ),
+    (
+        "DynamoDB on every table of the account",
+        "                  Resource: !GetAtt SessionsTable.Arn",
+        "                  Resource: \"*\"",
+        "EventsFunction (transformed): a wildcard permission in EventsRole",
+    ),
+    (
+        "no alarm when sessions degrade",
+        "      MetricName: SessionsDegraded\n",
+        "      MetricName: SessionsSkipped\n",
+        "alarm: events left without a session (SessionsDegraded)",
+    ),
+    (
         "a reserved instance for deletions whatever the parameter",
         "ReservedConcurrentExecutions: !If [ReserveDeletions, 1, !Ref AWS::NoValue]",
         "ReservedConcurrentExecutions: 1",

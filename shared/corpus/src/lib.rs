@@ -61,6 +61,26 @@ pub fn with_clears(lines: &mut [String], every: usize) -> Vec<String> {
     users
 }
 
+/// Removes the Amplitude `session_id` option from every `every`-th message of `lines`, as a
+/// server-side source sends them (mapping §18: what `sessionize` is for); returns their
+/// indices.
+pub fn without_session_ids(lines: &mut [String], every: usize) -> Vec<usize> {
+    let mut changed = Vec::new();
+    for (index, line) in lines.iter_mut().enumerate().step_by(every.max(1)) {
+        let Ok(mut message) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let removed = message["integrations"]["Amplitude"]
+            .as_object_mut()
+            .and_then(|o| o.remove("session_id"));
+        if removed.is_some() {
+            *line = message.to_string();
+            changed.push(index);
+        }
+    }
+    changed
+}
+
 const USER_AGENTS: [&str; 4] = [
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",

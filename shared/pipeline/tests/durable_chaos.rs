@@ -20,6 +20,7 @@ use std::time::Duration;
 use amplitude_emulator::{Chaos, Emulator, EmulatorConfig, Fault};
 use mapping::{Body, Settings};
 use pipeline::durable::{MemoryQueues, QueueKind, Queues};
+use sessions::MemoryStore;
 use pipeline::ingest::inbound::{Inbound, http_api_event};
 use pipeline::{Function, Kind, Route};
 use rand::SeedableRng;
@@ -52,8 +53,15 @@ fn schedule(rng: &mut SmallRng, users: &[String], n: usize) -> Vec<Fault> {
     .schedule(rng, n)
 }
 
-fn function(kind: Kind, emu: &Emulator, memory: &Arc<MemoryQueues>, settings: &Value) -> Function {
+fn function(
+    kind: Kind,
+    emu: &Emulator,
+    memory: &Arc<MemoryQueues>,
+    settings: &Value,
+    sessions: &Arc<MemoryStore>,
+) -> Function {
     Function::builder(kind)
+        .sessions(sessions.clone())
         .var("INGEST_SECRET_ID", "ingest")
         .var("PRIVACY_SECRET_ID", "privacy")
         .var("AMPLITUDE_BASE_URL", emu.url())
@@ -120,25 +128,39 @@ fn to<T: serde::Serialize>(v: &T) -> Value {
 async fn chaos(seed: u64) {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let mut rng = SmallRng::seed_from_u64(seed);
-    let settings = corpus::settings();
+    // Sessions on (spec §18), for the messages that come without a session id.
+    let mut settings = corpus::settings();
+    settings["sessionize"] = json!(true);
+    let sessions = Arc::new(MemoryStore::new());
     let memory = Arc::new(MemoryQueues::new());
     let events = Arc::new(function(
         Kind::Ingest(Route::Events),
         &emu,
         &memory,
         &settings,
+        &sessions,
     ));
     let deletions = Arc::new(function(
         Kind::Ingest(Route::Deletions),
         &emu,
         &memory,
         &settings,
+        &sessions,
     ));
-    let redeliver = Arc::new(function(Kind::Redeliver, &emu, &memory, &settings));
+    let redeliver = Arc::new(function(
+        Kind::Redeliver,
+        &emu,
+        &memory,
+        &settings,
+        &sessions,
+    ));
 
     // Segment's traffic: corpus batches on /events, deletions of some of its users.
     let mut lines = corpus::lines(seed, MESSAGES);
     let cleared: HashSet<String> = corpus::with_clears(&mut lines, 9).into_iter().collect();
+    let sessionless: HashSet<usize> = corpus::without_session_ids(&mut lines, 3)
+        .into_iter()
+        .collect();
     let parsed: Vec<serde_json_borrow::Value> = lines
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -402,6 +424,53 @@ async fn chaos(seed: u64) {
             "seed {seed}: {user}: each increment applied once"
         );
     }
+    // Sessions (spec §18): every stored event of a message that came without a session id
+    // has one, and it is out of session (-1) or the time of an event of the same device that
+    // needed one (a session starts at its first event), never after the event by more than
+    // the timeout.
+    let message_ids: HashMap<String, usize> = sessionless
+        .iter()
+        .filter_map(|&i| Some((parsed[i].get("messageId").as_str()?.to_owned(), i)))
+        .collect();
+    let base_id = |insert_id: &str| {
+        message_ids.get(insert_id).or_else(|| {
+            let (base, n) = insert_id.rsplit_once('-')?;
+            n.parse::<u32>().ok().and(message_ids.get(base))
+        })
+    };
+    let needing: Vec<&Value> = got
+        .events
+        .iter()
+        .filter(|e| e["event_type"] != "$identify")
+        .filter(|e| e["insert_id"].as_str().and_then(base_id).is_some())
+        .collect();
+    let mut starts: HashMap<String, HashSet<i64>> = HashMap::new();
+    for &i in &sessionless {
+        let Some(need) =
+            mapping::session_need_in(&parsed[i], mapping::Batch::NONE, &parsed_settings)
+        else {
+            continue;
+        };
+        starts
+            .entry(need.key)
+            .or_default()
+            .insert(need.time.expect("corpus messages have a timestamp"));
+    }
+    let timeout = 30 * 60_000;
+    for e in &needing {
+        let (id, time) = (e["session_id"].as_i64(), e["time"].as_i64().unwrap());
+        let key = format!("d:{}", e["device_id"].as_str().unwrap_or_default());
+        let ok = match id {
+            Some(-1) => true,
+            Some(id) => starts[&key].contains(&id) && id <= time + timeout,
+            None => false,
+        };
+        assert!(ok, "seed {seed}: session of {e}");
+    }
+    assert!(
+        needing.len() > 200,
+        "seed {seed}: the traffic carries events without a session id"
+    );
     let deleted: HashSet<String> = got
         .deletion_jobs
         .iter()

@@ -946,3 +946,33 @@ async fn one_url_takes_alias_and_the_extensible_webhooks_wrapped_items() {
         (501, &json!("unsupported"))
     );
 }
+
+/// Spec §18: with `sessionize` on, the events function needs a store for the sessions' state
+/// and says so at start-up; the other functions (which never sessionize) start without one.
+#[test]
+fn sessionize_needs_a_store_for_the_events_function_only() {
+    let build = |kind| {
+        Function::builder(kind)
+            .var("INGEST_SECRET_ID", "ingest")
+            .var("SEGMENT_SETTINGS", r#"{"sessionize": true}"#)
+            .build()
+    };
+    assert_eq!(
+        build(Kind::Ingest(Route::Events)).err().map(|e| e.to_string()),
+        Some(
+            "environment: `SESSIONS_TABLE` is invalid: not set, and the settings turn \
+             `sessionize` on: the events function keeps the sessions' state there (the \
+             template's `Sessions` parameter)"
+                .to_owned()
+        )
+    );
+    assert!(build(Kind::Ingest(Route::Alias)).is_ok());
+    assert!(
+        Function::builder(Kind::Ingest(Route::Events))
+            .var("INGEST_SECRET_ID", "ingest")
+            .var("SEGMENT_SETTINGS", r#"{"sessionize": true}"#)
+            .sessions(std::sync::Arc::new(sessions::MemoryStore::new()))
+            .build()
+            .is_ok()
+    );
+}

@@ -567,6 +567,39 @@ mod tests {
         );
     }
 
+    /// Spec §18.8: the events that needed a session are counted, assigned or degraded, in
+    /// the route's EMF document and in `/_metrics`; without `sessionize` neither appears.
+    #[test]
+    fn session_events_are_counted_only_when_sessions_are_on() {
+        let mut inv = Invocation::new("events");
+        let first: Value = serde_json::from_str(&inv.emf("Ns", 1)[0]).unwrap();
+        assert_eq!(first.get("SessionsDegraded"), None);
+        inv.sessions = SessionCounts {
+            assigned: 7,
+            degraded: 3,
+        };
+        let doc: Value = serde_json::from_str(&inv.emf("Ns", 1)[0]).unwrap();
+        assert_valid_emf(&doc);
+        assert_eq!(
+            (&doc["SessionsAssigned"], &doc["SessionsDegraded"]),
+            (&json!(7), &json!(3))
+        );
+        let registry = Registry::default();
+        registry.record(&inv);
+        let text = registry.prometheus();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("segment_amplitude_session_events_total"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                r#"segment_amplitude_session_events_total{route="events",outcome="assigned"} 7"#,
+                r#"segment_amplitude_session_events_total{route="events",outcome="degraded"} 3"#,
+            ]
+        );
+    }
+
     #[test]
     fn emf_keeps_one_value_as_a_number_and_at_most_100_values() {
         let mut inv = sample();
