@@ -20,12 +20,12 @@ use std::time::Duration;
 use amplitude_emulator::{Chaos, Emulator, EmulatorConfig, Fault};
 use mapping::{Body, Settings};
 use pipeline::durable::{MemoryQueues, QueueKind, Queues};
-use sessions::MemoryStore;
 use pipeline::ingest::inbound::{Inbound, http_api_event};
 use pipeline::{Function, Kind, Route};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde_json::{Value, json};
+use sessions::MemoryStore;
 
 const MESSAGES: usize = 2_400;
 const BATCH: usize = 200;

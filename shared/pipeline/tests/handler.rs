@@ -958,7 +958,9 @@ fn sessionize_needs_a_store_for_the_events_function_only() {
             .build()
     };
     assert_eq!(
-        build(Kind::Ingest(Route::Events)).err().map(|e| e.to_string()),
+        build(Kind::Ingest(Route::Events))
+            .err()
+            .map(|e| e.to_string()),
         Some(
             "environment: `SESSIONS_TABLE` is invalid: not set, and the settings turn \
              `sessionize` on: the events function keeps the sessions' state there (the \

@@ -11,14 +11,16 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use futures::FutureExt;
-use futures::future::{BoxFuture, try_join_all};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 
 use crate::assign::State;
 use crate::store::{Loaded, Saved, SessionStore, StoreError};
 
 /// `BatchGetItem` takes at most 100 keys.
 const KEYS_PER_READ: usize = 100;
+/// `BatchGetItem` calls in flight at once (4,000 keys are 40 calls).
+const READS_IN_FLIGHT: usize = 16;
 /// A read whose keys DynamoDB left unprocessed (under load) is repeated at most this often.
 const MAX_READ_ROUNDS: usize = 4;
 
@@ -103,7 +105,14 @@ impl DynamoStore {
 impl SessionStore for DynamoStore {
     fn load<'s>(&'s self, keys: &'s [String]) -> BoxFuture<'s, Result<Loaded, StoreError>> {
         async move {
-            let reads = try_join_all(keys.chunks(KEYS_PER_READ).map(|c| self.read(c))).await?;
+            let calls: Vec<BoxFuture<'_, Result<Loaded, StoreError>>> = keys
+                .chunks(KEYS_PER_READ)
+                .map(|c| self.read(c).boxed())
+                .collect();
+            let reads: Vec<Loaded> = futures::stream::iter(calls)
+                .buffer_unordered(READS_IN_FLIGHT)
+                .try_collect()
+                .await?;
             let mut all = Loaded::default();
             for r in reads {
                 all.calls += r.calls;

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use tokio::time::{Instant, timeout_at};
 
 use crate::assign::assign_key;
@@ -18,6 +19,8 @@ use crate::store::{Saved, SessionStore, StoreError};
 pub const MAX_BUDGET: Duration = Duration::from_millis(300);
 /// Rounds of read–assign–write before a key that keeps conflicting is given up.
 const MAX_ROUNDS: usize = 3;
+/// Conditional writes in flight at once.
+pub const WRITES_IN_FLIGHT: usize = 128;
 /// Keys live this long past twice the timeout without events (§18.6).
 const EXPIRY_MARGIN_S: i64 = 86_400;
 
@@ -131,28 +134,58 @@ impl Sessionizer {
             pending.remove(&key);
             assigned.ids.extend(ids);
         }
-        let saves = writes
+        // In parallel, at most WRITES_IN_FLIGHT at a time (each is one HTTPS request; a
+        // request of thousands of devices must not open thousands of connections). Each
+        // answer counts as it comes: at the deadline, the keys written keep their ids and only
+        // those still unanswered go without.
+        // Boxed one by one: a stream of closures held across an await would not be `Send`
+        // for every lifetime, which the functions' handlers need.
+        let calls: Vec<BoxFuture<'_, (usize, Result<Saved, StoreError>)>> = writes
             .iter()
-            .map(|(key, before, new, _)| self.store.save(key, *before, *new, expires_at_s));
-        let results = timeout_at(deadline, join_all(saves))
-            .await
-            .map_err(|_| late())?;
-        assigned.writes += results.len();
+            .enumerate()
+            .map(|(i, (key, before, new, _))| {
+                self.store
+                    .save(key, *before, *new, expires_at_s)
+                    .map(move |r| (i, r))
+                    .boxed()
+            })
+            .collect();
+        let mut saves = futures::stream::iter(calls).buffer_unordered(WRITES_IN_FLIGHT);
+        let mut results: Vec<Option<Result<Saved, StoreError>>> = vec![None; writes.len()];
         let mut first_error = None;
+        loop {
+            match timeout_at(deadline, saves.next()).await {
+                Ok(Some((i, result))) => {
+                    assigned.writes += 1;
+                    if let Some(slot) = results.get_mut(i) {
+                        *slot = Some(result);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    first_error = Some(late());
+                    break;
+                }
+            }
+        }
+        drop(saves);
         for ((key, _, _, ids), result) in writes.into_iter().zip(results) {
             match result {
-                Ok(Saved::Written) => {
+                Some(Ok(Saved::Written)) => {
                     pending.remove(&key);
                     assigned.ids.extend(ids);
                 }
-                Ok(Saved::Conflict) => assigned.conflicts += 1, // assigned again next round
-                Err(e) => {
+                // Assigned again next round.
+                Some(Ok(Saved::Conflict)) => assigned.conflicts += 1,
+                Some(Err(e)) => {
                     // Its state is unknown: its events go without a session.
                     if let Some(events) = pending.remove(&key) {
                         assigned.degraded.extend(events.iter().map(|(m, _)| *m));
                     }
                     first_error.get_or_insert(e);
                 }
+                // Not answered in time: left in `pending`, so degraded by the caller.
+                None => {}
             }
         }
         first_error.map_or(Ok(()), Err)

@@ -306,3 +306,54 @@ async fn s18_6_keys_expire_two_timeouts_and_a_day_after_their_last_request() {
         [1_800_000_000 + 2 * 30 * 60 + 86_400]
     );
 }
+
+/// Writes for some keys never answer.
+struct HalfStalled {
+    inner: MemoryStore,
+}
+
+impl SessionStore for HalfStalled {
+    fn load<'s>(&'s self, keys: &'s [String]) -> BoxFuture<'s, Result<Loaded, StoreError>> {
+        self.inner.load(keys)
+    }
+
+    fn save<'s>(
+        &'s self,
+        key: &'s str,
+        expected: Option<State>,
+        new: State,
+        expires_at_s: i64,
+    ) -> BoxFuture<'s, Result<Saved, StoreError>> {
+        async move {
+            if key.ends_with("stalled") {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+            self.inner.save(key, expected, new, expires_at_s).await
+        }
+        .boxed()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn s18_8_at_the_budget_the_keys_written_keep_their_sessions() {
+    let stage = Sessionizer::new(
+        Arc::new(HalfStalled {
+            inner: MemoryStore::new(),
+        }),
+        TIMEOUT,
+        BUDGET,
+    );
+    let assigned = stage
+        .assign(
+            vec![need(0, "d:quick", T0), need(1, "d:stalled", T0)],
+            now_ms(),
+            later(),
+        )
+        .await;
+    assert_eq!(ids(&assigned), [(0, T0)]);
+    assert_eq!(assigned.degraded.iter().copied().collect::<Vec<_>>(), [1]);
+    assert_eq!(
+        assigned.failure.as_deref(),
+        Some("the session store failed: no answer within the sessions budget")
+    );
+}
