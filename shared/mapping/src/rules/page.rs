@@ -13,14 +13,9 @@ use crate::rules::events::{self, EventBase};
 use crate::settings::Settings;
 
 pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
-    let kind = if msg.call == Call::Screen {
-        "Screen"
-    } else {
-        "Page"
-    };
     let name = text(msg.field("name"));
     let category = text(msg.field("category"));
-    let mut names = event_names(settings, kind, category.as_deref(), name.as_deref());
+    let mut names = names_of(msg, settings, category.as_deref(), name.as_deref());
     if names.is_empty() {
         return Ok(Plan::default());
     }
@@ -56,14 +51,24 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
 
 /// §7.2: whether the page settings let this page (screen) through.
 pub fn is_sent(msg: &Message<'_>, settings: &Settings) -> bool {
+    let name = text(msg.field("name"));
+    let category = text(msg.field("category"));
+    !names_of(msg, settings, category.as_deref(), name.as_deref()).is_empty()
+}
+
+/// [`event_names`] for a page or a screen call.
+fn names_of(
+    msg: &Message<'_>,
+    settings: &Settings,
+    category: Option<&str>,
+    name: Option<&str>,
+) -> Vec<String> {
     let kind = if msg.call == Call::Screen {
         "Screen"
     } else {
         "Page"
     };
-    let name = text(msg.field("name"));
-    let category = text(msg.field("category"));
-    !event_names(settings, kind, category.as_deref(), name.as_deref()).is_empty()
+    event_names(settings, kind, category, name)
 }
 
 /// §7.3: one event per applicable setting, in the order all, categorized, named.
