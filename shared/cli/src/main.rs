@@ -14,7 +14,7 @@ mod secret;
 mod serve;
 
 use std::fs;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -257,15 +257,27 @@ fn map(settings_path: &std::path::Path, input: Option<&std::path::Path>) -> Exit
         },
         None => Box::new(io::stdin()),
     };
+    widen_pipes();
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let input = BufReader::with_capacity(1 << 20, reader);
     let output = io::BufWriter::with_capacity(1 << 20, io::stdout());
-    match mapper::run(&settings, &keys, input, output, threads) {
+    match mapper::run(&settings, &keys, reader, output, threads) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("map: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Standard input and output as 1 MB pipes where they are pipes (Linux; the default is 64 KB):
+/// a block goes through in one wake-up of each side instead of sixteen, which on one core is
+/// most of what the pipes cost. Best effort: a pipe that cannot grow keeps its size.
+fn widen_pipes() {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsFd;
+        let _ = rustix::pipe::fcntl_setpipe_size(io::stdin().as_fd(), 1 << 20);
+        let _ = rustix::pipe::fcntl_setpipe_size(io::stdout().as_fd(), 1 << 20);
     }
 }

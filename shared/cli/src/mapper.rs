@@ -6,7 +6,8 @@
 //! core the same blocks are read, mapped and written in turn on one thread.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Read, Write};
+use std::ops::Range;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -31,12 +32,13 @@ struct Block {
 pub fn run(
     settings: &Settings,
     keys: &Keys,
-    mut input: impl BufRead + Send,
+    input: impl Read + Send,
     mut out: impl Write + Send,
     threads: usize,
 ) -> io::Result<()> {
+    let mut blocks = Blocks::new(input);
     if threads <= 1 {
-        return run_here(settings, keys, input, out);
+        return run_here(settings, keys, &mut blocks, out);
     }
     let (to_work, work) = sync_channel::<Block>(threads * 2);
     let (to_write, written) = sync_channel::<Block>(threads * 2);
@@ -51,7 +53,7 @@ pub fn run(
         // failed, e.g. on a closed pipe), the reader's next send fails and it stops too.
         drop((work, to_write));
         let writer = scope.spawn(move || write_in_order(written, &mut out, &recycle));
-        let read = read_blocks(&mut input, &to_work, &recycled);
+        let read = read_blocks(&mut blocks, &to_work, &recycled);
         drop(to_work);
         let wrote = writer
             .join()
@@ -66,15 +68,11 @@ pub fn run(
 fn run_here(
     settings: &Settings,
     keys: &Keys,
-    mut input: impl BufRead,
+    blocks: &mut Blocks<impl Read>,
     mut out: impl Write,
 ) -> io::Result<()> {
     let mut block = Block::new();
-    let mut next_line = 0;
-    for seq in 0.. {
-        if !next_block(&mut input, &mut block, seq, &mut next_line)? {
-            break;
-        }
+    while blocks.fill(&mut block)? {
         map_block(settings, keys, &mut block);
         out.write_all(&block.output)?;
     }
@@ -94,68 +92,80 @@ impl Block {
 
 /// Cuts the input into blocks of whole lines and hands them to the workers.
 fn read_blocks(
-    input: &mut impl BufRead,
+    blocks: &mut Blocks<impl Read>,
     to_work: &SyncSender<Block>,
     recycled: &Receiver<Block>,
 ) -> io::Result<()> {
-    let mut next_line = 0;
-    for seq in 0.. {
+    loop {
         let mut block = recycled.try_recv().unwrap_or_else(|_| Block::new());
-        if !next_block(input, &mut block, seq, &mut next_line)? {
+        if !blocks.fill(&mut block)? {
             return Ok(());
         }
         if to_work.send(block).is_err() {
             return Ok(()); // the writer stopped (e.g. a closed pipe): it reports why
         }
     }
-    Ok(())
 }
 
-/// Fills `block` with the next whole lines of the input (about [`BLOCK`] bytes); false at the
-/// end of the input.
-fn next_block(
-    input: &mut impl BufRead,
-    block: &mut Block,
+/// The input as blocks of whole lines, read straight into each block's buffer (not copied
+/// through a reader's buffer): the part of a line after a block's last line end is carried
+/// to the start of the next block.
+struct Blocks<R> {
+    input: R,
+    carry: Vec<u8>,
+    at_end: bool,
     seq: u64,
-    next_line: &mut usize,
-) -> io::Result<bool> {
-    block.seq = seq;
-    block.first_line = *next_line;
-    block.input.clear();
-    // Whole lines, a buffer at a time: the input's buffer up to its last line end is copied
-    // in one go (not line by line); a block ends at a line end.
-    loop {
-        let buf = input.fill_buf()?;
-        if buf.is_empty() {
-            break;
-        }
-        if block.input.len() >= BLOCK {
-            if !block.input.ends_with(b"\n") {
-                input.read_until(b'\n', &mut block.input)?;
-            }
-            break;
-        }
-        let take = buf
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(buf.len(), |i| i + 1);
-        block
-            .input
-            .extend_from_slice(buf.get(..take).unwrap_or_default());
-        input.consume(take);
-    }
-    if block.input.is_empty() {
-        return Ok(false);
-    }
-    *next_line += bytecount(&block.input);
-    if !block.input.ends_with(b"\n") {
-        *next_line += 1;
-    }
-    Ok(true)
+    /// The 0-based number of the next block's first line.
+    next_line: usize,
 }
 
-fn bytecount(bytes: &[u8]) -> usize {
-    bytes.iter().filter(|b| **b == b'\n').count()
+impl<R: Read> Blocks<R> {
+    fn new(input: R) -> Self {
+        Blocks {
+            input,
+            carry: Vec::new(),
+            at_end: false,
+            seq: 0,
+            next_line: 0,
+        }
+    }
+
+    /// Fills `block` with the next whole lines (about [`BLOCK`] bytes, more for a longer
+    /// line; the last line of the input may lack its end); false when none are left.
+    fn fill(&mut self, block: &mut Block) -> io::Result<bool> {
+        block.input.clear();
+        block.input.append(&mut self.carry);
+        let mut want = BLOCK;
+        while !self.at_end {
+            if block.input.len() < want {
+                let missing = want - block.input.len();
+                block.input.reserve(missing);
+                let read = (&mut self.input)
+                    .take(missing as u64)
+                    .read_to_end(&mut block.input)?;
+                self.at_end = read < missing;
+                continue;
+            }
+            match memchr::memrchr(b'\n', &block.input) {
+                Some(end) => {
+                    self.carry
+                        .extend_from_slice(block.input.get(end + 1..).unwrap_or_default());
+                    block.input.truncate(end + 1);
+                    break;
+                }
+                // One line longer than a block: read on until it ends.
+                None => want += BLOCK,
+            }
+        }
+        if block.input.is_empty() {
+            return Ok(false);
+        }
+        block.seq = self.seq;
+        block.first_line = self.next_line;
+        self.seq += 1;
+        self.next_line += memchr::memchr_iter(b'\n', &block.input).count();
+        Ok(true)
+    }
 }
 
 /// Maps blocks until the reader is done.
@@ -195,15 +205,30 @@ fn map_block(settings: &Settings, keys: &Keys, block: &mut Block) {
     // The block checked as UTF-8 at once; only a block that is not is read line by line,
     // lossily.
     match std::str::from_utf8(input) {
-        Ok(text) => text
-            .split_inclusive('\n')
+        Ok(text) => line_ranges(input)
             .enumerate()
-            .for_each(|(k, line)| map(k, line)),
-        Err(_) => input
-            .split_inclusive(|b| *b == b'\n')
-            .enumerate()
-            .for_each(|(k, raw)| map(k, &String::from_utf8_lossy(raw))),
+            .for_each(|(k, line)| map(k, text.get(line).unwrap_or_default())),
+        Err(_) => line_ranges(input).enumerate().for_each(|(k, line)| {
+            map(
+                k,
+                &String::from_utf8_lossy(input.get(line).unwrap_or_default()),
+            )
+        }),
     }
+}
+
+/// Where the lines of `bytes` are, each with its `\n` (the last one may lack it). A `\n` is
+/// never part of a longer UTF-8 sequence, so the lines of valid text are valid text.
+fn line_ranges(bytes: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', bytes)
+        .map(|end| end + 1)
+        .chain(std::iter::once(bytes.len()))
+        .filter_map(move |end| {
+            let line = start..end;
+            start = end;
+            (!line.is_empty()).then_some(line)
+        })
 }
 
 /// Writes blocks in input order, and sends their buffers back to the reader.
@@ -254,5 +279,44 @@ mod tests {
         assert_eq!(one, out(4));
         assert_eq!(one.iter().filter(|b| **b == b'\n').count(), 30_001);
         assert!(one.ends_with(b"\"index\":30030,\"requests\":[],\"error\":{\"kind\":\"invalid\",\"message\":\"the line is not valid JSON (expected ident at line 1 column 2)\"}}\n"));
+    }
+
+    /// Blocks are cut only at line ends, whatever the lines: a line longer than two blocks,
+    /// CRLF ends, a line that is not UTF-8, blank lines. Every thread count writes what
+    /// mapping the lines one by one writes.
+    #[test]
+    fn blocks_cut_only_at_line_ends() {
+        let settings = Settings::from_json(&serde_json::json!({"apiKey": "K"})).unwrap();
+        let keys = Keys::from_settings(&serde_json::json!({"apiKey": "K"})).unwrap();
+        let mut input: Vec<u8> = Vec::new();
+        for i in 0..9_000 {
+            let pad = if i == 4_000 {
+                "p".repeat(2 * BLOCK + 17)
+            } else {
+                String::new()
+            };
+            input.extend_from_slice(
+                format!("{{\"type\":\"track\",\"event\":\"e{i}{pad}\",\"userId\":\"user-{i}\"}}")
+                    .as_bytes(),
+            );
+            input.extend_from_slice(if i % 3 == 0 { b"\r\n" } else { b"\n" });
+            if i == 6_000 {
+                input.extend_from_slice(b"{\"type\":\"track\",\"event\":\"\xff\"}\n\n");
+            }
+        }
+        let mut expected = Vec::new();
+        for (k, raw) in input.split(|b| *b == b'\n').enumerate() {
+            let line = String::from_utf8_lossy(raw);
+            let line = line.trim_end_matches('\r');
+            if !line.trim().is_empty() {
+                output::write_line(k, line, &settings, &keys, &mut expected);
+            }
+        }
+        assert_eq!(expected.iter().filter(|b| **b == b'\n').count(), 9_001);
+        for threads in [1, 2, 5] {
+            let mut out = Vec::new();
+            run(&settings, &keys, input.as_slice(), &mut out, threads).unwrap();
+            assert!(out == expected, "{threads} threads");
+        }
     }
 }
