@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use amplitude_client::AmplitudeClient;
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -30,7 +30,7 @@ use sessions::{DynamoStore, SessionStore, Sessionizer};
 use tokio::time::Instant;
 
 use crate::delivery::settlement::{Keep, Part};
-use crate::durable::{Queues, SqsQueues};
+use crate::durable::{Queues, SqsQueues, job};
 use crate::ingest::auth::{AuthConfig, AuthError, Presented};
 use crate::ingest::body::{self, Messages};
 use crate::ingest::error::RequestError;
@@ -317,10 +317,7 @@ impl Function {
     /// The smaller of the response budget and the Lambda's remaining time less a margin (the
     /// redeliver function answers no one waiting: all its remaining time).
     pub(crate) fn deadline(&self, lambda_deadline_ms: u64) -> Instant {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let remaining = Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms))
+        let remaining = Duration::from_millis(lambda_deadline_ms.saturating_sub(job::now_ms()))
             .saturating_sub(DEADLINE_MARGIN);
         Instant::now()
             + match self.config.kind {

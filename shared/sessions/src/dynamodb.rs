@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 
 use crate::assign::State;
-use crate::store::{Loaded, Saved, SessionStore, StoreError};
+use crate::store::{Loaded, Saved, SessionStore, StoreError, now_s};
 
 /// `BatchGetItem` takes at most 100 keys.
 const KEYS_PER_READ: usize = 100;
@@ -207,10 +207,4 @@ fn state(item: &HashMap<String, AttributeValue>) -> Option<State> {
         start: number(item.get(START))?,
         last: number(item.get(LAST))?,
     })
-}
-
-fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

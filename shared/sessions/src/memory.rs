@@ -3,13 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::assign::State;
-use crate::store::{Loaded, Saved, SessionStore, StoreError};
+use crate::store::{Loaded, Saved, SessionStore, StoreError, now_s};
 
 /// Sessions' state in a map, each key with its expiry (epoch seconds).
 #[derive(Debug, Default)]
@@ -24,11 +23,7 @@ impl MemoryStore {
 
     /// The state of `key`, if it has one that has not expired.
     pub fn get(&self, key: &str) -> Option<State> {
-        let now = now_s();
-        self.lock()
-            .get(key)
-            .filter(|(_, expires)| *expires > now)
-            .map(|(s, _)| *s)
+        live(&self.lock(), key)
     }
 
     /// How many keys are kept (expired ones included until they are overwritten).
@@ -70,13 +65,8 @@ impl SessionStore for MemoryStore {
         expires_at_s: i64,
     ) -> BoxFuture<'s, Result<Saved, StoreError>> {
         let saved = {
-            let now = now_s();
             let mut keys = self.lock();
-            let current = keys
-                .get(key)
-                .filter(|(_, expires)| *expires > now)
-                .map(|(s, _)| *s);
-            if current == expected {
+            if live(&keys, key) == expected {
                 keys.insert(key.to_owned(), (new, expires_at_s));
                 Saved::Written
             } else {
@@ -87,8 +77,10 @@ impl SessionStore for MemoryStore {
     }
 }
 
-fn now_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+/// The state of `key` in `keys`, unless it has expired.
+fn live(keys: &HashMap<String, (State, i64)>, key: &str) -> Option<State> {
+    let now = now_s();
+    keys.get(key)
+        .filter(|(_, expires)| *expires > now)
+        .map(|(s, _)| *s)
 }

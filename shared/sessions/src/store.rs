@@ -46,3 +46,10 @@ pub trait SessionStore: Send + Sync {
         expires_at_s: i64,
     ) -> BoxFuture<'s, Result<Saved, StoreError>>;
 }
+
+/// Now, in epoch seconds: the unit of the keys' expiry.
+pub(crate) fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -3,8 +3,6 @@
 //! [`Sessionizer`](sessions::Sessionizer) picks for them against the shared store. Only the
 //! events route has one, and only with `sessionize` on.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use sessions::{Assigned, Need};
 use tokio::time::Instant;
 
@@ -16,7 +14,9 @@ use crate::ingest::body::Messages;
 impl Function {
     /// The session of each message of the request that needs one. A store that fails or is
     /// slow leaves them without (one WARN line; the events are counted as degraded when they
-    /// are planned), and delivery goes on.
+    /// are planned), and delivery goes on. Each message is parsed here and again when it is
+    /// planned: plans are made and sent a bounded chunk at a time (never all held at once), so
+    /// the ids must be known before the first plan is made.
     pub(crate) async fn assign_sessions(
         &self,
         route: Route,
@@ -28,9 +28,7 @@ impl Function {
         let Some(sessionizer) = self.sessions.as_ref().filter(|_| route == Route::Events) else {
             return Assigned::default();
         };
-        let received_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let received_ms = crate::durable::job::now_ms() as i64;
         let needs: Vec<Need> = messages
             .texts()
             .enumerate()

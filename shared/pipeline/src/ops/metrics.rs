@@ -260,9 +260,7 @@ impl Sink {
     pub fn record(&self, invocation: &Invocation) {
         match self {
             Sink::Emf { namespace } => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
+                let now = crate::durable::job::now_ms();
                 let mut out = String::new();
                 for line in invocation.emf(namespace, now) {
                     out.push_str(&line);
