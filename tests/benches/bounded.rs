@@ -136,6 +136,20 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
     }
     let deep = format!(r#"{{"type":"track","event":"Deep","userId":"user-1","properties":{deep}1"#);
     let corpus = format!("[{}]", corpus::lines(7, 4000).join(","));
+    // Wide objects and arrays: maps of this many keys are indexed, not searched (`PropMap`).
+    let wide_traits: serde_json::Map<String, Value> =
+        (0..300_000).map(|i| (format!("k{i}"), json!(i))).collect();
+    let wide_identify = json!({"type": "identify", "userId": "user-1", "messageId": "w1",
+        "traits": wide_traits})
+    .to_string();
+    let unsets: Vec<String> = (0..300_000).map(|i| format!("f{i}")).collect();
+    let wide_unset = json!({"type": "identify", "userId": "user-1", "messageId": "w2",
+        "integrations": {"Amplitude": {"fieldsToUnset": unsets}}})
+    .to_string();
+    let groups: Vec<String> = (0..300_000).map(|i| format!("g{i}")).collect();
+    let wide_group = json!({"type": "group", "userId": "user-1", "groupId": "g", "messageId": "w3",
+        "traits": {"plan_type": "team", "name": groups}})
+    .to_string();
     vec![
         ("4,000 corpus events", corpus, true),
         ("24 orders x 1,300 products, 16 KB traits", fan_out, true),
@@ -153,6 +167,13 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
         ("110,000 events without ids", no_ids, true),
         ("one event with a 5.8 MB string", huge_string, true),
         ("one event nested 100,000 deep (not closed)", deep, true),
+        ("one identify with 300,000 traits", wide_identify, true),
+        ("one identify unsetting 300,000 fields", wide_unset, true),
+        (
+            "one group of 300,000 values (refused: fan-out)",
+            wide_group,
+            true,
+        ),
     ]
 }
 

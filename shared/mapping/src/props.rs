@@ -5,6 +5,7 @@
 //! derives. Serialising one writes exactly what Amplitude receives.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json_borrow::Value;
@@ -23,55 +24,91 @@ pub enum Prop<'a> {
 }
 
 /// An ordered JSON object; inserting an existing key replaces its value in place.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PropMap<'a>(Vec<(Cow<'a, str>, Prop<'a>)>);
+///
+/// A list, searched in order: the maps of an event are small, and a list beats hashing there.
+/// A map of [`INDEXED_FROM`] keys or more (a hostile message can carry hundreds of thousands
+/// of traits) also keeps an index from key to position, so building and reading it stay
+/// linear in time instead of quadratic; removals rebuild it (they are linear already).
+#[derive(Debug, Clone, Default)]
+pub struct PropMap<'a> {
+    entries: Vec<(Cow<'a, str>, Prop<'a>)>,
+    /// Each key's first position, while `entries` has at least [`INDEXED_FROM`] of them.
+    index: Option<HashMap<Cow<'a, str>, usize>>,
+}
+
+/// The size from which a map keeps an index.
+const INDEXED_FROM: usize = 64;
+
+impl PartialEq for PropMap<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
 
 impl<'a> PropMap<'a> {
     pub fn new() -> Self {
-        Self(Vec::new())
+        Self::default()
     }
 
     /// A copy of a Segment object (anything else gives an empty map, §0: lenient).
     pub fn from_object(value: &'a Value<'a>) -> Self {
         match value {
-            Value::Object(o) => Self(
-                o.iter()
-                    .map(|(k, v)| (Cow::Borrowed(k), Prop::Ref(v)))
-                    .collect(),
-            ),
+            Value::Object(o) => {
+                let mut map = Self {
+                    entries: o
+                        .iter()
+                        .map(|(k, v)| (Cow::Borrowed(k), Prop::Ref(v)))
+                        .collect(),
+                    index: None,
+                };
+                map.reindex();
+                map
+            }
             _ => Self::new(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Prop<'a>)> {
-        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+        self.entries.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    /// The position of `key`'s first entry.
+    fn position(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self.entries.iter().position(|(k, _)| k == key),
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&Prop<'a>> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.position(key)
+            .and_then(|i| self.entries.get(i))
+            .map(|(_, v)| v)
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Prop<'a>> {
-        self.0.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.position(key)
+            .and_then(|i| self.entries.get_mut(i))
+            .map(|(_, v)| v)
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
-        self.get(key).is_some()
+        self.position(key).is_some()
     }
 
     pub fn insert(&mut self, key: impl Into<Cow<'a, str>>, value: Prop<'a>) {
         let key = key.into();
         match self.get_mut(&key) {
             Some(slot) => *slot = value,
-            None => self.0.push((key, value)),
+            None => self.push(key, value),
         }
     }
 
@@ -79,13 +116,42 @@ impl<'a> PropMap<'a> {
     pub fn insert_missing(&mut self, key: impl Into<Cow<'a, str>>, value: Prop<'a>) {
         let key = key.into();
         if !self.contains_key(&key) {
-            self.0.push((key, value));
+            self.push(key, value);
         }
     }
 
+    /// Appends a key that is not in the map.
+    fn push(&mut self, key: Cow<'a, str>, value: Prop<'a>) {
+        match &mut self.index {
+            Some(index) => {
+                index.insert(key.clone(), self.entries.len());
+                self.entries.push((key, value));
+            }
+            None => {
+                self.entries.push((key, value));
+                if self.entries.len() >= INDEXED_FROM {
+                    self.reindex();
+                }
+            }
+        }
+    }
+
+    /// The index as `entries` now stand: each key's first position, or none for a small map.
+    fn reindex(&mut self) {
+        self.index = (self.entries.len() >= INDEXED_FROM).then(|| {
+            let mut index = HashMap::with_capacity(self.entries.len());
+            for (i, (k, _)) in self.entries.iter().enumerate() {
+                index.entry(k.clone()).or_insert(i);
+            }
+            index
+        });
+    }
+
     pub fn remove(&mut self, key: &str) -> Option<Prop<'a>> {
-        let pos = self.0.iter().position(|(k, _)| k == key)?;
-        Some(self.0.remove(pos).1)
+        let pos = self.position(key)?;
+        let (_, value) = self.entries.remove(pos);
+        self.reindex();
+        Some(value)
     }
 
     /// Removes every key that matches `key` loosely (§0.2).
@@ -95,14 +161,13 @@ impl<'a> PropMap<'a> {
 
     /// Removes every key that matches one of `keys` loosely, in one pass.
     pub fn remove_loose_all(&mut self, keys: &[&str]) {
-        self.0
-            .retain(|(k, _)| !keys.iter().any(|key| json::loose_eq(k, key)));
+        self.retain(|k, _| !keys.iter().any(|key| json::loose_eq(k, key)));
     }
 
     /// The first value whose key matches loosely (exact match first).
     pub fn get_loose(&self, key: &str) -> Option<&Prop<'a>> {
         self.get(key).or_else(|| {
-            self.0
+            self.entries
                 .iter()
                 .find(|(k, _)| json::loose_eq(k, key))
                 .map(|(_, v)| v)
@@ -110,11 +175,15 @@ impl<'a> PropMap<'a> {
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &Prop<'a>) -> bool) {
-        self.0.retain(|(k, v)| keep(k, v));
+        let before = self.entries.len();
+        self.entries.retain(|(k, v)| keep(k, v));
+        if self.entries.len() != before {
+            self.reindex();
+        }
     }
 
     pub fn into_entries(self) -> impl Iterator<Item = (Cow<'a, str>, Prop<'a>)> {
-        self.0.into_iter()
+        self.entries.into_iter()
     }
 }
 
@@ -151,10 +220,62 @@ impl Serialize for Prop<'_> {
 
 impl Serialize for PropMap<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
+        let mut map = s.serialize_map(Some(self.entries.len()))?;
+        for (k, v) in &self.entries {
             map.serialize_entry(k.as_ref(), v)?;
         }
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index changes the time, never the result: the same inserts, replacements,
+    /// removals and lookups on a map below [`INDEXED_FROM`] and on one far above it give
+    /// what a plain list searched in order gives (duplicate keys of an object included: the
+    /// first one is found, and removed first).
+    #[test]
+    fn an_indexed_map_behaves_as_a_list() {
+        for size in [10, INDEXED_FROM - 1, INDEXED_FROM, 500] {
+            let duplicated: Value = serde_json::from_str(r#"{"d":1,"e":2,"d":3}"#).unwrap();
+            let mut map = PropMap::from_object(&duplicated);
+            let mut list: Vec<(String, String)> = vec![
+                ("d".into(), "1".into()),
+                ("e".into(), "2".into()),
+                ("d".into(), "3".into()),
+            ];
+            let text = |p: &Prop<'_>| serde_json::to_string(p).unwrap();
+            for i in 0..size {
+                map.insert(format!("k{i}"), Prop::Owned(Value::from(i as i64)));
+                list.push((format!("k{i}"), i.to_string()));
+            }
+            assert_eq!(map.get("d").map(text).as_deref(), Some("1"), "size {size}");
+            // Replace in place, insert if missing (no change when present), remove.
+            map.insert("k3", Prop::Owned(Value::from("three")));
+            list[3 + 3].1 = "\"three\"".into();
+            map.insert_missing("k4", Prop::Owned(Value::from("no")));
+            map.insert_missing("new", Prop::Owned(Value::from("yes")));
+            list.push(("new".into(), "\"yes\"".into()));
+            assert_eq!(map.remove("d").map(|p| text(&p)), Some("1".into()));
+            list.remove(0);
+            assert_eq!(map.remove("k5").map(|p| text(&p)), Some("5".into()));
+            list.retain(|(k, _)| k != "k5");
+            map.retain(|k, _| k != "k7");
+            list.retain(|(k, _)| k != "k7");
+            map.insert("k8", Prop::Owned(Value::from("eight")));
+            list.iter_mut().find(|(k, _)| k == "k8").unwrap().1 = "\"eight\"".into();
+            let got: Vec<(String, String)> =
+                map.iter().map(|(k, v)| (k.to_owned(), text(v))).collect();
+            assert_eq!(got, list, "size {size}");
+            for (k, _) in &list {
+                let first = list.iter().find(|(k2, _)| k2 == k).unwrap();
+                assert_eq!(map.get(k).map(text).as_ref(), Some(&first.1), "get {k}");
+                assert!(map.contains_key(k));
+            }
+            assert_eq!(map.get("k5"), None);
+            assert_eq!(map.get("k7"), None);
+        }
     }
 }

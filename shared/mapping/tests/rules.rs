@@ -888,6 +888,42 @@ fn s9_4_an_array_value_links_the_user_to_every_group() {
     assert_eq!(values, [json!("red"), json!("blue")]);
 }
 
+/// §9.4 (decision): a group value whose identifications (each repeating the group's traits,
+/// which hold the array) would pass about 64 MB is refused with a reason naming the trait and
+/// the limit; repeated elements count once, and a value under the limit is sent whole.
+#[test]
+fn s9_4_a_group_value_past_the_fan_out_limit_is_refused_with_the_reason() {
+    let group = |names: Vec<String>, pad_kb: usize| {
+        json!({"type": "group", "userId": "user-1", "groupId": "g1",
+            "traits": {"kind": "team", "name": names, "pad": "p".repeat(pad_kb * 1024)}})
+    };
+    let distinct = |n: usize| (0..n).map(|i| format!("g{i}")).collect::<Vec<_>>();
+    assert_eq!(
+        map(typed(), group(distinct(3_000), 0))["error"],
+        json!({"kind": "invalid", "message": "group: `traits.name` has 3000 distinct values, which would become as many group identifications each repeating the group's 22 KB of traits: about 65 MB, over this destination's limit of 64 MB for one message"})
+    );
+    assert_eq!(
+        map(typed(), group(distinct(5_000), 16))["error"],
+        json!({"kind": "invalid", "message": "group: `traits.name` has 5000 distinct values, which would become as many group identifications each repeating the group's 54 KB of traits: about 264 MB, over this destination's limit of 64 MB for one message"})
+    );
+    let under = map(typed(), group(distinct(2_000), 0));
+    assert_eq!(under["error"], Value::Null);
+    let identifications = under["requests"][1]["body"]["identification"]
+        .as_array()
+        .unwrap();
+    assert_eq!(identifications.len(), 2_000);
+    assert_eq!(identifications[1_999]["group_value"], "g1999");
+    let repeated: Vec<String> = (0..20_000).map(|i| format!("g{}", i % 2)).collect();
+    let record = map(typed(), group(repeated, 0));
+    assert_eq!(
+        record["requests"][1]["body"]["identification"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
 #[test]
 fn s9_2_missing_type_trait_falls_back_to_legacy_group() {
     let r = only_request(

@@ -2,6 +2,7 @@
 //! group's properties (`/groupidentify`).
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use serde_json_borrow::Value;
 
@@ -10,6 +11,7 @@ use crate::json::{self, text};
 use crate::message::Message;
 use crate::plan::{Body, Endpoint, Plan, Rejection, Request};
 use crate::props::{Prop, PropMap};
+use crate::rules::track::MAX_MESSAGE_OUTPUT_BYTES;
 use crate::rules::{device, drop_short_ids};
 use crate::settings::Settings;
 
@@ -27,6 +29,16 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
             Cow::Borrowed(LEGACY_TYPE),
             Prop::Owned(Value::Str(group_id)),
         ),
+    };
+
+    // §9.4: the groups to identify, checked against the fan-out limit before anything is built.
+    let values = match &typed {
+        Some(_) => {
+            let values = group_values(&group_value);
+            check_fan_out(&values, traits, settings)?;
+            values
+        }
+        None => Vec::new(),
     };
 
     let mut requests = Vec::with_capacity(2);
@@ -58,7 +70,7 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         ));
     }
     if typed.is_some() {
-        let identifications: Vec<_> = group_values(&group_value)
+        let identifications: Vec<_> = values
             .into_iter()
             .map(|value| GroupIdentification {
                 group_type: group_type.clone(),
@@ -98,20 +110,43 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
 fn group_values<'a>(value: &Prop<'a>) -> Vec<Prop<'a>> {
     match value.value() {
         Some(Value::Array(items)) => {
-            let mut seen: Vec<Cow<'a, str>> = Vec::new();
-            for item in items.iter() {
-                if let Some(t) = text(item)
-                    && !seen.contains(&t)
-                {
-                    seen.push(t);
-                }
-            }
-            seen.into_iter()
+            let mut seen = HashSet::new();
+            items
+                .iter()
+                .filter_map(text)
+                .filter(|t| seen.insert(t.clone()))
                 .map(|t| Prop::Owned(Value::Str(t)))
                 .collect()
         }
         _ => vec![value.clone()],
     }
+}
+
+/// Decision (not in the spec): refuses a group whose identifications would pass, by a close
+/// upper estimate, [`MAX_MESSAGE_OUTPUT_BYTES`] (the limit on what one message becomes, as for
+/// an order's products). Each identification repeats the group's traits, which hold the array
+/// itself, so what a value of n elements becomes grows as n²: about 2,900 short values reach
+/// the limit, fewer with larger traits. Past it the message is refused with the reason,
+/// instead of costing the function its memory and Amplitude gigabytes.
+fn check_fan_out(
+    values: &[Prop<'_>],
+    traits: &Value<'_>,
+    settings: &Settings,
+) -> Result<(), Rejection> {
+    const OWN_FIELDS: usize = 128;
+    let n = values.len();
+    let name = settings.group_value_trait.as_deref().unwrap_or_default();
+    let each = json::serialized_len(traits) + OWN_FIELDS;
+    let estimate = n.saturating_mul(each) + values.iter().map(json::serialized_len).sum::<usize>();
+    if estimate > MAX_MESSAGE_OUTPUT_BYTES {
+        return Err(Rejection::Invalid(format!(
+            "group: `traits.{name}` has {n} distinct values, which would become as many group identifications each repeating the group's {} KB of traits: about {} MB, over this destination's limit of {} MB for one message",
+            each >> 10,
+            estimate >> 20,
+            MAX_MESSAGE_OUTPUT_BYTES >> 20
+        )));
+    }
+    Ok(())
 }
 
 /// §9.2.1: type and value from the configured traits, when both are set and present. The type

@@ -2,6 +2,7 @@
 //! §11.1 (UTM) and the user-property half of §4.4 (query params).
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use serde_json_borrow::Value;
 
@@ -316,7 +317,7 @@ impl<'a> Assembled<'a> {
         if !has_ops {
             return self.plain;
         }
-        let unset: Vec<String> = self
+        let unset: HashSet<String> = self
             .ops
             .iter()
             .find(|(op, _)| *op == "$unset")
@@ -325,7 +326,7 @@ impl<'a> Assembled<'a> {
         if !unset.is_empty() {
             for (op, map) in &mut self.ops {
                 if *op != "$unset" {
-                    map.retain(|k, _| !unset.iter().any(|u| u == k));
+                    map.retain(|k, _| !unset.contains(k));
                 }
             }
         }
