@@ -18,6 +18,10 @@ pub struct ParsedAgent {
 
 /// How many agents are remembered per thread.
 const REMEMBERED: usize = 32;
+/// The longest agent remembered. Browsers send a few hundred bytes; a longer one (a hostile
+/// message can carry megabytes) is parsed each time, so the memory stays at most
+/// 32 × 1 KB per thread, however warm the instance.
+const REMEMBERED_LEN: usize = 1024;
 
 thread_local! {
     /// Event streams repeat the same agents (a device's events, the popular browser versions),
@@ -39,6 +43,9 @@ pub fn parse(agent: &str) -> ParsedAgent {
         return hit;
     }
     let parsed = parse_uncached(agent);
+    if agent.len() > REMEMBERED_LEN {
+        return parsed;
+    }
     RECENT.with_borrow_mut(|(recent, next)| {
         let entry = (agent.to_owned(), parsed.clone());
         if recent.len() < REMEMBERED {
@@ -110,6 +117,23 @@ mod tests {
             }
         }
         assert_eq!(parse(&agents[3]).browser_major.as_deref(), Some("3"));
+    }
+
+    /// An agent past [`REMEMBERED_LEN`] is parsed as any other but not kept.
+    #[test]
+    fn a_long_agent_is_parsed_not_remembered() {
+        let long = format!(
+            "Mozilla/5.0 (Windows NT 6.2; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/58.0.3029.110 Safari/537.36 {}",
+            "x".repeat(REMEMBERED_LEN)
+        );
+        let short = long.get(..REMEMBERED_LEN).unwrap();
+        assert_eq!(parse(&long), parse_uncached(&long));
+        assert_eq!(parse(&long).browser.as_deref(), Some("Chrome"));
+        parse(short);
+        RECENT.with_borrow(|(recent, _)| {
+            assert!(recent.iter().all(|(ua, _)| ua.len() <= REMEMBERED_LEN));
+            assert!(recent.iter().any(|(ua, _)| ua == short));
+        });
     }
 
     #[test]
