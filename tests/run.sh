@@ -11,6 +11,9 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-eas
 export AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL=http://127.0.0.1:9
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
+# A one-off build: incremental compilation's caches (2 GB here) would only fill the disk.
+export CARGO_INCREMENTAL=0
+
 echo "== python tools (moto as Secrets Manager and SQS, cfn-lint, SAM's translator) in .venv"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

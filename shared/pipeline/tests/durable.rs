@@ -136,6 +136,9 @@ async fn a_message_larger_than_a_chunk_is_queued_in_parts_and_redelivered_whole(
         .var("ALLOW_UNAUTHENTICATED", "true")
         .var("RESPONSE_BUDGET_MS", "20000")
         .var("DELIVERY_QUEUE_URL", "local")
+        // The parts wait 1 s before redelivery, not the default 10 s (which is the whole of
+        // the wait below: the test passed or failed by a few milliseconds).
+        .var("DELIVERY_RETRY_BASE_SECONDS", "1")
         .secret("ingest", json!({"api_key": "amp-key"}).to_string())
         .queues(queues.clone())
         .configure(|c| {
