@@ -292,7 +292,8 @@ async fn forged_traffic_never_gets_a_rotated_token_refused_nor_multiplies_secret
         Route::Events,
         json!({}),
         json!({"api_key": "k", "bearer_token": "old-token"}),
-        |b| b.configure(|c| c.secret_reread = Duration::from_millis(300)),
+        // Long enough that the 52 calls below fit in it on a loaded machine.
+        |b| b.configure(|c| c.secret_reread = Duration::from_millis(1500)),
     )
     .await;
     let body = track(1).to_string();
@@ -329,7 +330,7 @@ async fn forged_traffic_never_gets_a_rotated_token_refused_nor_multiplies_secret
         503,
         "not refused: retried"
     );
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(
         call(&s.function, with("rotated")).await.0,
         200,
