@@ -143,7 +143,7 @@ async fn ingest_while_amplitude_is_down() {
             "/events",
             mapping::Region::Standard,
             1,
-            job::now_ms(),
+            pipeline::ops::now_ms(),
         );
         let outgoing: Vec<Outgoing> = jobs
             .into_iter()
@@ -186,7 +186,7 @@ async fn drain_rate() {
         "/events",
         mapping::Region::Standard,
         1,
-        job::now_ms(),
+        pipeline::ops::now_ms(),
     );
     let bodies: Vec<String> = jobs.into_iter().flat_map(|j| j.bodies()).collect();
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use pipeline::durable::{DeadLetter, Job, job};
+use pipeline::durable::{DeadLetter, Job};
 
 /// One line per dead-lettered job, and a total. Each message read stays hidden for
 /// `visibility` seconds (nothing else reads the dead-letter queue), so a listing sees each once.
@@ -21,7 +21,7 @@ pub async fn inspect(
     let mut seen = HashSet::new();
     let mut lines = Vec::new();
     let (mut jobs, mut messages) = (0, 0);
-    let now = job::now_ms();
+    let now = pipeline::ops::now_ms();
     while seen.len() < max {
         let out = client
             .receive_message()

@@ -30,7 +30,7 @@ use sessions::{DynamoStore, SessionStore, Sessionizer};
 use tokio::time::Instant;
 
 use crate::delivery::settlement::{Keep, Part};
-use crate::durable::{Queues, SqsQueues, job};
+use crate::durable::{Queues, SqsQueues};
 use crate::ingest::auth::{AuthConfig, AuthError, Presented};
 use crate::ingest::body::{self, Messages};
 use crate::ingest::error::RequestError;
@@ -317,8 +317,9 @@ impl Function {
     /// The smaller of the response budget and the Lambda's remaining time less a margin (the
     /// redeliver function answers no one waiting: all its remaining time).
     pub(crate) fn deadline(&self, lambda_deadline_ms: u64) -> Instant {
-        let remaining = Duration::from_millis(lambda_deadline_ms.saturating_sub(job::now_ms()))
-            .saturating_sub(DEADLINE_MARGIN);
+        let remaining =
+            Duration::from_millis(lambda_deadline_ms.saturating_sub(crate::ops::now_ms()))
+                .saturating_sub(DEADLINE_MARGIN);
         Instant::now()
             + match self.config.kind {
                 Kind::Redeliver => remaining,

@@ -28,7 +28,7 @@ impl Function {
         let Some(sessionizer) = self.sessions.as_ref().filter(|_| route == Route::Events) else {
             return Assigned::default();
         };
-        let received_ms = crate::durable::job::now_ms() as i64;
+        let received_ms = crate::ops::now_ms() as i64;
         let needs: Vec<Need> = messages
             .texts()
             .enumerate()

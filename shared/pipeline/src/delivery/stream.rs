@@ -266,7 +266,7 @@ impl Function {
         Keep::Jobs {
             queue: crate::durable::QueueKind::Delivery,
             attempts,
-            first_seen_ms: crate::durable::job::now_ms(),
+            first_seen_ms: crate::ops::now_ms(),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! base64: items compress about tenfold, so a 4,000-event batch fits in a few SQS messages.
 
 use std::io::{Read, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use amplitude_client::{Item, RetryCause, Undelivered};
 use base64::Engine;
@@ -217,13 +217,6 @@ fn strip_position(e: &serde_json::Error) -> String {
         Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
         None => text,
     }
-}
-
-/// Now, in ms since the epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What a delivery left undelivered, as jobs: one per endpoint, with the throttled items apart

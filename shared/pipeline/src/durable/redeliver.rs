@@ -26,7 +26,7 @@ use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
 use super::dead_letter::{DeadLetter, Reason, Unreadable};
-use super::{Job, MemoryQueues, Outgoing, QueueError, QueueKind, Received, job};
+use super::{Job, MemoryQueues, Outgoing, QueueError, QueueKind, Received};
 use crate::delivery::settlement::{self, Keep, Part};
 use crate::delivery::{Entry, MessageOutcome};
 use crate::function::{Durable, Function, Kind};
@@ -165,7 +165,7 @@ impl Function {
         request_id: &str,
         measured: &mut Invocation,
     ) -> Vec<(Origin, Fate)> {
-        let now = job::now_ms();
+        let now = crate::ops::now_ms();
         let mut fates = Vec::new();
         let mut work = Vec::new();
         for record in records {

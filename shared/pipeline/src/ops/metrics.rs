@@ -260,7 +260,7 @@ impl Sink {
     pub fn record(&self, invocation: &Invocation) {
         match self {
             Sink::Emf { namespace } => {
-                let now = crate::durable::job::now_ms();
+                let now = crate::ops::now_ms();
                 let mut out = String::new();
                 for line in invocation.emf(namespace, now) {
                     out.push_str(&line);

@@ -11,3 +11,11 @@ pub mod config;
 pub(crate) mod logging;
 pub mod metrics;
 pub mod secrets;
+
+/// Now, in ms since the epoch: the one clock of the pipeline (a job's age, the Lambda
+/// deadline, the session stage's receive time, the EMF timestamp).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
