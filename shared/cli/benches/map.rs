@@ -31,20 +31,31 @@ fn main() {
             println!("map on one core: skipped (no taskset)");
             continue;
         }
-        let (p, m, out_bytes) = measure(&lines, &input, &settings, one_core);
+        let f = measure(&lines, &input, &settings, one_core);
         let rate = |d: Duration| EVENTS as f64 / d.as_secs_f64();
+        let (p, m) = (f.process, f.in_memory);
         println!(
             "map{}: {EVENTS} events ({:.1} MB in, {:.1} MB out), median of {RUNS}: the process {:.0} events/s ({:.3} s), \
              in-memory serde_json parse + print {:.0} events/s ({:.3} s): {:.2}x",
             if one_core { " on one core" } else { "" },
             input.len() as f64 / 1e6,
-            out_bytes as f64 / 1e6,
+            f.out_bytes as f64 / 1e6,
             rate(p),
             p.as_secs_f64(),
             rate(m),
             m.as_secs_f64(),
             rate(p) / rate(m)
         );
+        if let (true, Some(cpu)) = (one_core, f.process_cpu) {
+            println!(
+                "  its CPU time on that core: {:.3} s ({:.0} events per CPU-second): {:.2}x the in-memory loop; \
+                 the other {:.3} s it waited on its pipes",
+                cpu.as_secs_f64(),
+                rate(cpu),
+                rate(cpu) / rate(m),
+                p.saturating_sub(cpu).as_secs_f64()
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -62,13 +73,43 @@ fn pin(cpus: &str) {
 }
 
 /// Median times of the process and of the in-memory loop, interleaved, and the output size.
-fn measure(
-    lines: &[String],
-    input: &str,
-    settings: &std::path::Path,
-    one_core: bool,
-) -> (Duration, Duration, usize) {
+/// Medians of one configuration's runs.
+struct Figures {
+    /// The process, start to exit, as a user waits for it.
+    process: Duration,
+    /// The CPU the process itself used (user + system), where the kernel says: its wall time
+    /// less the time it sat blocked on a pipe, waiting for the harness on the other core.
+    process_cpu: Option<Duration>,
+    in_memory: Duration,
+    out_bytes: usize,
+}
+
+/// The CPU time of child `pid` once it has exited, read before it is reaped (Linux: the
+/// scheduler's nanosecond count in `/proc/PID/schedstat`). `None` elsewhere or on failure.
+fn cpu_time_at_exit(pid: u32) -> Option<Duration> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+        let pid = Pid::from_raw(i32::try_from(pid).ok()?)?;
+        waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        )
+        .ok()?;
+        let schedstat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+        let ns = schedstat.split_whitespace().next()?.parse().ok()?;
+        Some(Duration::from_nanos(ns))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
+fn measure(lines: &[String], input: &str, settings: &std::path::Path, one_core: bool) -> Figures {
     let mut process = Vec::new();
+    let mut process_cpu = Vec::new();
     let mut in_memory = Vec::new();
     let mut out_bytes = 0;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -113,8 +154,12 @@ fn measure(
                 lines_out += buffer[..n].iter().filter(|b| **b == b'\n').count();
             }
         });
+        let cpu = cpu_time_at_exit(child.id());
         let status = child.wait().unwrap();
         process.push(started.elapsed());
+        if let Some(cpu) = cpu {
+            process_cpu.push(cpu);
+        }
         assert!(status.success());
         out_bytes = bytes;
         assert_eq!(lines_out, EVENTS);
@@ -135,5 +180,10 @@ fn measure(
             pin(&format!("0-{}", cores - 1));
         }
     }
-    (median(process), median(in_memory), out_bytes)
+    Figures {
+        process: median(process),
+        process_cpu: (process_cpu.len() == RUNS).then(|| median(process_cpu)),
+        in_memory: median(in_memory),
+        out_bytes,
+    }
 }
