@@ -77,7 +77,6 @@ fn pin(cpus: &str) {
         .status();
 }
 
-/// Median times of the process and of the in-memory loop, interleaved, and the output size.
 /// Medians of one configuration's runs.
 struct Figures {
     /// The process, start to exit, as a user waits for it.
@@ -112,6 +111,7 @@ fn cpu_time_at_exit(pid: u32) -> Option<Duration> {
     }
 }
 
+/// The process and the in-memory loop, run in turn `RUNS` times, and the output size.
 fn measure(lines: &[String], input: &str, settings: &std::path::Path, one_core: bool) -> Figures {
     let mut process = Vec::new();
     let mut process_cpu = Vec::new();
