@@ -422,10 +422,7 @@ async fn invoke(
     );
     let mut context = lambda_runtime::Context::default();
     context.request_id = request_id;
-    context.deadline = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-        + Duration::from_secs(10).as_millis() as u64;
+    context.deadline = pipeline::ops::now_ms() + Duration::from_secs(10).as_millis() as u64;
     match function
         .invoke(lambda_runtime::LambdaEvent::new(event, context))
         .await
