@@ -220,6 +220,40 @@ mod tests {
         );
     }
 
+    /// Mapping spec §0.3.4: property values are copied verbatim, numbers included. Decimals of
+    /// 16-17 significant digits (what JavaScript prints for computed values, such as
+    /// `0.1 + 0.2`) must be read to the nearest double, or the event reaches Amplitude one unit
+    /// in the last place off: serde_json needs its `float_roundtrip` feature for that.
+    #[test]
+    fn s0_3_4_numbers_reach_amplitude_as_sent() {
+        let settings = Settings::default();
+        let sent = [
+            "7673421687.513092",
+            "4859115.385934569",
+            "197282994996654.38",
+            "2.0897437765157e-19",
+            "0.30000000000000004",
+            "1.7976931348623157e308",
+            "5e-324",
+        ];
+        for number in sent {
+            let text = format!(
+                r#"{{"type":"track","event":"e","userId":"user-1","properties":{{"x":{number}}}}}"#
+            );
+            let value = parse(&text).unwrap();
+            let plan = plan(Route::Events, &settings, &value, Batch::NONE)
+                .plan
+                .unwrap();
+            let wire = &encode::items(0, &plan)[0].wire;
+            // The nearest double, as Rust's own parser reads it, written shortest.
+            let nearest = serde_json::to_string(&number.parse::<f64>().unwrap()).unwrap();
+            assert!(
+                wire.contains(&format!(r#""event_properties":{{"x":{nearest}}}"#)),
+                "{number}: {wire}"
+            );
+        }
+    }
+
     #[test]
     fn a_batch_bodys_shared_context_is_read_under_each_messages_own() {
         let body = br#"{"batch": [
