@@ -9,7 +9,8 @@
 //!   messages (inputs of fuzzing size make one message; the split of large jobs has its own
 //!   unit test in `queue/job.rs`).
 //!
-//! They assert properties besides "no panic": items are valid JSON (or form text), a body of
+//! They assert properties besides "no panic": items are valid JSON (or form text), sonic-rs
+//! (`map`'s writer) writes every mapped body byte for byte as serde_json does, a body of
 //! several events vouched for only by its first event's signature is never accepted, a
 //! correct signature of the signed bytes is always accepted, a decoded job encodes back to
 //! itself, and a job's queue messages stay within SQS's limit and carry every item once, in
@@ -75,10 +76,22 @@ pub fn map_line(data: &[u8]) {
     for settings in settings_variants() {
         if let Ok(plan) = mapping::plan(&value, settings) {
             check_items(&encode::items(0, &plan));
+            check_writers(&plan);
         }
         if let Ok(mapping::engage::Engage::Plan(plan)) = mapping::engage::plan(&value, settings) {
             check_items(&encode::items(0, &plan));
+            check_writers(&plan);
         }
+    }
+}
+
+/// `segment-amplitude map` writes its lines with sonic-rs, the functions their bodies with
+/// serde_json: both must write the same bytes for every mapped object.
+fn check_writers(plan: &mapping::Plan<'_>) {
+    for request in &plan.requests {
+        let by_serde_json = serde_json::to_string(&request.body).expect("bodies serialise");
+        let by_sonic_rs = sonic_rs::to_string(&request.body).expect("bodies serialise");
+        assert_eq!(by_serde_json, by_sonic_rs, "the two JSON writers disagree");
     }
 }
 
