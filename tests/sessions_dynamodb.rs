@@ -16,10 +16,7 @@ const T0: i64 = 1_700_000_000_000;
 const TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    pipeline::ops::now_ms() as i64
 }
 
 async fn moto_with_table(table: &str) -> Option<Moto> {

@@ -36,10 +36,7 @@ const READ_PRICE: f64 = 0.125; // $ per million read request units
 const WRITE_PRICE: f64 = 0.625; // $ per million write request units
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    pipeline::ops::now_ms() as i64
 }
 
 /// 4,000 events over `devices` devices, a few seconds apart, starting at `start`.

@@ -72,11 +72,7 @@ impl RuntimeApi {
         let id = format!("req-{n}");
         let (tx, rx) = oneshot::channel();
         self.shared.waiting.lock().await.insert(id.clone(), tx);
-        let deadline_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-            + timeout.as_millis() as u64;
+        let deadline_ms = pipeline::ops::now_ms() + timeout.as_millis() as u64;
         self.queue
             .send((id.clone(), payload, deadline_ms))
             .await
