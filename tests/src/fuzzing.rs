@@ -9,7 +9,8 @@
 //!   messages (inputs of fuzzing size make one message; the split of large jobs has its own
 //!   unit test in `queue/job.rs`).
 //!
-//! They assert properties besides "no panic": items are valid JSON (or form text), sonic-rs
+//! They assert properties besides "no panic": a line is read as serde_json reads it, with each
+//! key once (`mapping::parse`), items are valid JSON (or form text), sonic-rs
 //! (`map`'s writer) writes every mapped body byte for byte as serde_json does, a body of
 //! several events vouched for only by its first event's signature is never accepted, a
 //! correct signature of the signed bytes is always accepted, a decoded job encodes back to
@@ -70,7 +71,10 @@ pub fn map_line(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(value) = serde_json::from_str::<serde_json_borrow::Value>(text) else {
+    let mut rewritten = None;
+    let parsed = mapping::parse(text, &mut rewritten);
+    check_read_as_segment_reads(text, parsed.as_ref().ok());
+    let Ok(value) = parsed else {
         return;
     };
     for settings in settings_variants() {
@@ -83,6 +87,37 @@ pub fn map_line(data: &[u8]) {
             check_writers(&plan);
         }
     }
+}
+
+/// `mapping::parse` reads what serde_json reads (the same texts, the same values, a repeated
+/// key's last value; serde_json's own maps keep the last), and leaves no object naming a key
+/// twice, also where it wrote the text again.
+fn check_read_as_segment_reads(text: &str, parsed: Option<&serde_json_borrow::Value<'_>>) {
+    let reference = serde_json::from_str::<serde_json::Value>(text).ok();
+    assert_eq!(
+        parsed.is_some(),
+        reference.is_some(),
+        "mapping::parse and serde_json disagree on whether the text is JSON"
+    );
+    let (Some(parsed), Some(reference)) = (parsed, reference) else {
+        return;
+    };
+    assert_eq!(serde_json::Value::from(parsed), reference, "values differ");
+    fn each_key_once(v: &serde_json_borrow::Value<'_>, r: &serde_json::Value) -> bool {
+        use serde_json_borrow::Value as V;
+        match (v, r) {
+            (V::Object(o), serde_json::Value::Object(m)) => {
+                o.len() == m.len()
+                    && o.iter()
+                        .all(|(k, v)| m.get(k).is_some_and(|r| each_key_once(v, r)))
+            }
+            (V::Array(a), serde_json::Value::Array(b)) => {
+                a.iter().zip(b).all(|(v, r)| each_key_once(v, r))
+            }
+            _ => true,
+        }
+    }
+    assert!(each_key_once(parsed, &reference), "a key is named twice");
 }
 
 /// `segment-amplitude map` writes its lines with sonic-rs, the functions their bodies with
@@ -149,9 +184,11 @@ pub fn inbound(data: &[u8]) {
     check_auth(&inbound);
     if let Ok(m) = body::split(inbound.body.as_bytes()) {
         // Each message as the functions plan it: under the batch's shared context.
-        let shared = planning::Shared::of(&m);
+        let mut rewritten = planning::SharedRewritten::default();
+        let shared = planning::Shared::of(&m, &mut rewritten);
         for text in m.texts().take(64) {
-            let Ok(value) = planning::parse(text) else {
+            let mut rewritten = None;
+            let Ok(value) = planning::parse(text, &mut rewritten) else {
                 continue;
             };
             for route in [Route::Events, Route::Engage] {

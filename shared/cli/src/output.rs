@@ -65,7 +65,8 @@ fn with_record<T>(
     keys: &Keys,
     write: impl FnOnce(&Record<'_, '_>) -> T,
 ) -> T {
-    let parsed: Result<serde_json_borrow::Value, _> = serde_json::from_str(line);
+    let mut rewritten = None;
+    let parsed = mapping::parse(line, &mut rewritten);
     let result = match &parsed {
         Ok(message) => mapping::plan(message, settings).and_then(|plan| {
             let deletes = plan
@@ -188,6 +189,25 @@ impl Serialize for KeyedBody<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `map` reads a line as the functions do: a key named twice keeps its last value
+    /// (`mapping::parse`), and the line shows each property once.
+    #[test]
+    fn a_repeated_key_keeps_its_last_value() {
+        let settings_json = serde_json::json!({"apiKey": "K"});
+        let settings = Settings::from_json(&settings_json).unwrap();
+        let keys = Keys::from_settings(&settings_json).unwrap();
+        let mut out = Vec::new();
+        let line = r#"{"type":"identify","type":"track","event":"e","userId":"user-first","userId":"user-last","properties":{"a":1,"a":2}}"#;
+        write_line(3, line, &settings, &keys, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            concat!(
+                r#"{"index":3,"requests":[{"endpoint":"httpapi","method":"POST","url":"https://api2.amplitude.com/2/httpapi","body":{"api_key":"K","events":[{"user_id":"user-last","library":"segment","event_type":"e","event_properties":{"a":2},"user_properties":{"id":"user-last"}}]}}],"error":null}"#,
+                "\n"
+            )
+        );
+    }
 
     /// The output line format is a contract (module docs): whatever the input, sonic-rs must
     /// write exactly the bytes serde_json writes for the same record. Checked on corpus

@@ -5,10 +5,105 @@
 //! a string is expected is its JSON text, and nothing ever panics.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json_borrow::Value;
 
 static NULL: Value<'static> = Value::Null;
+
+/// Reads one Segment JSON text as Segment reads it: where an object names a key more than
+/// once, the last value counts, at the key's first place. That is what `JSON.parse` (Node,
+/// where Segment's destinations run) and Go's `encoding/json` do, and what Amplitude does with
+/// a repeated key. `serde_json_borrow` keeps every entry and its lookups find the first, so
+/// without this `{"userId":"a","userId":"b"}` was sent as user `a`, `"type"` given twice
+/// was read by its first value, and `properties` with a key twice reached Amplitude with both.
+///
+/// The text is read once. Only a text that repeats a key (Segment's own deliveries never do)
+/// is written again without the repeats, into `rewritten`, and read from there; the values are
+/// the same (`float_roundtrip` reads back every number as written).
+pub fn parse<'t>(
+    text: &'t str,
+    rewritten: &'t mut Option<String>,
+) -> Result<Value<'t>, serde_json::Error> {
+    let value: Value<'t> = serde_json::from_str(text)?;
+    if !repeats_a_key(&value) {
+        return Ok(value);
+    }
+    let once = serde_json::to_string(&LastWins(&value))?;
+    drop(value); // one tree at a time: the peak is a tree and a text, not two trees
+    serde_json::from_str(Option::insert(rewritten, once))
+}
+
+/// Objects up to this size are checked through a filter ([`repeats_a_key`]), without
+/// allocating; most of a message's objects hold a few to a few dozen keys.
+const FILTERED_UP_TO: usize = 48;
+
+/// True if an object anywhere in `value` names a key twice. The depth is serde_json's
+/// (at most 128), so the recursion is bounded; it only descends into objects and arrays.
+///
+/// Every message is checked, so this is one pass over each object: each key sets one bit of a
+/// 64-bit filter by a fingerprint of its length and end bytes, and only a key whose bit is
+/// already set is compared with the keys before it (comparing every pair instead cost 6% of
+/// `map`'s instructions). An object of more keys than the filter can tell apart (a hostile
+/// message can hold 300,000 traits) is checked with a set, in linear time.
+fn repeats_a_key(value: &Value<'_>) -> bool {
+    let nested = |v: &Value<'_>| matches!(v, Value::Object(_) | Value::Array(_));
+    match value {
+        Value::Object(o) if o.len() > FILTERED_UP_TO => {
+            let mut seen = HashSet::with_capacity(o.len());
+            !o.keys().all(|k| seen.insert(k)) || o.values().any(|v| nested(v) && repeats_a_key(v))
+        }
+        Value::Object(o) => {
+            let mut filter = 0u64;
+            for (i, (key, v)) in o.iter().enumerate() {
+                let bit = 1u64 << fingerprint(key.as_bytes());
+                if filter & bit != 0 && o.keys().take(i).any(|earlier| earlier == key) {
+                    return true;
+                }
+                filter |= bit;
+                if nested(v) && repeats_a_key(v) {
+                    return true;
+                }
+            }
+            false
+        }
+        Value::Array(a) => a.iter().any(|v| nested(v) && repeats_a_key(v)),
+        _ => false,
+    }
+}
+
+/// A number in `0..64` from a key's length, first and last bytes (one multiplication).
+fn fingerprint(key: &[u8]) -> u32 {
+    let end = |b: Option<&u8>| u32::from(b.copied().unwrap_or(0));
+    let packed = (key.len() as u32) ^ (end(key.first()) << 12) ^ (end(key.last()) << 20);
+    packed.wrapping_mul(0x9E37_79B1) >> 26
+}
+
+/// A value written with each key of each object once: at its first place, with its last value.
+struct LastWins<'v, 'a>(&'v Value<'a>);
+
+impl Serialize for LastWins<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(o) => {
+                let mut last: HashMap<&str, &Value<'_>> = HashMap::with_capacity(o.len());
+                for (k, v) in o.iter() {
+                    last.insert(k, v);
+                }
+                let mut map = s.serialize_map(Some(last.len()))?;
+                for k in o.keys() {
+                    if let Some(v) = last.remove(k) {
+                        map.serialize_entry(k, &LastWins(v))?;
+                    }
+                }
+                map.end()
+            }
+            Value::Array(a) => s.collect_seq(a.iter().map(LastWins)),
+            other => other.serialize(s),
+        }
+    }
+}
 
 /// The value under `key` (exact match) of an object; `Null` for anything else.
 pub fn get<'a, 'v>(value: &'v Value<'a>, key: &str) -> &'v Value<'a> {
@@ -148,6 +243,132 @@ pub fn number(f: f64) -> Value<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(text: &str) -> (String, bool) {
+        let mut rewritten = None;
+        let value = parse(text, &mut rewritten).unwrap();
+        (serde_json::to_string(&value).unwrap(), rewritten.is_some())
+    }
+
+    /// A repeated key keeps its last value at its first place, at every depth and in arrays;
+    /// a key written with escapes is the same key.
+    #[test]
+    fn a_repeated_key_keeps_its_last_value_at_its_first_place() {
+        assert_eq!(
+            read(r#"{"a":1,"b":{"c":1,"c":[{"d":1,"e":0,"d":2}]},"a":3,"\u0062":"x"}"#),
+            (r#"{"a":3,"b":"x"}"#.to_string(), true)
+        );
+        assert_eq!(
+            read(r#"[{"c":1,"c":[{"d":1,"e":0,"d":{"f":1,"f":null}}]}]"#),
+            (r#"[{"c":[{"d":{"f":null},"e":0}]}]"#.to_string(), true)
+        );
+    }
+
+    /// The values of a rewritten text are the values sent: numbers (negative zero, the
+    /// largest integers, a 17-digit decimal) and escaped strings read back as they were.
+    #[test]
+    fn a_rewritten_text_keeps_every_value() {
+        let text = r#"{"k":0,"x":-0.0,"u":18446744073709551615,"i":-9223372036854775808,"f":7673421687.5130919,"s":"q\"\u2028\u0000😀","k":1}"#;
+        let expected = r#"{"k":1,"x":-0.0,"u":18446744073709551615,"i":-9223372036854775808,"f":7673421687.513092,"s":"q\"\u{2028}\u0000😀"}"#
+            .replace(r"\u{2028}", "\u{2028}");
+        assert_eq!(read(text), (expected, true));
+    }
+
+    /// Objects past the pairwise check's size are checked with a set: one repeat among 500
+    /// keys is found.
+    #[test]
+    fn a_repeat_in_a_large_object_is_found() {
+        let keys: Vec<String> = (0..500).map(|i| format!("\"k{i}\":{i}")).collect();
+        let text = format!("{{{}}}", keys.join(","));
+        assert_eq!(read(&text), (text.clone(), false));
+        let (once, rewrote) = read(&format!("{{{},\"k7\":\"last\"}}", keys.join(",")));
+        assert!(rewrote);
+        assert_eq!(once, text.replace("\"k7\":7,", "\"k7\":\"last\","));
+    }
+
+    /// A text without repeats is read in place: nothing is written again.
+    #[test]
+    fn a_text_without_repeats_is_read_once() {
+        let text = r#"{"a":{"b":[1,{"c":2}],"c":"d"},"b":[{"a":1},{"a":2}]}"#;
+        assert_eq!(read(text), (text.to_string(), false));
+    }
+
+    /// Random nested objects whose keys repeat (few names; objects past the pairwise size
+    /// too): what is read is the model with each key once, at its first place, with its
+    /// last value.
+    mod repeated_keys {
+        use super::read;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Model {
+            Leaf(i64),
+            Array(Vec<Model>),
+            Object(Vec<(u8, Model)>),
+        }
+
+        fn model() -> impl Strategy<Value = Model> {
+            any::<i64>()
+                .prop_map(Model::Leaf)
+                .prop_recursive(4, 200, 40, |inner| {
+                    prop_oneof![
+                        prop::collection::vec(inner.clone(), 0..4).prop_map(Model::Array),
+                        prop::collection::vec((0u8..30, inner), 0..40).prop_map(Model::Object),
+                    ]
+                })
+        }
+
+        /// Key `k` as sent: odd keys are written with an escape (`\u006b` is `k`).
+        fn key(k: u8) -> String {
+            if k % 2 == 1 {
+                format!(r#""\u006b{k}""#)
+            } else {
+                format!(r#""k{k}""#)
+            }
+        }
+
+        fn list(items: impl Iterator<Item = String>) -> String {
+            items.collect::<Vec<_>>().join(",")
+        }
+
+        fn sent(m: &Model) -> String {
+            match m {
+                Model::Leaf(n) => n.to_string(),
+                Model::Array(a) => format!("[{}]", list(a.iter().map(sent))),
+                Model::Object(o) => format!(
+                    "{{{}}}",
+                    list(o.iter().map(|(k, v)| format!("{}:{}", key(*k), sent(v))))
+                ),
+            }
+        }
+
+        fn expected(m: &Model) -> String {
+            match m {
+                Model::Leaf(n) => n.to_string(),
+                Model::Array(a) => format!("[{}]", list(a.iter().map(expected))),
+                Model::Object(o) => {
+                    let mut once: Vec<(u8, &Model)> = Vec::new();
+                    for (k, v) in o {
+                        match once.iter_mut().find(|(seen, _)| seen == k) {
+                            Some(slot) => slot.1 = v,
+                            None => once.push((*k, v)),
+                        }
+                    }
+                    let entries = once
+                        .iter()
+                        .map(|(k, v)| format!(r#""k{k}":{}"#, expected(v)));
+                    format!("{{{}}}", list(entries))
+                }
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn each_key_once_at_its_first_place_with_its_last_value(m in model()) {
+                prop_assert_eq!(read(&sent(&m)).0, expected(&m));
+            }
+        }
+    }
 
     #[test]
     fn loose_keys_ignore_case_and_separators() {

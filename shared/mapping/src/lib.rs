@@ -7,7 +7,8 @@
 //! ```
 //! let settings = mapping::Settings::default();
 //! let input = r#"{"type":"track","event":"Signed Up","userId":"user-1","messageId":"m1"}"#;
-//! let message: serde_json_borrow::Value = serde_json::from_str(input).unwrap();
+//! let mut rewritten = None;
+//! let message = mapping::parse(input, &mut rewritten).unwrap();
 //! let plan = mapping::plan(&message, &settings).unwrap();
 //! assert_eq!(plan.requests[0].url, "https://api2.amplitude.com/2/httpapi");
 //! ```
@@ -28,7 +29,7 @@ mod settings;
 mod time;
 mod user_agent;
 
-pub use json::id;
+pub use json::{id, parse};
 pub use message::{Batch, Call, Message};
 pub use plan::{Body, Endpoint, Plan, Rejection, Request};
 pub use props::{Prop, PropMap};

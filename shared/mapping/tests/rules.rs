@@ -7,9 +7,14 @@ use serde_json::{Value, json};
 /// The `map` command's record for one message, `{"index", "requests", "error"}`, with the API
 /// key `K` (the record format is the CLI's `output.rs`; its own tests drive the process).
 fn map(settings: Value, message: Value) -> Value {
+    map_text(settings, &message.to_string())
+}
+
+/// [`map`] for a message as sent, read as the functions read it (`mapping::parse`).
+fn map_text(settings: Value, text: &str) -> Value {
     let settings = Settings::from_json(&settings).expect("valid test settings");
-    let text = message.to_string();
-    let parsed: serde_json_borrow::Value = serde_json::from_str(&text).unwrap();
+    let mut rewritten = None;
+    let parsed = mapping::parse(text, &mut rewritten).unwrap();
     match mapping::plan(&parsed, &settings) {
         Ok(plan) => {
             let requests: Vec<Value> = plan.requests.iter().map(request_record).collect();
@@ -63,6 +68,40 @@ fn with(extra: Value) -> Value {
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
     s
+}
+
+// §0 Reading Segment JSON -----------------------------------------------------------------------
+
+/// A key an object names twice keeps its last value, at its first place, as Segment's own
+/// code (`JSON.parse`) reads it: the call type, the ids, the event name, a context field and a
+/// property are all the last ones sent, and Amplitude gets each property once. (The specs are
+/// silent; the decision is in the README, Mapping decisions.)
+#[test]
+fn s0_2_a_repeated_key_keeps_its_last_value() {
+    let text = r#"{"type":"identify","type":"track","event":"First","event":"Last",
+        "userId":"user-first","userId":"user-last","messageId":"m1",
+        "context":{"ip":"192.0.2.1","ip":"192.0.2.2"},
+        "properties":{"a":1,"b":{"c":1,"c":2},"a":3}}"#;
+    let record = map_text(key(), text);
+    assert_eq!(record["error"], Value::Null, "{record}");
+    assert_eq!(
+        record["requests"][0]["body"]["events"],
+        json!([{"user_id": "user-last", "library": "segment", "ip": "192.0.2.2",
+            "event_type": "Last", "insert_id": "m1",
+            "event_properties": {"a": 3, "b": {"c": 2}},
+            "user_properties": {"id": "user-last"}}])
+    );
+    // As written on the wire (a comparison of parsed JSON would hide a key written twice).
+    let mut rewritten = None;
+    let parsed = mapping::parse(text, &mut rewritten).unwrap();
+    let plan = mapping::plan(&parsed, &Settings::from_json(&key()).unwrap()).unwrap();
+    let Body::Events(events) = &plan.requests[0].body else {
+        panic!("events")
+    };
+    assert_eq!(
+        serde_json::to_string(&events[0].event_properties).unwrap(),
+        r#"{"a":3,"b":{"c":2}}"#
+    );
 }
 
 // §1 Settings ---------------------------------------------------------------------------------

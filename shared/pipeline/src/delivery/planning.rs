@@ -23,16 +23,20 @@ pub struct Shared<'b> {
     integrations: Value<'b>,
 }
 
+/// Where [`Shared::of`] keeps a shared part it had to write again ([`mapping::parse`]).
+pub type SharedRewritten = [Option<String>; 2];
+
 impl<'b> Shared<'b> {
     /// Reads what `messages` share; an unreadable part shares nothing (the mapping is lenient).
-    pub fn of(messages: &Messages<'b>) -> Self {
-        let parse = |raw: Option<&'b serde_json::value::RawValue>| {
-            raw.and_then(|r| serde_json::from_str(r.get()).ok())
+    pub fn of(messages: &Messages<'b>, rewritten: &'b mut SharedRewritten) -> Self {
+        let parse = |raw: Option<&'b serde_json::value::RawValue>, rewritten| {
+            raw.and_then(|r| mapping::parse(r.get(), rewritten).ok())
                 .unwrap_or(Value::Null)
         };
+        let [context, integrations] = rewritten;
         Shared {
-            context: parse(messages.context),
-            integrations: parse(messages.integrations),
+            context: parse(messages.context, context),
+            integrations: parse(messages.integrations, integrations),
         }
     }
 
@@ -53,9 +57,14 @@ pub struct Planned<'v> {
     pub plan: Result<Plan<'v>, MessageOutcome>,
 }
 
-/// A message's text, parsed; a text that is not JSON is rejected.
-pub fn parse(text: &str) -> Result<Value<'_>, MessageOutcome> {
-    serde_json::from_str(text).map_err(|_| rejected("the event is not valid JSON".into()))
+/// A message's text, parsed as Segment reads it (a repeated key keeps its last value,
+/// [`mapping::parse`]; `rewritten` holds the text without repeats where it had some); a text
+/// that is not JSON is rejected.
+pub fn parse<'t>(
+    text: &'t str,
+    rewritten: &'t mut Option<String>,
+) -> Result<Value<'t>, MessageOutcome> {
+    mapping::parse(text, rewritten).map_err(|_| rejected("the event is not valid JSON".into()))
 }
 
 /// Plans one parsed message for `route`. The ids are read before the mapping runs, so even a
@@ -131,7 +140,8 @@ pub fn guarded<T>(work: impl FnOnce() -> Result<T, MessageOutcome>) -> Result<T,
 /// outcome. For tools and tests that plan single lines; the functions plan in chunks
 /// (`stream`).
 pub fn decide(route: Route, settings: &Settings, text: &str) -> Decided {
-    let value = match parse(text) {
+    let mut rewritten = None;
+    let value = match parse(text, &mut rewritten) {
         Ok(value) => value,
         Err(outcome) => {
             return Decided {
@@ -240,7 +250,8 @@ mod tests {
             let text = format!(
                 r#"{{"type":"track","event":"e","userId":"user-1","properties":{{"x":{number}}}}}"#
             );
-            let value = parse(&text).unwrap();
+            let mut rewritten = None;
+            let value = parse(&text, &mut rewritten).unwrap();
             let plan = plan(Route::Events, &settings, &value, Batch::NONE)
                 .plan
                 .unwrap();
@@ -254,6 +265,27 @@ mod tests {
         }
     }
 
+    /// A key named twice keeps its last value (`mapping::parse`), in a message and in the
+    /// context a batch body shares: what reaches Amplitude, byte for byte.
+    #[test]
+    fn a_repeated_key_keeps_its_last_value_in_messages_and_shared_parts() {
+        let body = br#"{"batch": [{"type":"track","event":"e","userId":"user-first",
+            "userId":"user-last","messageId":"m1","properties":{"a":1,"a":2}}],
+            "context": {"ip": "192.0.2.1", "ip": "192.0.2.2"}}"#;
+        let messages = crate::ingest::body::split(body).unwrap();
+        let mut shared_rewritten = SharedRewritten::default();
+        let shared = Shared::of(&messages, &mut shared_rewritten);
+        let text = messages.texts().next().unwrap();
+        let mut rewritten = None;
+        let value = parse(text, &mut rewritten).unwrap();
+        let plan = plan(Route::Events, &Settings::default(), &value, shared.batch());
+        assert_eq!(plan.user_id.as_deref(), Some("user-last"));
+        assert_eq!(
+            encode::items(0, &plan.plan.unwrap())[0].wire,
+            r#"{"user_id":"user-last","library":"segment","ip":"192.0.2.2","event_type":"e","insert_id":"m1","event_properties":{"a":2},"user_properties":{"id":"user-last"}}"#
+        );
+    }
+
     #[test]
     fn a_batch_bodys_shared_context_is_read_under_each_messages_own() {
         let body = br#"{"batch": [
@@ -262,12 +294,14 @@ mod tests {
             "context": {"ip": "9.9.9.9", "library": {"name": "http"}},
             "integrations": {"Amplitude": {"session_id": 5}}}"#;
         let messages = crate::ingest::body::split(body).unwrap();
-        let shared = Shared::of(&messages);
+        let mut rewritten = SharedRewritten::default();
+        let shared = Shared::of(&messages, &mut rewritten);
         let settings = Settings::default();
         let wires: Vec<serde_json::Value> = messages
             .texts()
             .map(|text| {
-                let value = parse(text).unwrap();
+                let mut rewritten = None;
+                let value = parse(text, &mut rewritten).unwrap();
                 let plan = plan(Route::Events, &settings, &value, shared.batch())
                     .plan
                     .unwrap();

@@ -33,7 +33,8 @@ impl Function {
             .texts()
             .enumerate()
             .filter_map(|(message, text)| {
-                let value = planning::parse(text).ok()?;
+                let mut rewritten = None;
+                let value = planning::parse(text, &mut rewritten).ok()?;
                 let need = mapping::session_need_in(&value, shared.batch(), &self.config.settings)?;
                 Some(Need {
                     message,

@@ -88,7 +88,8 @@ impl Function {
         request_id: &str,
         measured: &mut Invocation,
     ) -> Delivered {
-        let shared = Shared::of(messages);
+        let mut rewritten = planning::SharedRewritten::default();
+        let shared = Shared::of(messages, &mut rewritten);
         let sessions = self
             .assign_sessions(route, messages, &shared, deadline, request_id)
             .await;
@@ -110,7 +111,8 @@ impl Function {
         };
         for (index, text) in messages.texts().enumerate() {
             state.planned_bytes += text.len();
-            let value = match planning::parse(text) {
+            let mut rewritten = None;
+            let value = match planning::parse(text, &mut rewritten) {
                 Ok(value) => value,
                 Err(outcome) => {
                     state.message_ids.push(None);
