@@ -9,7 +9,10 @@
 //!
 //! Nothing is copied: a message is a slice of the body, exactly as sent.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
+use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -50,14 +53,46 @@ pub enum BodyError {
     EmptyBatch,
 }
 
-#[derive(Deserialize)]
+/// The `{"batch": [...], "context", "integrations"}` shape. A key named twice keeps its last
+/// value, as in every object a message holds (`mapping::parse`): serde's derived reader would
+/// refuse the body instead.
 struct BatchBody<'a> {
-    #[serde(borrow)]
     batch: Vec<&'a RawValue>,
-    #[serde(default, borrow)]
     context: Option<&'a RawValue>,
-    #[serde(default, borrow)]
     integrations: Option<&'a RawValue>,
+}
+
+/// An object key, borrowed from the body unless it holds an escape.
+#[derive(Deserialize)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for BatchBody<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = BatchBody<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a batch body")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut batch, mut context, mut integrations) = (None, None, None);
+                while let Some(Key(key)) = map.next_key()? {
+                    match key.as_ref() {
+                        "batch" => batch = Some(map.next_value()?),
+                        "context" => context = map.next_value()?,
+                        "integrations" => integrations = map.next_value()?,
+                        _ => drop(map.next_value::<IgnoredAny>()?),
+                    }
+                }
+                Ok(BatchBody {
+                    batch: batch.ok_or_else(|| A::Error::missing_field("batch"))?,
+                    context,
+                    integrations,
+                })
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// What Segment's `X-Signature` covers in a body, found before (and without) splitting it.
@@ -96,12 +131,34 @@ pub fn signed_part(body: &[u8]) -> SignedPart<'_> {
     }
 }
 
-/// An Extensible Webhook item, `{"json": event}`: nothing but the wrapped event.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// An Extensible Webhook item, `{"json": event}`: nothing but the wrapped event (a `json`
+/// named twice: the last one, as [`BatchBody`] reads its keys).
 struct Wrapped<'a> {
-    #[serde(borrow)]
     json: &'a RawValue,
+}
+
+impl<'de> Deserialize<'de> for Wrapped<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Wrapped<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"{"json": event}"#)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut json = None;
+                while let Some(Key(key)) = map.next_key()? {
+                    if key != "json" {
+                        return Err(A::Error::unknown_field(&key, &["json"]));
+                    }
+                    json = Some(map.next_value()?);
+                }
+                let json = json.ok_or_else(|| A::Error::missing_field("json"))?;
+                Ok(Wrapped { json })
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// The event an item wraps as `{"json": {...}}`, or the item itself.
@@ -287,6 +344,34 @@ mod tests {
         assert_eq!(
             (signed.bytes, signed.events, signed.covers_body),
             (&br#"{"type":"track","event":"a"}"#[..], 4, false)
+        );
+    }
+
+    /// A key named twice in the body's own objects keeps its last value, as in messages:
+    /// the last `batch`, the last shared `context` (here `null`: none), the last `json` of an
+    /// Extensible Webhook item; a key written with an escape is the same key.
+    #[test]
+    fn a_repeated_body_key_keeps_its_last_value() {
+        let body = br#"{"batch":[{"type":"track","event":"first"}],"context":{"ip":"192.0.2.1"},
+            "\u0062atch":[{"type":"track","event":"a"},{"type":"track","event":"b"}],"context":null}"#;
+        let m = split(body).unwrap();
+        assert_eq!(
+            m.texts().collect::<Vec<_>>(),
+            [
+                r#"{"type":"track","event":"a"}"#,
+                r#"{"type":"track","event":"b"}"#
+            ]
+        );
+        assert!(m.context.is_none());
+        let body = br#"[{"json":{"type":"track","event":"first"},"json":{"type":"track","event":"last"}}]"#;
+        let m = split(body).unwrap();
+        assert_eq!(
+            m.texts().collect::<Vec<_>>(),
+            [r#"{"type":"track","event":"last"}"#]
+        );
+        assert_eq!(
+            signed_part(body).bytes,
+            br#"{"type":"track","event":"last"}"#
         );
     }
 
