@@ -151,6 +151,11 @@ async fn events_function_under_the_runtime_api() {
     let batch =
         json!({"batch": [track(7), track(8)], "context": {"ip": "203.0.113.9"}}).to_string();
     assert_eq!(f.http(v2(&batch, sig(&batch))).await.0, 200);
+    // A key named twice keeps its last value (`mapping::parse`), in the shared context too.
+    let repeated = r#"{"batch":[{"type":"track","event":"e2e","userId":"user-first",
+        "userId":"user-11","messageId":"e2e-11","properties":{"a":1,"a":2}}],
+        "context":{"ip":"203.0.113.1","ip":"203.0.113.11"}}"#;
+    assert_eq!(f.http(v2(repeated, sig(repeated))).await.0, 200);
     // Base64 body.
     let nine = track(9).to_string();
     let mut b64 = v2(
@@ -177,8 +182,21 @@ async fn events_function_under_the_runtime_api() {
     let ingested = amp.state.ingested();
     assert_eq!(
         ingested.events.len(),
-        9,
-        "events 1–9 (page 6 included), each once"
+        10,
+        "events 1–9 (page 6 included) and 11, each once"
+    );
+    let eleven = ingested
+        .events
+        .iter()
+        .find(|e| e["insert_id"] == "e2e-11")
+        .unwrap();
+    assert_eq!(
+        (
+            &eleven["user_id"],
+            &eleven["ip"],
+            &eleven["event_properties"]
+        ),
+        (&json!("user-11"), &json!("203.0.113.11"), &json!({"a": 2}))
     );
     assert!(ingested.insert_ids.values().all(|c| c.stored == 1));
     assert_eq!(
