@@ -150,6 +150,24 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
     let wide_group = json!({"type": "group", "userId": "user-1", "groupId": "g", "messageId": "w3",
         "traits": {"plan_type": "team", "name": groups}})
     .to_string();
+    // Repeated keys: such a message is written again without its repeats and read again
+    // (`mapping::parse`): one wide message, and many small ones.
+    let twice: Vec<String> = (0..300_000)
+        .map(|i| format!(r#""k{}":{i}"#, i / 2))
+        .collect();
+    let wide_twice = format!(
+        r#"{{"type":"identify","userId":"user-1","messageId":"w4","traits":{{{}}}}}"#,
+        twice.join(",")
+    );
+    let repeated: Vec<String> = (0..20_000)
+        .map(|i| {
+            format!(
+                r#"{{"type":"track","event":"e","event":"Played","userId":"user-{}","messageId":"r{i}","properties":{{"a":1,"b":2,"a":3}}}}"#,
+                i % 700
+            )
+        })
+        .collect();
+    let repeated = format!("[{}]", repeated.join(","));
     vec![
         ("4,000 corpus events", corpus, true),
         ("24 orders x 1,300 products, 16 KB traits", fan_out, true),
@@ -174,6 +192,12 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
             wide_group,
             true,
         ),
+        (
+            "one identify naming 150,000 traits twice each",
+            wide_twice,
+            true,
+        ),
+        ("20,000 tracks each naming two keys twice", repeated, true),
     ]
 }
 
