@@ -12,27 +12,82 @@ use serde_json_borrow::Value;
 
 static NULL: Value<'static> = Value::Null;
 
-/// Reads one Segment JSON text as Segment reads it: where an object names a key more than
-/// once, the last value counts, at the key's first place. That is what `JSON.parse` (Node,
-/// where Segment's destinations run) and Go's `encoding/json` do, and what Amplitude does with
-/// a repeated key. `serde_json_borrow` keeps every entry and its lookups find the first, so
-/// without this `{"userId":"a","userId":"b"}` was sent as user `a`, `"type"` given twice
-/// was read by its first value, and `properties` with a key twice reached Amplitude with both.
+/// Reads one Segment JSON text as Segment reads it:
 ///
-/// The text is read once. Only a text that repeats a key (Segment's own deliveries never do)
-/// is written again without the repeats, into `rewritten`, and read from there; the values are
-/// the same (`float_roundtrip` reads back every number as written).
+/// * where an object names a key more than once, the last value counts, at the key's first
+///   place. That is what `JSON.parse` (Node, where Segment's destinations run) and Go's
+///   `encoding/json` do, and what Amplitude does with a repeated key. `serde_json_borrow`
+///   keeps every entry and its lookups find the first, so without this
+///   `{"userId":"a","userId":"b"}` was sent as user `a`, `"type"` given twice was read by its
+///   first value, and `properties` with a key twice reached Amplitude with both;
+/// * a `\u` escape of a lone UTF-16 surrogate (a string cut in the middle of an emoji) is
+///   U+FFFD, as Segment's tracking API (Go's `encoding/json`) reads it. serde_json refuses
+///   such a text, so the message was rejected as not JSON.
+///
+/// The text is read once. Only a text with a repeated key or a lone surrogate (Segment's own
+/// deliveries have neither) is written again without them, into `rewritten`, and read from
+/// there; the values are the same (`float_roundtrip` reads back every number as written).
 pub fn parse<'t>(
     text: &'t str,
     rewritten: &'t mut Option<String>,
 ) -> Result<Value<'t>, serde_json::Error> {
-    let value: Value<'t> = serde_json::from_str(text)?;
-    if !repeats_a_key(&value) {
-        return Ok(value);
+    let again = match serde_json::from_str::<Value<'t>>(text) {
+        Ok(value) if !repeats_a_key(&value) => return Ok(value),
+        Ok(value) => serde_json::to_string(&LastWins(&value))?,
+        Err(refused) => {
+            let Some(mended) = without_lone_surrogates(text) else {
+                return Err(refused);
+            };
+            let value: Value<'_> = serde_json::from_str(&mended)?;
+            if repeats_a_key(&value) {
+                serde_json::to_string(&LastWins(&value))?
+            } else {
+                drop(value);
+                mended
+            }
+        }
+    };
+    // One tree at a time: the first is gone, so the peak is a tree and a text, not two trees.
+    serde_json::from_str(Option::insert(rewritten, again))
+}
+
+/// `text` with every `\u` escape of a lone UTF-16 surrogate written `\ufffd`, or `None` if it
+/// has none. A pair (`\ud83d\ude00`) stays; so does an escaped backslash before a `u`.
+fn without_lone_surrogates(text: &str) -> Option<String> {
+    if !text.contains("\\u") {
+        return None;
     }
-    let once = serde_json::to_string(&LastWins(&value))?;
-    drop(value); // one tree at a time: the peak is a tree and a text, not two trees
-    serde_json::from_str(Option::insert(rewritten, once))
+    let bytes = text.as_bytes();
+    let escape_at = |i: usize| -> Option<u16> {
+        let hex = bytes.get(i..i + 6)?.strip_prefix(b"\\u")?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+    };
+    let is_high = |n: Option<u16>| n.is_some_and(|n| (0xD800..=0xDBFF).contains(&n));
+    let is_low = |n: Option<u16>| n.is_some_and(|n| (0xDC00..=0xDFFF).contains(&n));
+    let mut out = Vec::with_capacity(bytes.len());
+    let (mut copied, mut i, mut mended) = (0, 0, false);
+    // Each escape is looked at from its backslash; the bytes between are copied as they are.
+    while let Some(at) = bytes.get(i..)?.iter().position(|b| *b == b'\\') {
+        let at = i + at;
+        let n = escape_at(at);
+        i = if is_high(n) && is_low(escape_at(at + 6)) {
+            at + 12
+        } else if is_high(n) || is_low(n) {
+            out.extend_from_slice(bytes.get(copied..at)?);
+            out.extend_from_slice(b"\\ufffd");
+            copied = at + 6;
+            mended = true;
+            at + 6
+        } else {
+            at + 2 // `\\`, `\"`, another escape: the byte after the backslash is not one
+        };
+    }
+    out.extend_from_slice(bytes.get(copied..)?);
+    // Only ASCII escapes were replaced by ASCII escapes: the text is still UTF-8.
+    mended.then(|| String::from_utf8(out).ok()).flatten()
 }
 
 /// Objects up to this size are checked through a filter ([`repeats_a_key`]), without
@@ -274,8 +329,32 @@ mod tests {
         assert_eq!(read(text), (expected, true));
     }
 
-    /// Objects past the pairwise check's size are checked with a set: one repeat among 500
-    /// keys is found.
+    /// A `\u` escape of a lone UTF-16 surrogate is U+FFFD, as Segment's tracking API reads
+    /// it (the text was refused before); pairs, escaped backslashes and other escapes stay.
+    #[test]
+    fn a_lone_surrogate_is_read_as_the_replacement_character() {
+        let text = r#"{"cut":"Joy \ud83d","low":"\uDE00!","pair":"\ud83d\ude00","two":"\ud83d\ud83d\ude00","lit":"\\ud800","q":"\"\u0041"}"#;
+        assert_eq!(
+            read(text),
+            (
+                "{\"cut\":\"Joy \u{fffd}\",\"low\":\"\u{fffd}!\",\"pair\":\"😀\",\"two\":\"\u{fffd}😀\",\"lit\":\"\\\\ud800\",\"q\":\"\\\"A\"}"
+                    .to_string(),
+                true
+            )
+        );
+        // With a repeated key too; and a text refused for another reason stays refused.
+        assert_eq!(
+            read(r#"{"a":"\udc00","a":"\ud800x"}"#),
+            ("{\"a\":\"\u{fffd}x\"}".to_string(), true)
+        );
+        let mut rewritten = None;
+        assert!(parse(r#"{"a":"\ud800","b":1e400}"#, &mut rewritten).is_err());
+        assert!(parse(r#"{"a":"\ud800"#, &mut rewritten).is_err());
+        assert_eq!(without_lone_surrogates(r#"{"a":"\\ud800\u00e9"}"#), None);
+    }
+
+    /// Objects past the filter's size are checked with a set: one repeat among 500 keys is
+    /// found.
     #[test]
     fn a_repeat_in_a_large_object_is_found() {
         let keys: Vec<String> = (0..500).map(|i| format!("\"k{i}\":{i}")).collect();
@@ -293,7 +372,7 @@ mod tests {
         assert_eq!(read(text), (text.to_string(), false));
     }
 
-    /// Random nested objects whose keys repeat (few names; objects past the pairwise size
+    /// Random nested objects whose keys repeat (few names; objects past the filter's size
     /// too): what is read is the model with each key once, at its first place, with its
     /// last value.
     mod repeated_keys {
@@ -313,7 +392,7 @@ mod tests {
                 .prop_recursive(4, 200, 40, |inner| {
                     prop_oneof![
                         prop::collection::vec(inner.clone(), 0..4).prop_map(Model::Array),
-                        prop::collection::vec((0u8..30, inner), 0..40).prop_map(Model::Object),
+                        prop::collection::vec((0u8..80, inner), 0..70).prop_map(Model::Object),
                     ]
                 })
         }

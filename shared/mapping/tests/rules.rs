@@ -104,6 +104,21 @@ fn s0_2_a_repeated_key_keeps_its_last_value() {
     );
 }
 
+/// A string cut in the middle of an emoji (a `\u` escape of a lone UTF-16 surrogate) is read
+/// with U+FFFD in its place, as Segment's tracking API reads it, instead of the message being
+/// rejected as not JSON. (The specs are silent; README, Mapping decisions.)
+#[test]
+fn s0_2_a_lone_surrogate_is_the_replacement_character() {
+    let text = r#"{"type":"track","event":"Joy \ud83d","userId":"user-1","messageId":"m1",
+        "properties":{"emoji":"\ud83d\ude00","cut":"\ude00"}}"#;
+    assert_eq!(
+        map_text(key(), text)["requests"][0]["body"]["events"],
+        json!([{"user_id": "user-1", "library": "segment", "event_type": "Joy \u{fffd}",
+            "insert_id": "m1", "event_properties": {"emoji": "😀", "cut": "\u{fffd}"},
+            "user_properties": {"id": "user-1"}}])
+    );
+}
+
 // §1 Settings ---------------------------------------------------------------------------------
 
 #[test]
