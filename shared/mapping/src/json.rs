@@ -365,6 +365,20 @@ mod tests {
         assert_eq!(once, text.replace("\"k7\":7,", "\"k7\":\"last\","));
     }
 
+    /// The README's known limit: a message nested 127 levels deep is read, 128 is refused
+    /// (serde_json's recursion limit; every reader and writer of a message recurses per level).
+    #[test]
+    fn nesting_is_read_to_127_levels() {
+        let nested = |levels: usize| {
+            let inner = levels - 1;
+            format!(r#"{{"p":{}{}}}"#, "[".repeat(inner), "]".repeat(inner))
+        };
+        let mut rewritten = None;
+        assert!(parse(&nested(127), &mut rewritten).is_ok());
+        let refused = parse(&nested(128), &mut rewritten).unwrap_err().to_string();
+        assert!(refused.starts_with("recursion limit exceeded"), "{refused}");
+    }
+
     /// A text without repeats is read in place: nothing is written again.
     #[test]
     fn a_text_without_repeats_is_read_once() {
