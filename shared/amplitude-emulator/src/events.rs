@@ -20,25 +20,6 @@ const RESERVED_EVENT_TYPES: [&str; 6] = [
     "[Amplitude] Merged User",
 ];
 
-/// Ids Amplitude refuses (amplitude-api §2.3).
-const INVALID_IDS: [&str; 15] = [
-    "anonymous",
-    "nil",
-    "none",
-    "null",
-    "n/a",
-    "na",
-    "undefined",
-    "unknown",
-    "\"\"",
-    "",
-    "00000000-0000-0000-0000-000000000000",
-    "{}",
-    "lmy47d",
-    "0",
-    "-1",
-];
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     HttpApi,
@@ -148,9 +129,7 @@ fn check_events(
         for field in ["user_id", "device_id"] {
             match e.get(field) {
                 None | Some(Value::Null) => {}
-                Some(Value::String(id))
-                    if INVALID_IDS.contains(&id.to_ascii_lowercase().as_str()) =>
-                {
+                Some(Value::String(id)) if amplitude_wire::is_refused_id(id) => {
                     invalid.entry(field).or_default().push(i)
                 }
                 Some(Value::String(id)) if id.chars().count() < min_len => {

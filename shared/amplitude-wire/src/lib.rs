@@ -12,6 +12,33 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use serde_with::skip_serializing_none;
 
+/// The ids Amplitude refuses whatever their length (amplitude-api §2.3): an event that carries
+/// one as `user_id` or `device_id` gets a 400. The mapping drops them before sending; the
+/// emulator refuses them.
+pub const REFUSED_IDS: [&str; 15] = [
+    "anonymous",
+    "nil",
+    "none",
+    "null",
+    "n/a",
+    "na",
+    "undefined",
+    "unknown",
+    "\"\"",
+    "",
+    "00000000-0000-0000-0000-000000000000",
+    "{}",
+    "lmy47d",
+    "0",
+    "-1",
+];
+
+/// True for an id of [`REFUSED_IDS`], compared without regard to ASCII case (the docs list
+/// them in lower case; `Undefined` from a client is as much a placeholder as `undefined`).
+pub fn is_refused_id(id: &str) -> bool {
+    REFUSED_IDS.iter().any(|r| r.eq_ignore_ascii_case(id))
+}
+
 /// `{field: [event index]}`, as in `events_with_invalid_fields`.
 pub type IndexMap = BTreeMap<String, Vec<usize>>;
 /// `{user or device id: events per second (or per day)}`, as in `throttled_users`.

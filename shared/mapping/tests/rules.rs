@@ -1562,6 +1562,42 @@ fn s17_5_short_ids_are_dropped_and_a_message_left_without_ids_is_rejected() {
     );
 }
 
+/// amplitude-api §2.3: the placeholder ids Amplitude refuses at any length (`undefined`,
+/// `null`, the all-zero UUID, …, in any ASCII case) are dropped like short ones, so the event
+/// goes with its other id instead of being refused whole; with no id left, the reason names it.
+#[test]
+fn s17_5_placeholder_ids_amplitude_refuses_are_dropped() {
+    let undefined = json!({"type": "track", "event": "Played", "messageId": "m1",
+        "userId": "Undefined", "anonymousId": "anon-12345"});
+    assert_eq!(
+        Value::Array(events(key(), undefined)),
+        json!([{"device_id": "anon-12345", "library": "segment", "event_type": "Played",
+            "insert_id": "m1", "event_properties": {}, "user_properties": {"id": "Undefined"}}])
+    );
+    let zero_device = json!({"type": "track", "event": "Played", "messageId": "m2",
+        "userId": "user-1", "context": {"device": {"id": "00000000-0000-0000-0000-000000000000"}}});
+    let e = events(key(), zero_device);
+    assert_eq!(
+        (e[0].get("device_id"), &e[0]["user_id"]),
+        (None, &json!("user-1"))
+    );
+    // Long enough under `minIdLength: 1`, still refused.
+    assert_eq!(
+        error(
+            with(json!({"minIdLength": 1})),
+            json!({"type": "identify", "userId": 0})
+        ),
+        json!({"kind": "invalid", "message": "`userId` \"0\" is a placeholder Amplitude refuses as an id, and the message has no other id"})
+    );
+    assert_eq!(
+        error(
+            key(),
+            json!({"type": "group", "groupId": "g1", "anonymousId": "anonymous"})
+        ),
+        json!({"kind": "invalid", "message": "group: the device id (`context.device.id` or `anonymousId`) \"anonymous\" is a placeholder Amplitude refuses as an id, and the message has no other id"})
+    );
+}
+
 #[test]
 fn s17_settings_are_validated_once_and_name_the_key() {
     let cases = [

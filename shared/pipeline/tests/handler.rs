@@ -631,7 +631,8 @@ async fn a_mixed_batch_is_counted_by_outcome() {
         b.metrics(sink)
     })
     .await;
-    // The first request is refused for m6's invalid id; the throttle answers the second.
+    // The first request is refused for m6's reserved event type; the throttle answers the
+    // second.
     s.emu.state.push_faults([
         Fault {
             route: None,
@@ -653,7 +654,7 @@ async fn a_mixed_batch_is_counted_by_outcome() {
         json!({"type": "track", "event": "e", "messageId": "m3"}),
         json!({"type": "delete", "userId": "user-4", "messageId": "m4"}),
         track(5),
-        json!({"type": "track", "event": "e", "userId": "undefined", "messageId": "m6"}),
+        json!({"type": "track", "event": "[Amplitude] Merged User", "userId": "user-6", "messageId": "m6"}),
     ];
     let body = serde_json::to_string(&events).unwrap();
     let (status, reply) = call(

@@ -12,7 +12,7 @@ use crate::message::Message;
 use crate::plan::{Body, Endpoint, Plan, Rejection, Request};
 use crate::props::{Prop, PropMap};
 use crate::rules::track::MAX_MESSAGE_OUTPUT_BYTES;
-use crate::rules::{device, drop_short_ids};
+use crate::rules::{device, drop_refused_ids};
 use crate::settings::Settings;
 
 /// The legacy group type (§9.2.2).
@@ -45,7 +45,7 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
     let mut user_id = msg.user_id.clone();
     let mut device_id = device::device_id(msg, settings);
     // §17.5: an id Amplitude would refuse is dropped from the link.
-    let too_short = drop_short_ids(
+    let dropped = drop_refused_ids(
         &mut user_id,
         &mut device_id,
         settings.effective_min_id_length(),
@@ -88,9 +88,10 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
     }
     if requests.is_empty() {
         let min = settings.effective_min_id_length();
-        return Err(Rejection::Invalid(match (typed.is_some(), too_short.first()) {
-            (_, Some((field, id))) => format!(
-                "group: {field} {id:?} is shorter than the {min} characters Amplitude accepts (minIdLength), and the message has no other id"
+        return Err(Rejection::Invalid(match (typed.is_some(), dropped.first()) {
+            (_, Some(d)) => format!(
+                "group: {}, and the message has no other id",
+                d.reason(min)
             ),
             (false, None) => {
                 "group: `userId` or `anonymousId` is required to link a user to a legacy group"

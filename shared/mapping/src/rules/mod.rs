@@ -30,34 +30,54 @@ use crate::amplitude::DeviceFields;
 use crate::plan::Rejection;
 use crate::settings::Settings;
 
-/// §13 and §17.5: an id shorter than the minimum Amplitude accepts (`minIdLength`, else 5) is
-/// dropped, as Amplitude would refuse the whole request over it; then an event or an
-/// identification needs a `user_id` or a `device_id`, and the reason names what was missing or
-/// too short.
+/// §13 and §17.5: an id Amplitude would refuse (shorter than the minimum, `minIdLength` else
+/// 5, or one of its placeholder values such as `undefined`) is dropped, as Amplitude would
+/// refuse the whole event over it; then an event or an identification needs a `user_id` or a
+/// `device_id`, and the reason names what was missing or refused.
 pub(crate) fn require_ids(
     device: &mut DeviceFields<'_>,
     settings: &Settings,
 ) -> Result<(), Rejection> {
     let min = settings.effective_min_id_length();
-    let too_short = drop_short_ids(&mut device.user_id, &mut device.device_id, min);
+    let dropped = drop_refused_ids(&mut device.user_id, &mut device.device_id, min);
     if device.user_id.is_some() || device.device_id.is_some() {
         return Ok(());
     }
-    Err(Rejection::Invalid(match too_short.first() {
-        Some((field, id)) => format!(
-            "{field} {id:?} is shorter than the {min} characters Amplitude accepts (minIdLength), and the message has no other id"
-        ),
+    Err(Rejection::Invalid(match dropped.first() {
+        Some(d) => format!("{}, and the message has no other id", d.reason(min)),
         None => "`userId` or `anonymousId` (or `context.device.id`) is required".into(),
     }))
 }
 
-/// §17.5: drops a user id or device id shorter than `min` characters; returns what it dropped,
-/// with the field it came from.
-pub(crate) fn drop_short_ids<'a>(
+/// An id [`drop_refused_ids`] took out, and where it came from.
+pub(crate) struct DroppedId {
+    field: &'static str,
+    id: String,
+    /// One of Amplitude's placeholder values (`amplitude_wire::REFUSED_IDS`), not too short.
+    placeholder: bool,
+}
+
+impl DroppedId {
+    /// Why, for a rejection's reason.
+    pub(crate) fn reason(&self, min: u32) -> String {
+        let DroppedId { field, id, .. } = self;
+        if self.placeholder {
+            format!("{field} {id:?} is a placeholder Amplitude refuses as an id")
+        } else {
+            format!(
+                "{field} {id:?} is shorter than the {min} characters Amplitude accepts (minIdLength)"
+            )
+        }
+    }
+}
+
+/// amplitude-api §2.3, §17.5: drops a user id or device id shorter than `min` characters or
+/// on Amplitude's list of refused ids; returns what it dropped.
+pub(crate) fn drop_refused_ids<'a>(
     user_id: &mut Option<Cow<'a, str>>,
     device_id: &mut Option<Cow<'a, str>>,
     min: u32,
-) -> Vec<(&'static str, String)> {
+) -> Vec<DroppedId> {
     let mut dropped = Vec::new();
     for (slot, field) in [
         (user_id, "`userId`"),
@@ -66,11 +86,17 @@ pub(crate) fn drop_short_ids<'a>(
             "the device id (`context.device.id` or `anonymousId`)",
         ),
     ] {
-        if slot
-            .as_deref()
-            .is_some_and(|id| id.chars().count() < min as usize)
-        {
-            dropped.extend(slot.take().map(|id| (field, id.into_owned())));
+        let Some(id) = slot.as_deref() else {
+            continue;
+        };
+        let short = id.chars().count() < min as usize;
+        let placeholder = !short && amplitude_wire::is_refused_id(id);
+        if short || placeholder {
+            dropped.extend(slot.take().map(|id| DroppedId {
+                field,
+                id: id.into_owned(),
+                placeholder,
+            }));
         }
     }
     dropped

@@ -5,7 +5,7 @@
 
 use crate::json::text;
 use crate::message::{Call, Message};
-use crate::rules::{device, drop_short_ids, page};
+use crate::rules::{device, drop_refused_ids, page};
 use crate::settings::Settings;
 
 /// A message whose events need a session: the key its state is kept under, and the event's
@@ -37,7 +37,7 @@ pub fn need(msg: &Message<'_>, settings: &Settings) -> Option<SessionNeed> {
     }
     let mut user_id = msg.user_id.clone();
     let mut device_id = device::device_id(msg, settings);
-    drop_short_ids(
+    drop_refused_ids(
         &mut user_id,
         &mut device_id,
         settings.effective_min_id_length(),
