@@ -57,9 +57,9 @@ pub struct Planned<'v> {
     pub plan: Result<Plan<'v>, MessageOutcome>,
 }
 
-/// A message's text, parsed as Segment reads it (a repeated key keeps its last value,
-/// [`mapping::parse`]; `rewritten` holds the text without repeats where it had some); a text
-/// that is not JSON is rejected.
+/// A message's text, parsed as Segment reads it ([`mapping::parse`]: a repeated key keeps its
+/// last value, a lone surrogate escape is U+FFFD; `rewritten` holds the text where it had to
+/// be written again); a text that is not JSON is rejected.
 pub fn parse<'t>(
     text: &'t str,
     rewritten: &'t mut Option<String>,
