@@ -50,8 +50,8 @@ fn schedule(rng: &mut SmallRng, users: &[String], n: usize) -> Vec<Fault> {
 
 /// Segment traffic: the corpus, with deletions of some of its users mixed in and some
 /// identifies clearing their user's properties first; and the users those clears erase.
-fn traffic() -> (Vec<String>, HashSet<String>) {
-    let mut lines = corpus::lines(SEED, MESSAGES);
+fn traffic(seed: u64) -> (Vec<String>, HashSet<String>) {
+    let mut lines = corpus::lines(seed, MESSAGES);
     for i in (0..MESSAGES).step_by(200) {
         lines[i] = json!({"type": "delete", "userId": format!("user-{:05}", i % 5000)}).to_string();
     }
@@ -93,9 +93,25 @@ fn expected(plan: &Plan<'_>) -> Expected {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_on_every_endpoint_nothing_lost_nothing_applied_twice() {
+    chaos(SEED).await;
+}
+
+/// Any other schedules (and traffic), on demand, so the faults are not one fixed script:
+/// `CHAOS_SEEDS=1,2,3 cargo test -p amplitude-client --test chaos -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "opt-in: the seeds come from CHAOS_SEEDS"]
+async fn chaos_on_chosen_schedules() {
+    let seeds = std::env::var("CHAOS_SEEDS").expect("CHAOS_SEEDS, e.g. 1,2,3");
+    for seed in seeds.split(',') {
+        chaos(seed.trim().parse().expect("CHAOS_SEEDS holds numbers")).await;
+    }
+}
+
+async fn chaos(seed: u64) {
+    println!("chaos, seed {seed}: starting");
     let emu = emulator().await;
-    let mut rng = SmallRng::seed_from_u64(SEED);
-    let (lines, cleared) = traffic();
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let (lines, cleared) = traffic(seed);
     let settings = Settings::from_json(&corpus::settings()).unwrap();
     let parsed = parse(&lines);
     let plans = plan_all(&parsed, &settings);
@@ -271,7 +287,7 @@ async fn chaos_on_every_endpoint_nothing_lost_nothing_applied_twice() {
     }
     let resent: usize = got.insert_ids.values().map(|c| c.received - c.stored).sum();
     println!(
-        "chaos: {} messages on every endpoint, {rounds} rounds: {delivered} delivered, {rejected} \
+        "chaos, seed {seed}: {} messages on every endpoint, {rounds} rounds: {delivered} delivered, {rejected} \
          rejected by an index-400; {resent} resent events absorbed by insert_id; {} \
          increments each applied once; {} requests received",
         plans.len(),

@@ -503,3 +503,14 @@ async fn chaos_in_durable_mode_first_schedule() {
 async fn chaos_in_durable_mode_second_schedule() {
     chaos(7).await;
 }
+
+/// Any other schedules, on demand, so the faults are not one fixed script:
+/// `CHAOS_SEEDS=1,2,3 cargo test -p pipeline --test durable_chaos -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "opt-in: the seeds come from CHAOS_SEEDS"]
+async fn chaos_in_durable_mode_chosen_schedules() {
+    let seeds = std::env::var("CHAOS_SEEDS").expect("CHAOS_SEEDS, e.g. 1,2,3");
+    for seed in seeds.split(',') {
+        chaos(seed.trim().parse().expect("CHAOS_SEEDS holds numbers")).await;
+    }
+}
