@@ -330,10 +330,17 @@ impl<'a> Assembled<'a> {
                 }
             }
         }
-        let mut set = self.caller_set;
-        for (k, v) in self.plain.into_entries() {
-            set.insert_missing(k, v);
-        }
+        // `plain` is built by `insert`, so its keys are unique: without a caller `$set` it is
+        // already the set, and is not copied key by key (each copy searching the copied).
+        let mut set = if self.caller_set.is_empty() {
+            self.plain
+        } else {
+            let mut set = self.caller_set;
+            for (k, v) in self.plain.into_entries() {
+                set.insert_missing(k, v);
+            }
+            set
+        };
         for (k, v) in self.derived_set.into_entries() {
             set.insert_missing(k, v);
         }
