@@ -35,6 +35,10 @@ pub struct PropMap<'a> {
     /// Each key's first position, while `entries` has at least [`INDEXED_FROM`] of them.
     /// Boxed: most maps never have one, and a map is a value of its parent's entries, so
     /// its size is every entry's (`map` moves 64-byte entries instead of 96).
+    #[expect(
+        clippy::box_collection,
+        reason = "the box keeps a map that has no index 8 bytes wide instead of 48"
+    )]
     index: Option<Box<HashMap<Cow<'a, str>, usize>>>,
 }
 
