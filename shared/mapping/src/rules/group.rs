@@ -87,12 +87,8 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         }
     }
     if requests.is_empty() {
-        let min = settings.effective_min_id_length();
         return Err(Rejection::Invalid(match (typed.is_some(), dropped.first()) {
-            (_, Some(d)) => format!(
-                "group: {}, and the message has no other id",
-                d.reason(min)
-            ),
+            (_, Some(d)) => format!("group: {}, and the message has no other id", d.reason()),
             (false, None) => {
                 "group: `userId` or `anonymousId` is required to link a user to a legacy group"
                     .into()

@@ -38,35 +38,46 @@ pub(crate) fn require_ids(
     device: &mut DeviceFields<'_>,
     settings: &Settings,
 ) -> Result<(), Rejection> {
-    let min = settings.effective_min_id_length();
-    let dropped = drop_refused_ids(&mut device.user_id, &mut device.device_id, min);
+    let dropped = drop_refused_ids(
+        &mut device.user_id,
+        &mut device.device_id,
+        settings.effective_min_id_length(),
+    );
     if device.user_id.is_some() || device.device_id.is_some() {
         return Ok(());
     }
     Err(Rejection::Invalid(match dropped.first() {
-        Some(d) => format!("{}, and the message has no other id", d.reason(min)),
+        Some(d) => format!("{}, and the message has no other id", d.reason()),
         None => "`userId` or `anonymousId` (or `context.device.id`) is required".into(),
     }))
 }
 
-/// An id [`drop_refused_ids`] took out, and where it came from.
+/// An id [`drop_refused_ids`] took out, where it came from, and why.
 pub(crate) struct DroppedId {
     field: &'static str,
     id: String,
-    /// One of Amplitude's placeholder values (`amplitude_wire::REFUSED_IDS`), not too short.
-    placeholder: bool,
+    why: Refused,
+}
+
+/// Why Amplitude would refuse an id.
+enum Refused {
+    /// Shorter than this many characters (`minIdLength`, else 5).
+    Short(u32),
+    /// One of Amplitude's placeholder values (`amplitude_wire::REFUSED_IDS`), long enough.
+    Placeholder,
 }
 
 impl DroppedId {
     /// Why, for a rejection's reason.
-    pub(crate) fn reason(&self, min: u32) -> String {
-        let DroppedId { field, id, .. } = self;
-        if self.placeholder {
-            format!("{field} {id:?} is a placeholder Amplitude refuses as an id")
-        } else {
-            format!(
+    pub(crate) fn reason(&self) -> String {
+        let DroppedId { field, id, why } = self;
+        match why {
+            Refused::Placeholder => {
+                format!("{field} {id:?} is a placeholder Amplitude refuses as an id")
+            }
+            Refused::Short(min) => format!(
                 "{field} {id:?} is shorter than the {min} characters Amplitude accepts (minIdLength)"
-            )
+            ),
         }
     }
 }
@@ -89,15 +100,18 @@ pub(crate) fn drop_refused_ids<'a>(
         let Some(id) = slot.as_deref() else {
             continue;
         };
-        let short = id.chars().count() < min as usize;
-        let placeholder = !short && amplitude_wire::is_refused_id(id);
-        if short || placeholder {
-            dropped.extend(slot.take().map(|id| DroppedId {
-                field,
-                id: id.into_owned(),
-                placeholder,
-            }));
-        }
+        let why = if id.chars().count() < min as usize {
+            Refused::Short(min)
+        } else if amplitude_wire::is_refused_id(id) {
+            Refused::Placeholder
+        } else {
+            continue;
+        };
+        dropped.extend(slot.take().map(|id| DroppedId {
+            field,
+            id: id.into_owned(),
+            why,
+        }));
     }
     dropped
 }
