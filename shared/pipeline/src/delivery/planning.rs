@@ -59,12 +59,25 @@ pub struct Planned<'v> {
 
 /// A message's text, parsed as Segment reads it ([`mapping::parse`]: a repeated key keeps its
 /// last value, a lone surrogate escape is U+FFFD; `rewritten` holds the text where it had to
-/// be written again); a text that is not JSON is rejected.
+/// be written again); a text that cannot be read is rejected, saying why ([`unreadable`]).
 pub fn parse<'t>(
     text: &'t str,
     rewritten: &'t mut Option<String>,
 ) -> Result<Value<'t>, MessageOutcome> {
-    mapping::parse(text, rewritten).map_err(|_| rejected("the event is not valid JSON".into()))
+    mapping::parse(text, rewritten).map_err(|e| rejected(unreadable(&e)))
+}
+
+/// Why a message could not be read: serde_json's reason (a fixed phrase, never the sender's
+/// bytes) without its line and column, so that every message refused for the same reason has
+/// the same one, and a reply's counts by reason group them. Besides text that is not JSON,
+/// this names JSON that cannot be held: a number beyond a double (`1e400`: "number out of
+/// range") and nesting deeper than serde_json's 128 levels ("recursion limit exceeded"),
+/// the limit that keeps a hostile body from exhausting the stack.
+fn unreadable(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    let why = full.strip_suffix(&at).unwrap_or(&full);
+    format!("the event could not be read as JSON ({why})")
 }
 
 /// Plans one parsed message for `route`. The ids are read before the mapping runs, so even a
@@ -175,6 +188,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_unreadable_message_is_rejected_saying_why_without_where() {
+        let reason = |text: &str| parse(text, &mut None).unwrap_err();
+        let deep = format!(
+            r#"{{"type":"track","properties":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(
+            reason(&deep),
+            rejected("the event could not be read as JSON (recursion limit exceeded)".into())
+        );
+        assert_eq!(
+            reason(r#"{"type":"track","properties":{"n":1e400}}"#),
+            rejected("the event could not be read as JSON (number out of range)".into())
+        );
+        // The same reason wherever the fault is, so a reply's counts group such messages.
+        assert_eq!(
+            reason(r#"{"type":"track""#),
+            reason(r#"{"type":"track","event":"E""#)
+        );
+        assert_eq!(
+            reason(r#"{"type":"track""#),
+            rejected("the event could not be read as JSON (EOF while parsing an object)".into())
+        );
+    }
+
+    #[test]
     fn a_panic_while_planning_one_message_rejects_only_that_message() {
         // Silence the default hook's backtrace for this deliberate panic.
         let hook = std::panic::take_hook();
@@ -220,7 +260,7 @@ mod tests {
         );
         assert_eq!(
             decide(Route::Events, &s, "{oops").items.unwrap_err(),
-            rejected("the event is not valid JSON".into())
+            rejected("the event could not be read as JSON (key must be a string)".into())
         );
         assert_eq!(
             decide(Route::Events, &s, r#"{"type":"page","userId":"u"}"#)
