@@ -1019,6 +1019,34 @@ fn s10_2_unmap() {
     );
 }
 
+#[test]
+fn s10_2_an_unmap_option_that_names_no_id_is_refused_not_mapped() {
+    let alias = |unmap: Value| {
+        json!({"type": "alias", "previousId": "old", "userId": "new",
+            "integrations": {"Amplitude": {"unmap": unmap}}})
+    };
+    let alias_on = || with(json!({"sendAlias": true}));
+    for says_whom_not in [json!(true), json!({"id": "old"}), json!(["old"])] {
+        assert_eq!(
+            error(alias_on(), alias(says_whom_not)),
+            json!({"kind": "invalid",
+                "message": "alias: `integrations.Amplitude.unmap` must be the id to unmap (a string)"})
+        );
+    }
+    // No unmap asked: mapped as usual.
+    for none in [json!(null), json!(false), json!("")] {
+        assert_eq!(
+            only_request(alias_on(), alias(none))["body"]["mapping"],
+            json!([{"user_id": "old", "global_user_id": "new"}])
+        );
+    }
+    // A number is an id, as everywhere (§0.3).
+    assert_eq!(
+        only_request(alias_on(), alias(json!(123)))["body"]["mapping"],
+        json!([{"user_id": "123", "unmap": true}])
+    );
+}
+
 // §12 Deletion ----------------------------------------------------------------------------------
 
 #[test]
