@@ -1160,6 +1160,55 @@ fn s13_rejection_table() {
 }
 
 #[test]
+fn s13_a_field_sent_as_the_wrong_type_is_named_as_such_not_as_missing() {
+    let alias_on = || with(json!({"sendAlias": true}));
+    let cases = [
+        (
+            key(),
+            json!({"type": "track", "userId": "user-u", "event": {"name": "e"}}),
+            "track: `event` must be a string or a number",
+        ),
+        (
+            key(),
+            json!({"type": "track", "userId": "user-u", "event": ""}),
+            "track: `event` is required",
+        ),
+        (
+            key(),
+            json!({"type": "group", "userId": "user-u", "groupId": ["g1", "g2"]}),
+            "group: `groupId` must be a string or a number",
+        ),
+        (
+            key(),
+            json!({"type": "group", "userId": "user-u", "groupId": null}),
+            "group: `groupId` is required",
+        ),
+        (
+            alias_on(),
+            json!({"type": "alias", "userId": "b", "previousId": {"id": "a"}}),
+            "alias: `previousId` must be a string or a number",
+        ),
+        (
+            alias_on(),
+            json!({"type": "alias", "userId": true, "previousId": "a"}),
+            "alias: `userId` must be a string or a number",
+        ),
+        (
+            with(json!({"secretKey": "S"})),
+            json!({"type": "delete", "userId": ["u"]}),
+            "delete: `userId` must be a string or a number",
+        ),
+    ];
+    for (settings, msg, message) in cases {
+        assert_eq!(
+            error(settings, msg.clone()),
+            json!({"kind": "invalid", "message": message}),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
 fn s13_page_without_applicable_setting_is_skipped_without_error() {
     assert_eq!(
         map(

@@ -8,6 +8,7 @@ use crate::amplitude::UserMapping;
 use crate::json;
 use crate::message::Message;
 use crate::plan::{Body, Endpoint, Plan, Rejection, Request};
+use crate::rules::missing;
 use crate::settings::Settings;
 
 pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
@@ -24,11 +25,11 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         }
     } else {
         let previous = json::id(msg.field("previousId"))
-            .ok_or_else(|| Rejection::Invalid("alias: `previousId` is required".into()))?;
+            .ok_or_else(|| missing("alias: `previousId`", msg.field("previousId")))?;
         let user_id = msg
             .user_id
             .clone()
-            .ok_or_else(|| Rejection::Invalid("alias: `userId` is required".into()))?;
+            .ok_or_else(|| missing("alias: `userId`", msg.field("userId")))?;
         UserMapping {
             user_id: previous,
             global_user_id: Some(user_id),

@@ -7,13 +7,14 @@
 use crate::amplitude::Deletion;
 use crate::message::Message;
 use crate::plan::{Body, Endpoint, Plan, Rejection, Request};
+use crate::rules::missing;
 use crate::settings::Settings;
 
 pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
     let user_id = msg
         .user_id
         .clone()
-        .ok_or_else(|| Rejection::Invalid("delete: `userId` is required".into()))?;
+        .ok_or_else(|| missing("delete: `userId`", msg.field("userId")))?;
     Ok(Plan {
         requests: vec![Request::new(
             Endpoint::Deletion,

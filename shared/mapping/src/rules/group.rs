@@ -12,7 +12,7 @@ use crate::message::Message;
 use crate::plan::{Body, Endpoint, Plan, Rejection, Request};
 use crate::props::{Prop, PropMap};
 use crate::rules::track::MAX_MESSAGE_OUTPUT_BYTES;
-use crate::rules::{device, drop_refused_ids};
+use crate::rules::{device, drop_refused_ids, missing};
 use crate::settings::Settings;
 
 /// The legacy group type (§9.2.2).
@@ -20,7 +20,7 @@ const LEGACY_TYPE: &str = "[Segment] Group";
 
 pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
     let group_id = json::id(msg.field("groupId"))
-        .ok_or_else(|| Rejection::Invalid("group: `groupId` is required".into()))?;
+        .ok_or_else(|| missing("group: `groupId`", msg.field("groupId")))?;
     let traits = msg.traits();
     let typed = typed_group(traits, settings);
     let (group_type, group_value) = match &typed {

@@ -26,6 +26,8 @@ pub mod user_properties;
 
 use std::borrow::Cow;
 
+use serde_json_borrow::Value;
+
 use crate::amplitude::DeviceFields;
 use crate::plan::Rejection;
 use crate::settings::Settings;
@@ -50,6 +52,18 @@ pub(crate) fn require_ids(
         Some(d) => format!("{}, and the message has no other id", d.reason()),
         None => "`userId` or `anonymousId` (or `context.device.id`) is required".into(),
     }))
+}
+
+/// The rejection for a field that must hold an id or a name (`what`, e.g. "group:
+/// `groupId`") and does not: "is required" when it is absent, `null` or `""`; what it must be
+/// when it is there as something else (`true`, an object, an array), so the sender is not
+/// told to add a field it sent.
+pub(crate) fn missing(what: &str, value: &Value<'_>) -> Rejection {
+    Rejection::Invalid(match value {
+        Value::Null => format!("{what} is required"),
+        Value::Str(s) if s.is_empty() => format!("{what} is required"),
+        _ => format!("{what} must be a string or a number"),
+    })
 }
 
 /// An id [`drop_refused_ids`] took out, where it came from, and why.

@@ -12,6 +12,7 @@ use crate::rules::event_properties::{
     add_query_params, remove_promoted_revenue_keys, remove_reserved,
 };
 use crate::rules::events::{self, EventBase};
+use crate::rules::missing;
 use crate::rules::revenue;
 use crate::settings::Settings;
 
@@ -31,8 +32,8 @@ pub const MAX_PRODUCT_EVENTS: usize = 10_000;
 pub const MAX_MESSAGE_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
 
 pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
-    let event_type = text(msg.field("event"))
-        .ok_or_else(|| Rejection::Invalid("track: `event` is required".into()))?;
+    let event_type =
+        text(msg.field("event")).ok_or_else(|| missing("track: `event`", msg.field("event")))?;
     let base = EventBase::new(msg, settings)?;
     let properties = msg.properties();
     let is_order = is_order_event(&event_type);
