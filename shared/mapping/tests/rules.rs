@@ -1198,6 +1198,16 @@ fn s13_a_field_sent_as_the_wrong_type_is_named_as_such_not_as_missing() {
             json!({"type": "delete", "userId": ["u"]}),
             "delete: `userId` must be a string or a number",
         ),
+        (
+            key(),
+            json!({"type": "track", "event": "e", "userId": {"id": "user-u"}}),
+            "`userId` must be a string or a number, and the message has no other id",
+        ),
+        (
+            key(),
+            json!({"type": "identify", "anonymousId": true, "traits": {"a": 1}}),
+            "`anonymousId` must be a string or a number, and the message has no other id",
+        ),
     ];
     for (settings, msg, message) in cases {
         assert_eq!(

@@ -35,7 +35,7 @@ impl<'a> EventBase<'a> {
             // §17.4.4: the sending library, as Segment's Actions destination names it.
             device.library = Some(name);
         }
-        require_ids(&mut device, settings)?;
+        require_ids(msg, &mut device, settings)?;
         Ok(EventBase {
             device,
             message_id: msg.message_id(),

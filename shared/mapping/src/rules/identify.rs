@@ -28,7 +28,7 @@ pub fn plan_with<'a>(
     user_properties: PropMap<'a>,
 ) -> Result<Plan<'a>, Rejection> {
     let mut device = device::device_fields(msg, settings);
-    require_ids(&mut device, settings)?;
+    require_ids(msg, &mut device, settings)?;
     let option = |key| {
         Some(msg.option(key))
             .filter(|v| json::is_present(v))

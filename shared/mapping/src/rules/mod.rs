@@ -29,14 +29,17 @@ use std::borrow::Cow;
 use serde_json_borrow::Value;
 
 use crate::amplitude::DeviceFields;
+use crate::json;
+use crate::message::Message;
 use crate::plan::Rejection;
 use crate::settings::Settings;
 
 /// §13 and §17.5: an id Amplitude would refuse (shorter than the minimum, `minIdLength` else
 /// 5, or one of its placeholder values such as `undefined`) is dropped, as Amplitude would
 /// refuse the whole event over it; then an event or an identification needs a `user_id` or a
-/// `device_id`, and the reason names what was missing or refused.
+/// `device_id`, and the reason names what was missing, refused, or sent as the wrong type.
 pub(crate) fn require_ids(
+    msg: &Message<'_>,
     device: &mut DeviceFields<'_>,
     settings: &Settings,
 ) -> Result<(), Rejection> {
@@ -48,9 +51,16 @@ pub(crate) fn require_ids(
     if device.user_id.is_some() || device.device_id.is_some() {
         return Ok(());
     }
-    Err(Rejection::Invalid(match dropped.first() {
-        Some(d) => format!("{}, and the message has no other id", d.reason()),
-        None => "`userId` or `anonymousId` (or `context.device.id`) is required".into(),
+    let mistyped = ["userId", "anonymousId"].into_iter().find(|field| {
+        let value = msg.field(field);
+        json::is_present(value) && json::id(value).is_none()
+    });
+    Err(Rejection::Invalid(match (dropped.first(), mistyped) {
+        (Some(d), _) => format!("{}, and the message has no other id", d.reason()),
+        (None, Some(field)) => {
+            format!("`{field}` must be a string or a number, and the message has no other id")
+        }
+        (None, None) => "`userId` or `anonymousId` (or `context.device.id`) is required".into(),
     }))
 }
 
@@ -59,10 +69,10 @@ pub(crate) fn require_ids(
 /// when it is there as something else (`true`, an object, an array), so the sender is not
 /// told to add a field it sent.
 pub(crate) fn missing(what: &str, value: &Value<'_>) -> Rejection {
-    Rejection::Invalid(match value {
-        Value::Null => format!("{what} is required"),
-        Value::Str(s) if s.is_empty() => format!("{what} is required"),
-        _ => format!("{what} must be a string or a number"),
+    Rejection::Invalid(if json::is_present(value) {
+        format!("{what} must be a string or a number")
+    } else {
+        format!("{what} is required")
     })
 }
 
