@@ -740,6 +740,41 @@ async fn no_secret_in_any_log_line_even_at_trace() {
     }
 }
 
+/// A sender-given text is logged cut to 256 bytes and its length: a rejected message whose
+/// messageId is 300 KB (valid JSON, within a body) leaves a short WARN line that still names
+/// it, not a 300 KB line (CloudWatch cuts a log event at 256 KB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_message_id_is_logged_cut_with_its_length() {
+    let Some((moto, amp)) = env().await else {
+        return;
+    };
+    moto.put_secret(
+        "ingest/huge-id",
+        &json!({"api_key": "key-1", "bearer_token": "token-1"}).to_string(),
+    )
+    .await;
+    let f = start_with("events", &moto, &amp, "ingest/huge-id", json!({}), &[]).await;
+    let id = "m".repeat(300_000);
+    let body = json!({"type": "track", "userId": "user-1", "messageId": id}).to_string();
+    let (status, _) = f
+        .http(v2(&body, json!({"Authorization": "Bearer token-1"})))
+        .await;
+    assert_eq!(status, 400);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rejected: Vec<Value> = f
+        .json_logs()
+        .into_iter()
+        .filter(|l| l["fields"]["message"] == "message rejected")
+        .collect();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(
+        rejected[0]["fields"]["message_id"],
+        json!(format!("{}… (300000 bytes)", "m".repeat(256)))
+    );
+    let longest = f.logs.lock().unwrap().iter().map(String::len).max();
+    assert!(longest < Some(2048), "a log line of {longest:?} bytes");
+}
+
 /// Issue "first deploy" §4: `segment-amplitude secret set` puts the Amplitude key into a
 /// created secret and keeps its generated bearer token (`put-secret-value` would replace it),
 /// reading the value from standard input and printing key names only.

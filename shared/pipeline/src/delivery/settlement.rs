@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::outcome::{Entry, MessageOutcome, Tally};
 use crate::durable::{QueueError, QueueKind, job};
 use crate::function::Function;
+use crate::ops::logging::Capped;
 use crate::ops::metrics::Invocation;
 
 /// How many messageIds a log line about a refused request names.
@@ -210,7 +211,7 @@ impl Function {
 /// configuration (ERROR, with their count and the first messageIds). Never keys or payloads.
 fn log_outcomes(request_id: &str, route: &str, entries: &[Entry]) {
     for e in entries {
-        let message_id = e.message_id.as_deref().unwrap_or("none");
+        let message_id = Capped::text(e.message_id.as_deref().unwrap_or("none"));
         match &e.outcome {
             MessageOutcome::Rejected {
                 by,
@@ -220,17 +221,17 @@ fn log_outcomes(request_id: &str, route: &str, entries: &[Entry]) {
                 request_id,
                 route,
                 endpoint = endpoint.unwrap_or("none"),
-                message_id,
+                message_id = %message_id,
                 by = ?by,
-                reason = %reason,
+                reason = %Capped::text(reason),
                 "message rejected"
             ),
             MessageOutcome::DeadLettered { reason, endpoint } => tracing::warn!(
                 request_id,
                 route,
                 endpoint,
-                message_id,
-                reason = %reason,
+                message_id = %message_id,
+                reason = %Capped::text(reason),
                 "dead-lettered"
             ),
             _ => {}
@@ -249,17 +250,17 @@ fn log_outcomes(request_id: &str, route: &str, entries: &[Entry]) {
         })
         .collect();
     if let Some(first) = refused.first() {
-        let ids: Vec<&str> = refused
+        let ids: Vec<Capped<'_>> = refused
             .iter()
             .take(FIRST_IDS)
-            .filter_map(|e| e.message_id.as_deref())
+            .filter_map(|e| e.message_id.as_deref().map(Capped::text))
             .collect();
         tracing::error!(
             request_id,
             route,
             count = refused.len(),
             first_message_ids = ?ids,
-            reason = first.outcome.reason().unwrap_or_default(),
+            reason = %Capped::text(first.outcome.reason().unwrap_or_default()),
             "Amplitude refused the request or the configuration; the messages are kept for a retry"
         );
     }
@@ -280,7 +281,7 @@ fn audit(users: &[Option<String>], entries: &[Entry], jobs: &[DeletionJob]) {
         });
         tracing::info!(
             audit = "deletion",
-            user_id = %user_id,
+            user_id = %Capped::audited_id(user_id),
             job_day = job_day.unwrap_or("none"),
             outcome = entry.outcome.word(),
             "deletion audit"

@@ -51,6 +51,63 @@ pub fn init() {
     }
 }
 
+/// The most bytes of one sender-given text (a messageId, a user id, a reason quoting a field)
+/// a log line shows. Such texts are as long as the sender makes them (a 300 KB messageId is
+/// valid JSON); CloudWatch cuts a log event at 256 KB, and an operator needs only enough to
+/// search for it.
+pub(crate) const LOGGED_TEXT_BYTES: usize = 256;
+
+/// The most bytes of a user id a deletion audit line shows: Amplitude's limit on any string
+/// it keeps, so every id Amplitude can hold is audited whole.
+pub(crate) const AUDITED_ID_BYTES: usize = 1024;
+
+/// A sender-given text as a log line shows it: whole up to a limit ([`LOGGED_TEXT_BYTES`], or
+/// [`AUDITED_ID_BYTES`] for an audited id), else cut there (on a character boundary) and
+/// followed by its full length.
+pub(crate) struct Capped<'a> {
+    text: &'a str,
+    limit: usize,
+}
+
+impl<'a> Capped<'a> {
+    /// A messageId, a reason: up to [`LOGGED_TEXT_BYTES`].
+    pub(crate) fn text(text: &'a str) -> Self {
+        Capped {
+            text,
+            limit: LOGGED_TEXT_BYTES,
+        }
+    }
+
+    /// A user id in the deletion audit: up to [`AUDITED_ID_BYTES`].
+    pub(crate) fn audited_id(text: &'a str) -> Self {
+        Capped {
+            text,
+            limit: AUDITED_ID_BYTES,
+        }
+    }
+}
+
+impl std::fmt::Display for Capped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Capped { text, limit } = *self;
+        if text.len() <= limit {
+            return f.write_str(text);
+        }
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let shown = text.get(..end).unwrap_or_default();
+        write!(f, "{shown}… ({} bytes)", text.len())
+    }
+}
+
+impl std::fmt::Debug for Capped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{}\"", self)
+    }
+}
+
 /// This project's crates at `level`; every other at most WARN.
 fn targets(level: LevelFilter) -> Targets {
     Targets::new()
@@ -62,6 +119,32 @@ fn targets(level: LevelFilter) -> Targets {
 mod tests {
     use super::*;
     use tracing::Level;
+
+    #[test]
+    fn a_sender_given_text_is_logged_whole_up_to_256_bytes_then_cut_with_its_length() {
+        let short = "m".repeat(LOGGED_TEXT_BYTES);
+        assert_eq!(Capped::text(&short).to_string(), short);
+        let long = "m".repeat(300_000);
+        assert_eq!(
+            Capped::text(&long).to_string(),
+            format!("{}… (300000 bytes)", "m".repeat(LOGGED_TEXT_BYTES))
+        );
+        // Cut on a character boundary: 255 ASCII bytes, then a 3-byte character across 256.
+        let across = format!("{}€€", "a".repeat(LOGGED_TEXT_BYTES - 1));
+        assert_eq!(
+            Capped::text(&across).to_string(),
+            format!("{}… (261 bytes)", "a".repeat(LOGGED_TEXT_BYTES - 1))
+        );
+        assert_eq!(format!("{:?}", Capped::text("m-1")), "\"m-1\"");
+        // An audited id: whole up to Amplitude's 1024, then cut the same way.
+        let id = "u".repeat(AUDITED_ID_BYTES);
+        assert_eq!(Capped::audited_id(&id).to_string(), id);
+        let long_id = "u".repeat(300_000);
+        assert_eq!(
+            Capped::audited_id(&long_id).to_string(),
+            format!("{id}… (300000 bytes)")
+        );
+    }
 
     #[test]
     fn dependencies_stay_at_warn_whatever_the_level() {
