@@ -742,7 +742,8 @@ async fn no_secret_in_any_log_line_even_at_trace() {
 
 /// A sender-given text is logged cut to 256 bytes and its length: a rejected message whose
 /// messageId is 300 KB (valid JSON, within a body) leaves a short WARN line that still names
-/// it, not a 300 KB line (CloudWatch cuts a log event at 256 KB).
+/// it, not a 300 KB line (CloudWatch cuts a log event at 256 KB); so does a long
+/// `X-Request-Id`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_message_id_is_logged_cut_with_its_length() {
     let Some((moto, amp)) = env().await else {
@@ -756,11 +757,24 @@ async fn a_huge_message_id_is_logged_cut_with_its_length() {
     let f = start_with("events", &moto, &amp, "ingest/huge-id", json!({}), &[]).await;
     let id = "m".repeat(300_000);
     let body = json!({"type": "track", "userId": "user-1", "messageId": id}).to_string();
+    let request_id = "r".repeat(5_000);
     let (status, _) = f
-        .http(v2(&body, json!({"Authorization": "Bearer token-1"})))
+        .http(v2(
+            &body,
+            json!({"Authorization": "Bearer token-1", "X-Request-Id": request_id}),
+        ))
         .await;
     assert_eq!(status, 400);
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let handled: Vec<Value> = f
+        .json_logs()
+        .into_iter()
+        .filter(|l| l["fields"]["message"] == "request handled")
+        .collect();
+    assert_eq!(
+        handled[0]["fields"]["sender_request_id"],
+        json!(format!("{}… (5000 bytes)", "r".repeat(256)))
+    );
     let rejected: Vec<Value> = f
         .json_logs()
         .into_iter()

@@ -39,6 +39,7 @@ use crate::ingest::reply::{LambdaResponse, Reply};
 use crate::ingest::{Operation, Route};
 use crate::ops::aws::AwsEnv;
 use crate::ops::config::{ConfigError, FunctionConfig, QueueConfig};
+use crate::ops::logging::Capped;
 use crate::ops::metrics::{Invocation, Sink};
 use crate::ops::secrets::{IngestKeys, SecretCache, SecretError, SecretId, SecretSource};
 
@@ -352,7 +353,9 @@ impl Function {
             route = route.path(),
             source = ?inbound.source,
             gateway_request_id = inbound.gateway_request_id.as_deref(),
-            sender_request_id = inbound.sender_request_id(),
+            sender_request_id = inbound
+                .sender_request_id()
+                .map(|id| tracing::field::display(Capped::text(id))),
             status = reply.status.as_u16(),
             received = c.received,
             delivered = c.delivered,
