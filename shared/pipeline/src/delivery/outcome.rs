@@ -7,6 +7,19 @@ use amplitude_client::{Outcome, RetryCause};
 use serde::Serialize;
 use serde_with::skip_serializing_none;
 
+/// serde_json's reason for refusing a text, without its " at line 1 column 42" tail: a reason
+/// for a message or a queue job is then the same wherever in the text the fault is, so
+/// counts by reason group them. Cut exactly at the position serde_json reports, so a reason
+/// that itself holds " at line " keeps it.
+pub(crate) fn json_reason(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    match full.strip_suffix(&at) {
+        Some(reason) => reason.to_owned(),
+        None => full,
+    }
+}
+
 /// Who refused a message for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

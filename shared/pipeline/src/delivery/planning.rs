@@ -13,7 +13,7 @@ use mapping::engage::Engage;
 use mapping::{Batch, Message, Plan, Rejection, Settings};
 use serde_json_borrow::Value;
 
-use super::outcome::{MessageOutcome, RejectedBy};
+use super::outcome::{MessageOutcome, RejectedBy, json_reason};
 use crate::ingest::Route;
 use crate::ingest::body::Messages;
 
@@ -74,10 +74,7 @@ pub fn parse<'t>(
 /// range") and nesting deeper than serde_json's 128 levels ("recursion limit exceeded"),
 /// the limit that keeps a hostile body from exhausting the stack.
 fn unreadable(e: &serde_json::Error) -> String {
-    let full = e.to_string();
-    let at = format!(" at line {} column {}", e.line(), e.column());
-    let why = full.strip_suffix(&at).unwrap_or(&full);
-    format!("the event could not be read as JSON ({why})")
+    format!("the event could not be read as JSON ({})", json_reason(e))
 }
 
 /// Plans one parsed message for `route`. The ids are read before the mapping runs, so even a

@@ -15,6 +15,8 @@ use flate2::Compression;
 use mapping::{Endpoint, Region};
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::json_reason;
+
 /// The largest message this project puts on a queue, and the largest `SendMessageBatch`
 /// payload: SQS's long-standing limit (queues may allow more; none allows less).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -128,7 +130,7 @@ impl Job {
     /// Reads a queue message body.
     pub fn decode(body: &str) -> Result<Job, JobError> {
         let job: Job =
-            serde_json::from_str(body).map_err(|e| JobError::Malformed(strip_position(&e)))?;
+            serde_json::from_str(body).map_err(|e| JobError::Malformed(json_reason(&e)))?;
         if job.items.iter().any(|i| i.message >= job.message_ids.len()) {
             return Err(JobError::Malformed("an item names no message".into()));
         }
@@ -208,15 +210,6 @@ fn renumber(items: &mut [JobItem], message_ids: &[Option<String>]) -> Vec<Option
         });
     }
     ids
-}
-
-/// A serde error's message without its " at line 1 column 42" tail.
-fn strip_position(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    match text.rfind(" at line ") {
-        Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
-        None => text,
-    }
 }
 
 /// What a delivery left undelivered, as jobs: one per endpoint, with the throttled items apart
