@@ -331,7 +331,8 @@ impl Lane {
         throttled: &std::collections::HashSet<usize>,
     ) {
         self.triage(batch, |pos, _| {
-            match rejected.iter().find(|(p, _)| *p == pos) {
+            let listed = rejected.binary_search_by_key(&pos, |(p, _)| *p).ok();
+            match listed.and_then(|k| rejected.get(k)) {
                 Some((_, why)) => Triage::Reject(why.clone()),
                 None if throttled.contains(&pos) => Triage::Hold,
                 None => Triage::Resend,

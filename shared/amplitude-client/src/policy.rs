@@ -11,11 +11,14 @@
 //! retryable, so nothing valid is lost while someone fixes the key or the URL.
 
 use std::collections::HashSet;
+use std::collections::btree_map::{self, BTreeMap};
 use std::time::Duration;
 
 use amplitude_wire::ErrorBody;
 use mapping::Endpoint;
 use rand::Rng;
+
+use crate::batch::Limits;
 
 /// What a response tells the client to do with the request's items.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,8 +31,9 @@ pub enum Verdict {
     /// The request or the configuration is wrong, not an event (see the module docs): the
     /// items stay retryable and the request is not repeated.
     RequestRefused { reason: String },
-    /// A 400 listing indices: drop exactly those (each with Amplitude's reason), resend the
-    /// rest at once; `throttled` (a silenced-400's `throttled_events`) are held like a 429.
+    /// A 400 listing indices: drop exactly those (each with Amplitude's reason; sorted by
+    /// index), resend the rest at once; `throttled` (a silenced-400's `throttled_events`) are
+    /// held like a 429.
     DropListed {
         rejected: Vec<(usize, String)>,
         throttled: HashSet<usize>,
@@ -113,7 +117,7 @@ pub fn classify(endpoint: Endpoint, http_status: u16, body: &[u8]) -> Verdict {
         Some(c) if severity(c) > severity(http_status) => c,
         _ => http_status,
     };
-    let error = parsed.error.as_deref().unwrap_or_default();
+    let error = quoted(parsed.error.as_deref().unwrap_or_default());
     let reason = |what: &str| {
         if error.is_empty() {
             format!("Amplitude {status}: {what}")
@@ -130,7 +134,7 @@ pub fn classify(endpoint: Endpoint, http_status: u16, body: &[u8]) -> Verdict {
         400 if error.starts_with("Invalid API key") => Verdict::CredentialsRefused {
             reason: "Amplitude 400: Invalid API key".into(),
         },
-        400 => classify_400(&parsed, status, reason),
+        400 => classify_400(endpoint, &parsed, status, reason),
         413 => Verdict::TooLarge,
         // The User Privacy API's 429 is its per-project request rate (one request per second),
         // not a throttled user: it is retried with backoff and the deletion spacing.
@@ -156,10 +160,15 @@ pub fn classify(endpoint: Endpoint, http_status: u16, body: &[u8]) -> Verdict {
 /// `Request missing required field` with `events_with_invalid_fields`); without them,
 /// `missing_field` or a request-level error refuses the request; otherwise the bad item is
 /// isolated.
-fn classify_400(body: &ErrorBody, status: u16, reason: impl Fn(&str) -> String) -> Verdict {
-    let error = body.error.as_deref().unwrap_or_default();
+fn classify_400(
+    endpoint: Endpoint,
+    body: &ErrorBody,
+    status: u16,
+    reason: impl Fn(&str) -> String,
+) -> Verdict {
+    let error = quoted(body.error.as_deref().unwrap_or_default());
     if body.lists_events() {
-        return drop_listed(body, status, error);
+        return drop_listed(endpoint, body, status, error);
     }
     if let Some(field) = &body.missing_field {
         return Verdict::RequestRefused {
@@ -176,35 +185,61 @@ fn classify_400(body: &ErrorBody, status: u16, reason: impl Fn(&str) -> String) 
     }
 }
 
-fn drop_listed(body: &ErrorBody, status: u16, error: &str) -> Verdict {
-    let mut rejected: Vec<(usize, String)> = Vec::new();
+/// The most bytes of a text of Amplitude's (its `error`, a field name it lists) a reason
+/// quotes. Amplitude's are a few dozen bytes; a misbehaving server's can be megabytes, and
+/// every rejected event of the request carries its reason.
+const QUOTED_BYTES: usize = 200;
+
+/// The most bytes one event's reason grows to as the fields listing it are added.
+const REASON_BYTES: usize = 1024;
+
+/// `text` cut to [`QUOTED_BYTES`], on a character boundary.
+fn quoted(text: &str) -> &str {
+    let mut end = text.len().min(QUOTED_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
+/// The listed events of a 400, each with every list that names it. An index past the most
+/// items a request of `endpoint` holds names no event and is passed over, so a misbehaving
+/// server listing millions of indices costs one look at each, not a search per index.
+fn drop_listed(endpoint: Endpoint, body: &ErrorBody, status: u16, error: &str) -> Verdict {
+    let max_items = Limits::of(endpoint).max_items;
+    let in_request = |i: &&usize| **i < max_items;
+    let mut rejected: BTreeMap<usize, String> = BTreeMap::new();
     for (map, fields) in body.index_maps() {
         for (field, indices) in fields.into_iter().flatten() {
-            for &i in indices {
-                match rejected.iter_mut().find(|(j, _)| *j == i) {
-                    Some((_, existing)) => existing.push_str(&format!("; {map}: {field}")),
-                    None => {
-                        rejected.push((i, format!("Amplitude {status}: {error} ({map}: {field})")))
+            let field = quoted(field);
+            for &i in indices.iter().filter(in_request) {
+                match rejected.entry(i) {
+                    btree_map::Entry::Occupied(mut e) if e.get().len() < REASON_BYTES => {
+                        e.get_mut().push_str(&format!("; {map}: {field}"));
+                    }
+                    btree_map::Entry::Occupied(_) => {}
+                    btree_map::Entry::Vacant(e) => {
+                        e.insert(format!("Amplitude {status}: {error} ({map}: {field})"));
                     }
                 }
             }
         }
     }
-    for &i in body.silenced_events.iter().flatten() {
-        if !rejected.iter().any(|(j, _)| *j == i) {
-            rejected.push((i, format!("Amplitude {status}: {error} (silenced device)")));
-        }
+    for &i in body.silenced_events.iter().flatten().filter(in_request) {
+        rejected
+            .entry(i)
+            .or_insert_with(|| format!("Amplitude {status}: {error} (silenced device)"));
     }
     let throttled: HashSet<usize> = body
         .throttled_events
         .iter()
         .flatten()
+        .filter(in_request)
+        .filter(|i| !rejected.contains_key(i))
         .copied()
-        .filter(|i| !rejected.iter().any(|(j, _)| j == i))
         .collect();
-    rejected.sort_by_key(|(i, _)| *i);
     Verdict::DropListed {
-        rejected,
+        rejected: rejected.into_iter().collect(),
         throttled,
     }
 }
@@ -330,6 +365,46 @@ mod tests {
             rejected[2].1,
             "Amplitude 400: Invalid field values on some events (events_with_invalid_fields: time); events_with_invalid_fields: user_id"
         );
+    }
+
+    /// A misbehaving server: 400,000 indices, most past any request's end, 3,000 fields
+    /// listing one event, a megabyte of `error` text. Each event of the request is
+    /// judged once, with a bounded reason; the indices past the request name nothing.
+    #[test]
+    fn row_400_listing_a_flood_of_indices_keeps_the_ones_in_the_request_with_bounded_reasons() {
+        let error = "e".repeat(1 << 20);
+        let mut fields = serde_json::Map::new();
+        fields.insert("time".into(), json!((0..400_000).collect::<Vec<usize>>()));
+        for f in 0..3_000 {
+            fields.insert(format!("f{f}"), json!([7]));
+        }
+        let v = c(
+            400,
+            json!({"code": 400, "error": error, "events_with_invalid_fields": fields,
+                "throttled_events": [1, 5_000, 4_000_000_000_u64]}),
+        );
+        let Verdict::DropListed {
+            rejected,
+            throttled,
+        } = v
+        else {
+            panic!("{v:?}")
+        };
+        // HTTP V2 requests hold at most 1,999 events.
+        let ids: Vec<usize> = rejected.iter().map(|(i, _)| *i).collect();
+        assert_eq!(ids, (0..1_999).collect::<Vec<_>>());
+        let quoted = "e".repeat(QUOTED_BYTES);
+        assert_eq!(
+            rejected[0].1,
+            format!("Amplitude 400: {quoted} (events_with_invalid_fields: time)")
+        );
+        let seven = &rejected[7].1;
+        assert!(seven.starts_with(&format!(
+            "Amplitude 400: {quoted} (events_with_invalid_fields: f0); events_with_invalid_fields: f1; "
+        )));
+        assert!(seven.len() < REASON_BYTES + 64, "{}", seven.len());
+        // 1 is rejected already; 5,000 and 4,000,000,000 are past the request.
+        assert!(throttled.is_empty(), "{throttled:?}");
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Shared {
             let (status, answer) = match build(timeout).send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    match response.bytes().await {
+                    match read_capped(response, response_limit(endpoint)).await {
                         Ok(body) => (Some(status), Ok(body)),
                         Err(_) => (
                             Some(status),
@@ -71,7 +71,7 @@ impl Shared {
                 Ok((verdict, body)) => {
                     return Resolution::Answered {
                         verdict: Box::new(verdict),
-                        body: body.to_vec(),
+                        body,
                     };
                 }
                 Err(reason) => last = reason,
@@ -113,6 +113,31 @@ impl Shared {
         }
         true
     }
+}
+
+/// The most of an answer's body that is read. Amplitude's answers are a few hundred bytes,
+/// except the User Privacy API's job listing (a few MB over six months: the operator's listing
+/// shows up to 4 MB); a misbehaving server can send any amount, and a function has 256 MB.
+fn response_limit(endpoint: Endpoint) -> usize {
+    match endpoint {
+        Endpoint::Deletion => 16 << 20,
+        _ => 1 << 20,
+    }
+}
+
+/// Reads a body up to `limit` bytes, then stops (the rest is never read; the connection is
+/// dropped). What was read is classified as it is: a cut 200 is still a 200; a cut error body
+/// no longer parses and is read as naming no event.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> reqwest::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        body.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
+        if body.len() >= limit {
+            break;
+        }
+    }
+    Ok(body)
 }
 
 /// A transport failure as a reason without secrets or URLs.

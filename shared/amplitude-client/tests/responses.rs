@@ -481,3 +481,51 @@ async fn a_resent_clear_all_does_not_erase_later_updates() {
         expected
     );
 }
+
+/// A misbehaving Amplitude answering more than any answer holds. A 200 with 30 MB of body is
+/// read up to the client's limit (1 MB) and is still a 200. A 400 with 300 KB of `error`
+/// listing one event and one index far past the request rejects that event, quoting 200 bytes
+/// of the text, and resends the other. A 400 of 2 MB is cut at the limit, no longer parses,
+/// and is read as naming no event: the request is split and each event sent alone.
+#[tokio::test]
+async fn oversized_answers_are_read_up_to_a_limit() {
+    let emu = emulator().await;
+    let c = client(&emu);
+    let s = settings(json!({}));
+    emu.state.push_faults([fault(FaultAction::Status {
+        status: 200,
+        body: Some(json!({"code": 200, "pad": "x".repeat(30 << 20)})),
+    })]);
+    let report = deliver(&c, &s, &tracks(2), 10.0).await;
+    assert_eq!(report.outcomes, vec![Outcome::Delivered; 2]);
+    assert_eq!(report.requests_sent(), 1);
+
+    let long = |n: usize| "e".repeat(n);
+    emu.state.push_faults([fault(FaultAction::Status {
+        status: 400,
+        body: Some(json!({"code": 400, "error": long(300 << 10),
+            "events_with_invalid_fields": {"time": [1, 1_000_000_000]}})),
+    })]);
+    let report = deliver(&c, &s, &tracks(2), 10.0).await;
+    assert_eq!(
+        report.outcomes,
+        vec![
+            Outcome::Delivered,
+            rejected(&format!(
+                "Amplitude 400: {} (events_with_invalid_fields: time)",
+                long(200)
+            )),
+        ]
+    );
+    assert_eq!(report.requests_sent(), 2);
+    assert_eq!(stored_ids(&emu), ["m0"]);
+
+    emu.state.push_faults([fault(FaultAction::Status {
+        status: 400,
+        body: Some(json!({"code": 400, "error": long(2 << 20),
+            "events_with_invalid_fields": {"time": [1]}})),
+    })]);
+    let report = deliver(&c, &s, &tracks(2), 10.0).await;
+    assert_eq!(report.outcomes, vec![Outcome::Delivered; 2]);
+    assert_eq!(report.requests_sent(), 3);
+}
