@@ -55,3 +55,8 @@ fn inbound_seeds_and_regressions_replay() {
 fn job_seeds_and_regressions_replay() {
     replay("job", tests::fuzzing::job);
 }
+
+#[test]
+fn response_seeds_and_regressions_replay() {
+    replay("response", tests::fuzzing::response);
+}

@@ -20,5 +20,6 @@ fn main() -> std::io::Result<()> {
     write(&root.join("map_line"), tests::fuzzing::map_line_seeds(60))?;
     write(&root.join("inbound"), tests::fuzzing::inbound_seeds(36))?;
     write(&root.join("job"), tests::fuzzing::job_seeds(40))?;
+    write(&root.join("response"), tests::fuzzing::response_seeds())?;
     Ok(())
 }

@@ -18,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 runs=${1:-10000000}
 shift || true
 targets=("${@:-map_line}")
-[ $# -eq 0 ] && targets=(map_line inbound job)
+[ $# -eq 0 ] && targets=(map_line inbound job response)
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 cargo run -q -p tests --example fuzz_seeds

@@ -7,7 +7,9 @@
 //! * [`job`]: a queue message body → a delivery job (anyone who may write to the queue, or a
 //!   dead-letter replay, can put anything there), and a list of items → a job's queue
 //!   messages (inputs of fuzzing size make one message; the split of large jobs has its own
-//!   unit test in `queue/job.rs`).
+//!   unit test in `queue/job.rs`);
+//! * [`response`]: an answer of Amplitude's, or of a server that misbehaves (any status, any
+//!   body), → the retry policy's verdict for the request's items.
 //!
 //! They assert properties besides "no panic": a line is read as serde_json reads it, with each
 //! key once (`mapping::parse`), items are valid JSON (or form text), sonic-rs
@@ -15,11 +17,15 @@
 //! several events vouched for only by its first event's signature is never accepted, a
 //! correct signature of the signed bytes is always accepted, a decoded job encodes back to
 //! itself, and a job's queue messages stay within SQS's limit and carry every item once, in
-//! order, with its messageId.
+//! order, with its messageId; an answer's reasons stay short whatever its body, never quote
+//! a bad key's text, and a 400's listed events are within the request, each once, in order,
+//! none both rejected and held.
 
 use std::sync::OnceLock;
 
+use amplitude_client::batch::Limits;
 use amplitude_client::encode;
+use amplitude_client::policy::{Verdict, classify};
 use base64::Engine;
 use mapping::Settings;
 use pipeline::Route;
@@ -453,4 +459,133 @@ pub fn job_seeds(count: usize) -> Vec<Vec<u8>> {
             .into_bytes()
         })
         .collect()
+}
+
+/// The most bytes a reason made from an answer may have: Amplitude's text is quoted up to 200
+/// bytes and one event's reason grows to about 1 KB as the lists naming it are added.
+const MAX_ANSWER_REASON: usize = 2048;
+
+/// An answer → the retry policy's verdict. The first byte picks the endpoint, the next two the
+/// status (100–599), the rest is the body.
+pub fn response(data: &[u8]) {
+    let [e, s0, s1, body @ ..] = data else {
+        return;
+    };
+    let endpoint = mapping::Endpoint::ALL[usize::from(*e) % mapping::Endpoint::ALL.len()];
+    let status = 100 + u16::from_le_bytes([*s0, *s1]) % 500;
+    let short = |reason: &str| {
+        assert!(
+            reason.len() < MAX_ANSWER_REASON,
+            "a reason of {} bytes",
+            reason.len()
+        )
+    };
+    match classify(endpoint, status, body) {
+        Verdict::CredentialsRefused { reason } => assert!(
+            reason == "Amplitude 400: Invalid API key"
+                || reason == "Amplitude 401: invalid API key or secret key",
+            "a bad key's answer is never quoted: {reason}"
+        ),
+        Verdict::RequestRefused { reason }
+        | Verdict::Isolate { reason }
+        | Verdict::Retry { reason } => short(&reason),
+        Verdict::DropListed {
+            rejected,
+            throttled,
+        } => {
+            let max_items = Limits::of(endpoint).max_items;
+            assert!(
+                rejected.windows(2).all(|w| w[0].0 < w[1].0),
+                "in order, each once"
+            );
+            for (index, reason) in &rejected {
+                assert!(*index < max_items, "{index} is past any request");
+                assert!(!throttled.contains(index), "{index} both rejected and held");
+                short(reason);
+            }
+            assert!(throttled.iter().all(|i| *i < max_items));
+        }
+        Verdict::Delivered | Verdict::TooLarge | Verdict::Throttled(_) => {}
+    }
+}
+
+/// Seeds for `response`: Amplitude's documented answers on each endpoint (amplitude-api §2.7,
+/// §3–§7), and a few a misbehaving server gives.
+pub fn response_seeds() -> Vec<Vec<u8>> {
+    let bodies: [(u16, Value); 20] = [
+        (
+            200,
+            json!({"code": 200, "events_ingested": 3, "payload_size_bytes": 812, "server_upload_time": 1_700_000_000_000_u64}),
+        ),
+        (200, json!("success")),
+        (
+            200,
+            json!([{"day": "2026-12-05", "status": "staging", "amplitude_ids": [{"amplitude_id": 1, "requester": "segment", "requested_at": "1700000000", "user_id": "user-1"}]}]),
+        ),
+        (200, json!({"code": 429})),
+        (
+            400,
+            json!({"code": 400, "error": "Invalid field values on some events", "events_with_invalid_fields": {"time": [3], "user_id": [1, 3]}, "events_with_missing_fields": {"event_type": [0]}}),
+        ),
+        (
+            400,
+            json!({"code": 400, "error": "Request missing required field", "events_with_invalid_fields": {"event_type": [2]}}),
+        ),
+        (
+            400,
+            json!({"code": 400, "error": "Invalid field values on some events", "events_with_invalid_id_lengths": {"device_id": [4]}}),
+        ),
+        (
+            400,
+            json!({"code": 400, "error": "Events silenced for device_id", "silenced_events": [1], "throttled_events": [2], "silenced_devices": ["d"]}),
+        ),
+        (
+            400,
+            json!({"code": 400, "error": "Request missing required field", "missing_field": "events"}),
+        ),
+        (
+            400,
+            json!({"code": 400, "error": "Invalid API key: 0123456789abcdef"}),
+        ),
+        (
+            400,
+            json!({"code": 400, "error": "Invalid JSON request body"}),
+        ),
+        (
+            400,
+            json!({"code": 400, "error": "Invalid field values on some events", "events_with_invalid_fields": {"time": [0, 1, 70000, 4000000000_u64]}}),
+        ),
+        (401, json!({"code": 401, "error": "Invalid API key"})),
+        (413, json!({"code": 413, "error": "Payload too large"})),
+        (
+            429,
+            json!({"code": 429, "error": "Too many requests for some devices and users", "eps_threshold": 30, "throttled_devices": {"d1": 31}, "throttled_users": {"u1": 32}, "throttled_events": [0, 2]}),
+        ),
+        (
+            429,
+            json!({"code": 429, "error": "Too many requests", "exceeded_daily_quota_users": {"u2": 500001}, "exceeded_daily_quota_devices": {"d2": 500001}}),
+        ),
+        (503, json!({"code": 503, "error": "Service unavailable"})),
+        (
+            500,
+            json!("<html><body>Internal Server Error</body></html>"),
+        ),
+        (301, json!("Moved Permanently")),
+        (408, json!(null)),
+    ];
+    let mut seeds = Vec::new();
+    for (n, (status, body)) in bodies.iter().enumerate() {
+        let text = match body {
+            Value::String(plain) => plain.clone(),
+            other => other.to_string(),
+        };
+        // Each answer on two endpoints: the one that gives it and another.
+        for endpoint in [n, n + 3] {
+            let mut seed = vec![(endpoint % mapping::Endpoint::ALL.len()) as u8];
+            seed.extend_from_slice(&(status - 100).to_le_bytes());
+            seed.extend_from_slice(text.as_bytes());
+            seeds.push(seed);
+        }
+    }
+    seeds
 }

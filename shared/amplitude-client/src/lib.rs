@@ -12,7 +12,7 @@ mod deletion_jobs;
 pub mod encode;
 mod engine;
 mod outcome;
-mod policy;
+pub mod policy;
 mod send;
 
 use std::sync::{Arc, Mutex};

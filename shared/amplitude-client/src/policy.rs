@@ -172,7 +172,10 @@ fn classify_400(
     }
     if let Some(field) = &body.missing_field {
         return Verdict::RequestRefused {
-            reason: format!("Amplitude {status}: {error} (missing_field: {field})"),
+            reason: format!(
+                "Amplitude {status}: {error} (missing_field: {})",
+                quoted(field)
+            ),
         };
     }
     if REQUEST_ERRORS.contains(&error) {
