@@ -198,11 +198,8 @@ const REASON_BYTES: usize = 1024;
 
 /// `text` cut to [`QUOTED_BYTES`], on a character boundary.
 fn quoted(text: &str) -> &str {
-    let mut end = text.len().min(QUOTED_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.get(..end).unwrap_or_default()
+    text.get(..text.floor_char_boundary(QUOTED_BYTES))
+        .unwrap_or_default()
 }
 
 /// The listed events of a 400, each with every list that names it. An index past the most

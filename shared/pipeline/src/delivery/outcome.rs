@@ -128,11 +128,7 @@ impl MessageOutcome {
             },
             MessageOutcome::Delivered => return,
         };
-        let mut end = reason.len().min(max);
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
+        reason.truncate(reason.floor_char_boundary(max));
     }
 
     /// One word for the outcome (the deletion audit line's `outcome`).

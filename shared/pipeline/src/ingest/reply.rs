@@ -320,11 +320,9 @@ fn fitting(jobs: Vec<DeletionJob>, budget: usize) -> (Vec<DeletionJob>, Option<u
 
 /// A reason cut to [`MAX_REASON_BYTES`], on a character boundary.
 fn cut(reason: &str) -> &str {
-    let mut end = reason.len().min(MAX_REASON_BYTES);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason.get(..end).unwrap_or_default()
+    reason
+        .get(..reason.floor_char_boundary(MAX_REASON_BYTES))
+        .unwrap_or_default()
 }
 
 /// What a function returns to the Lambda runtime.

@@ -93,11 +93,9 @@ impl std::fmt::Display for Capped<'_> {
         if text.len() <= limit {
             return f.write_str(text);
         }
-        let mut end = limit;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let shown = text.get(..end).unwrap_or_default();
+        let shown = text
+            .get(..text.floor_char_boundary(limit))
+            .unwrap_or_default();
         write!(f, "{shown}… ({} bytes)", text.len())
     }
 }
