@@ -16,6 +16,7 @@ use mapping::{Endpoint, Region};
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::json_reason;
+use crate::ingest::Route;
 
 /// The largest message this project puts on a queue, and the largest `SendMessageBatch`
 /// payload: SQS's long-standing limit (queues may allow more; none allows less).
@@ -133,6 +134,13 @@ impl Job {
             serde_json::from_str(body).map_err(|e| JobError::Malformed(json_reason(&e)))?;
         if job.items.iter().any(|i| i.message >= job.message_ids.len()) {
             return Err(JobError::Malformed("an item names no message".into()));
+        }
+        // The route goes into every log line about the job's messages: only this project's
+        // routes are read back, not a text of any size from whoever may write to the queue.
+        if !Route::ALL.iter().any(|r| r.path() == job.route) {
+            return Err(JobError::Malformed(
+                "the route is not one of this project's".into(),
+            ));
         }
         Ok(job)
     }
@@ -336,6 +344,14 @@ mod tests {
         assert_eq!(
             Job::decode(&bad.to_string()),
             Err(JobError::Malformed("items are not base64".into()))
+        );
+        let mut elsewhere = serde_json::from_str::<serde_json::Value>(&j.encode()).unwrap();
+        elsewhere["route"] = "/x".repeat(100_000).into();
+        assert_eq!(
+            Job::decode(&elsewhere.to_string()),
+            Err(JobError::Malformed(
+                "the route is not one of this project's".into()
+            ))
         );
     }
 

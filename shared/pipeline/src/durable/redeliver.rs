@@ -32,6 +32,7 @@ use crate::delivery::{Entry, MessageOutcome};
 use crate::function::{Durable, Function, Kind};
 use crate::ingest::error::RequestError;
 use crate::ops::config::QueueConfig;
+use crate::ops::logging::Capped;
 use crate::ops::metrics::Invocation;
 
 /// One record of an SQS batch, with the queue it came from.
@@ -427,7 +428,7 @@ impl Function {
                         ),
                     ),
                     DeadLetter::Unreadable(u) => {
-                        tracing::warn!(request_id, reason = %u.dead_letter_reason, bytes = u.bytes, sha1 = %u.sha1, "dead-lettered an unreadable message");
+                        tracing::warn!(request_id, reason = %Capped::text(&u.dead_letter_reason), bytes = u.bytes, sha1 = %u.sha1, "dead-lettered an unreadable message");
                         (String::new(), Region::Standard, Vec::new())
                     }
                 };
