@@ -100,9 +100,10 @@ impl std::fmt::Display for Capped<'_> {
     }
 }
 
+/// Quoted and escaped as `str`'s `Debug` does (a list of ids in a log line).
 impl std::fmt::Debug for Capped<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "\"{}\"", self)
+        write!(f, "{:?}", self.to_string())
     }
 }
 
@@ -133,7 +134,7 @@ mod tests {
             Capped::text(&across).to_string(),
             format!("{}… (261 bytes)", "a".repeat(LOGGED_TEXT_BYTES - 1))
         );
-        assert_eq!(format!("{:?}", Capped::text("m-1")), "\"m-1\"");
+        assert_eq!(format!("{:?}", Capped::text("m-\"1")), r#""m-\"1""#);
         // An audited id: whole up to Amplitude's 1024, then cut the same way.
         let id = "u".repeat(AUDITED_ID_BYTES);
         assert_eq!(Capped::audited_id(&id).to_string(), id);
