@@ -60,6 +60,9 @@ impl Shared {
                 }
                 Err(e) => (None, Err(transport_reason(&e))),
             };
+            if endpoint == Endpoint::Deletion {
+                self.deletion_ended();
+            }
             records.push(RequestRecord {
                 endpoint,
                 status,
@@ -93,6 +96,17 @@ impl Shared {
         if let Some(at) = next {
             tokio::time::sleep_until(at).await;
         }
+    }
+
+    /// A deletion request has ended (answered, failed or timed out): the next may start one
+    /// interval from now, not from when this one was let go. Amplitude counts requests as
+    /// they arrive, somewhere between the two; spacing from the end keeps every arrival an
+    /// interval apart however late a request left (a busy process, a new connection), at the
+    /// cost of one round trip per request (20 requests for 2,000 ids).
+    fn deletion_ended(&self) {
+        let mut next = self.next_deletion.lock().unwrap_or_else(|p| p.into_inner());
+        let after = Instant::now() + self.config.deletion_interval;
+        *next = Some(next.map_or(after, |n| n.max(after)));
     }
 
     /// Amplitude allows one deletion request per second per project (amplitude-api §7.1).
