@@ -714,11 +714,7 @@ async fn no_secret_in_any_log_line_even_at_trace() {
         "a line per request and more: {}",
         logs.len()
     );
-    let refused: Vec<Value> = f
-        .json_logs()
-        .into_iter()
-        .filter(|l| l["fields"]["message"] == "request refused")
-        .collect();
+    let refused = f.logs_saying("request refused");
     assert_eq!(refused.len(), 1, "the malformed event's one line");
     assert_eq!(
         (&refused[0]["level"], &refused[0]["fields"]["status"]),
@@ -766,20 +762,12 @@ async fn a_huge_message_id_is_logged_cut_with_its_length() {
         .await;
     assert_eq!(status, 400);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let handled: Vec<Value> = f
-        .json_logs()
-        .into_iter()
-        .filter(|l| l["fields"]["message"] == "request handled")
-        .collect();
+    let handled = f.logs_saying("request handled");
     assert_eq!(
         handled[0]["fields"]["sender_request_id"],
         json!(format!("{}… (5000 bytes)", "r".repeat(256)))
     );
-    let rejected: Vec<Value> = f
-        .json_logs()
-        .into_iter()
-        .filter(|l| l["fields"]["message"] == "message rejected")
-        .collect();
+    let rejected = f.logs_saying("message rejected");
     assert_eq!(rejected.len(), 1);
     assert_eq!(
         rejected[0]["fields"]["message_id"],

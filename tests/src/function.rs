@@ -106,6 +106,14 @@ impl Running {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
+
+    /// The JSON log lines whose message is `message` (e.g. "request handled").
+    pub fn logs_saying(&self, message: &str) -> Vec<Value> {
+        self.json_logs()
+            .into_iter()
+            .filter(|l| l["fields"]["message"] == message)
+            .collect()
+    }
 }
 
 /// An HTTP API event for `body` with these headers (a JSON object of strings).

@@ -291,6 +291,17 @@ mod tests {
         classify(Endpoint::HttpApi, status, body.to_string().as_bytes())
     }
 
+    /// A `DropListed` verdict's rejected and held events.
+    fn listed(v: Verdict) -> (Vec<(usize, String)>, HashSet<usize>) {
+        match v {
+            Verdict::DropListed {
+                rejected,
+                throttled,
+            } => (rejected, throttled),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn row_200_is_delivered_and_so_is_form_success_text() {
         assert_eq!(
@@ -351,13 +362,7 @@ mod tests {
                 "events_with_missing_fields": {"event_type": [0]},
                 "events_with_invalid_id_lengths": {"device_id": [4]}}),
         );
-        let Verdict::DropListed {
-            rejected,
-            throttled,
-        } = v
-        else {
-            panic!("{v:?}")
-        };
+        let (rejected, throttled) = listed(v);
         assert!(throttled.is_empty());
         let ids: Vec<usize> = rejected.iter().map(|(i, _)| *i).collect();
         assert_eq!(ids, vec![0, 1, 3, 4]);
@@ -383,13 +388,7 @@ mod tests {
             json!({"code": 400, "error": error, "events_with_invalid_fields": fields,
                 "throttled_events": [1, 5_000, 4_000_000_000_u64]}),
         );
-        let Verdict::DropListed {
-            rejected,
-            throttled,
-        } = v
-        else {
-            panic!("{v:?}")
-        };
+        let (rejected, throttled) = listed(v);
         // HTTP V2 requests hold at most 1,999 events.
         let ids: Vec<usize> = rejected.iter().map(|(i, _)| *i).collect();
         assert_eq!(ids, (0..1_999).collect::<Vec<_>>());
