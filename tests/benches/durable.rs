@@ -140,7 +140,7 @@ async fn ingest_while_amplitude_is_down() {
         let jobs = job::jobs_from(
             &report.undelivered,
             &ids,
-            "/events",
+            Route::Events,
             mapping::Region::Standard,
             1,
             pipeline::ops::now_ms(),
@@ -183,7 +183,7 @@ async fn drain_rate() {
     let jobs = job::jobs_from(
         &report.undelivered,
         &ids,
-        "/events",
+        Route::Events,
         mapping::Region::Standard,
         1,
         pipeline::ops::now_ms(),

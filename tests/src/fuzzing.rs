@@ -367,7 +367,7 @@ pub fn job(data: &[u8]) {
     }
     let job = Job {
         v: V1,
-        route: "/events".into(),
+        route: pipeline::Route::Events,
         endpoint: mapping::Endpoint::HttpApi,
         region: mapping::Region::Standard,
         message_ids: (0..messages)
@@ -444,7 +444,7 @@ pub fn job_seeds(count: usize) -> Vec<Vec<u8>> {
             }
             Job {
                 v: V1,
-                route: "/events".into(),
+                route: pipeline::Route::Events,
                 endpoint: mapping::Endpoint::HttpApi,
                 region: mapping::Region::Standard,
                 message_ids: (0..take).map(|m| Some(format!("seed-{i}-{m}"))).collect(),

@@ -79,7 +79,7 @@ fn describe(job: &Job, now: u64) -> String {
         job.message_ids.len(),
         human(job.age(now)),
         job.attempts,
-        job.route,
+        job.route.path(),
         job.dead_letter_reason
             .as_deref()
             .unwrap_or(&job.last_reason)

@@ -416,7 +416,7 @@ impl Function {
             .settle(
                 Part {
                     request_id,
-                    route: route.path(),
+                    route,
                     region: self.config.settings.region,
                     entries: delivered.entries,
                     left: Vec::new(),

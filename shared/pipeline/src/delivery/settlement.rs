@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::outcome::{Entry, MessageOutcome, Tally};
 use crate::durable::{QueueError, QueueKind, job};
 use crate::function::Function;
+use crate::ingest::Route;
 use crate::ops::logging::Capped;
 use crate::ops::metrics::Invocation;
 
@@ -43,7 +44,7 @@ pub(crate) enum Keep {
 pub(crate) struct Part<'a> {
     pub request_id: &'a str,
     /// The route the messages came in on.
-    pub route: &'a str,
+    pub route: Route,
     pub region: Region,
     /// Each message's outcome, in order.
     pub entries: Vec<Entry>,
@@ -140,7 +141,7 @@ impl Function {
         left: &[Undelivered],
         message_ids: &[Option<String>],
         keep: Keep,
-        (route, region): (&str, Region),
+        (route, region): (Route, Region),
         deadline: Instant,
         request_id: &str,
     ) -> Option<Result<usize, QueueError>> {
@@ -166,7 +167,7 @@ impl Function {
         jobs: Vec<job::Job>,
         deadline: Instant,
         request_id: &str,
-        route: &str,
+        route: Route,
     ) -> Result<usize, QueueError> {
         let durable = self
             .durable()
@@ -187,7 +188,7 @@ impl Function {
         match &sent {
             Ok(calls) => tracing::info!(
                 request_id,
-                route,
+                route = route.path(),
                 queue = queue.name(),
                 messages,
                 items,
@@ -197,7 +198,7 @@ impl Function {
             ),
             Err(e) => tracing::error!(
                 request_id,
-                route,
+                route = route.path(),
                 error = %e,
                 "could not keep undelivered messages in the queue; they stay retryable"
             ),
@@ -209,7 +210,8 @@ impl Function {
 /// What the operator must see: each rejected or dead-lettered message with its messageId and
 /// reason (WARN), and messages kept back because Amplitude refused the request or the
 /// configuration (ERROR, with their count and the first messageIds). Never keys or payloads.
-fn log_outcomes(request_id: &str, route: &str, entries: &[Entry]) {
+fn log_outcomes(request_id: &str, route: Route, entries: &[Entry]) {
+    let route = route.path();
     for e in entries {
         let message_id = Capped::text(e.message_id.as_deref().unwrap_or("none"));
         match &e.outcome {

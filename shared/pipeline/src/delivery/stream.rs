@@ -218,7 +218,7 @@ impl Function {
                 &report.undelivered,
                 state.message_ids.get(first..=last).unwrap_or_default(),
                 self.keep(),
-                (state.route.path(), region),
+                (state.route, region),
                 state.deadline,
                 state.request_id,
             )

@@ -243,7 +243,13 @@ impl Function {
         }
         if job.dead_letter_reason.take().is_some() {
             // Replayed from the dead-letter queue (SQS's redrive, after a fix): a fresh start.
-            tracing::info!(request_id, route = %job.route, endpoint = job.endpoint.as_str(), messages = job.message_ids.len(), "replayed from the dead-letter queue");
+            tracing::info!(
+                request_id,
+                route = job.route.path(),
+                endpoint = job.endpoint.as_str(),
+                messages = job.message_ids.len(),
+                "replayed from the dead-letter queue"
+            );
             job.attempts = 0;
             job.first_seen_ms = now;
         }
@@ -361,7 +367,7 @@ impl Function {
             .settle(
                 Part {
                     request_id,
-                    route: &job.route,
+                    route: job.route,
                     region: job.region,
                     entries: entries(job, outcomes),
                     left,
@@ -412,9 +418,10 @@ impl Function {
                 false
             }
             Fate::DeadLetter(letter) => {
-                let (route, region, entries) = match &letter {
-                    DeadLetter::Job(job) => (
-                        job.route.clone(),
+                // An unreadable message has no messages of its own to settle.
+                let messages = match &letter {
+                    DeadLetter::Job(job) => Some((
+                        job.route,
                         job.region,
                         entries(
                             job,
@@ -426,10 +433,10 @@ impl Function {
                                 job.message_ids.len()
                             ],
                         ),
-                    ),
+                    )),
                     DeadLetter::Unreadable(u) => {
                         tracing::warn!(request_id, reason = %Capped::text(&u.dead_letter_reason), bytes = u.bytes, sha1 = %u.sha1, "dead-lettered an unreadable message");
-                        (String::new(), Region::Standard, Vec::new())
+                        None
                     }
                 };
                 if self
@@ -439,21 +446,23 @@ impl Function {
                 {
                     return false;
                 }
-                self.settle(
-                    Part {
-                        request_id,
-                        route: &route,
-                        region,
-                        entries,
-                        left: Vec::new(),
-                        keep: Keep::Nothing,
-                        deleted_users: None,
-                        deletion_jobs: &[],
-                        deadline,
-                    },
-                    measured,
-                )
-                .await;
+                if let Some((route, region, entries)) = messages {
+                    self.settle(
+                        Part {
+                            request_id,
+                            route,
+                            region,
+                            entries,
+                            left: Vec::new(),
+                            keep: Keep::Nothing,
+                            deleted_users: None,
+                            deletion_jobs: &[],
+                            deadline,
+                        },
+                        measured,
+                    )
+                    .await;
+                }
                 true
             }
         }

@@ -72,6 +72,11 @@ impl Route {
         }
     }
 
+    /// The route whose [`path`](Route::path) is `path`.
+    pub fn from_path(path: &str) -> Option<Route> {
+        Route::ALL.into_iter().find(|r| r.path() == path)
+    }
+
     /// The Segment call types this route handles; others are answered 501.
     pub fn accepts(self, call: Call) -> bool {
         match self {
@@ -132,4 +137,20 @@ fn classic<'a>(
     settings: &Settings,
 ) -> Result<Engage<'a>, Rejection> {
     mapping::plan_in(value, batch, settings).map(Engage::Plan)
+}
+
+/// A route travels (in queue jobs) as its path, `"/events"`; nothing else reads back as one.
+impl serde::Serialize for Route {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.path())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Route {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let path = std::borrow::Cow::<str>::deserialize(d)?;
+        // Fixed text: the caller's string could be of any size.
+        Route::from_path(&path)
+            .ok_or_else(|| serde::de::Error::custom("the route is not one of this project's"))
+    }
 }

@@ -535,7 +535,7 @@ mod tests {
         .unwrap();
         let job = |attempts, cause, endpoint| Job {
             v: crate::durable::V1,
-            route: "/events".into(),
+            route: crate::ingest::Route::Events,
             endpoint,
             region: mapping::Region::Standard,
             message_ids: vec![Some("m".into())],
