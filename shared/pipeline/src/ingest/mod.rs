@@ -154,3 +154,34 @@ impl<'de> serde::Deserialize<'de> for Route {
             .ok_or_else(|| serde::de::Error::custom("the route is not one of this project's"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Route;
+
+    /// A queue job names its route by path: each route reads back as itself, and nothing else
+    /// reads back as a route (a near miss included), with a fixed reason.
+    #[test]
+    fn a_route_travels_as_its_path_and_only_a_path_reads_back() {
+        for route in Route::ALL {
+            let text = serde_json::to_string(&route).unwrap();
+            assert_eq!(text, format!("\"{}\"", route.path()));
+            assert_eq!(serde_json::from_str::<Route>(&text).unwrap(), route);
+        }
+        let refused = |text: &str| serde_json::from_str::<Route>(text).unwrap_err().to_string();
+        // An escape (`\u0000`) makes serde_json read the path into a copy: refused the same.
+        for near_miss in [
+            r#""events""#,
+            r#""/Events""#,
+            r#""/events/""#,
+            r#""""#,
+            r#""/alias\u0000""#,
+        ] {
+            assert_eq!(refused(near_miss), "the route is not one of this project's");
+        }
+        assert_eq!(
+            refused("1"),
+            "invalid type: integer `1`, expected a string at line 1 column 1"
+        );
+    }
+}
