@@ -15,5 +15,5 @@ mod sessions;
 pub(crate) mod settlement;
 pub(crate) mod stream;
 
-pub(crate) use outcome::json_reason;
 pub use outcome::{Counts, Entry, MessageOutcome, RejectedBy, Tally};
+pub(crate) use outcome::{json_prefix, json_reason};

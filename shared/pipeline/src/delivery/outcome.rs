@@ -20,6 +20,25 @@ pub(crate) fn json_reason(e: &serde_json::Error) -> String {
     }
 }
 
+/// The longest prefix of `text` that takes at most `max` bytes written as the contents of a
+/// JSON string. A reason can quote what a sender, a queue's writer or Amplitude wrote, and a
+/// control character there takes six bytes once escaped (`\u0001`), a quote or backslash two:
+/// a reason cut by its own bytes could take six times its room in an answer or a dead letter.
+pub(crate) fn json_prefix(text: &str, max: usize) -> &str {
+    let mut written = 0;
+    for (at, c) in text.char_indices() {
+        written += match c {
+            '"' | '\\' => 2,
+            c if c < ' ' => 6,
+            c => c.len_utf8(),
+        };
+        if written > max {
+            return text.get(..at).unwrap_or_default();
+        }
+    }
+    text
+}
+
 /// Who refused a message for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -114,7 +133,7 @@ impl MessageOutcome {
         }
     }
 
-    /// Cuts the reason to at most `max` bytes, on a character boundary.
+    /// Cuts the reason to at most `max` bytes written as JSON, on a character boundary.
     pub fn cut_reason(&mut self, max: usize) {
         let reason = match self {
             MessageOutcome::Rejected { reason, .. }
@@ -128,7 +147,8 @@ impl MessageOutcome {
             },
             MessageOutcome::Delivered => return,
         };
-        reason.truncate(reason.floor_char_boundary(max));
+        let kept = json_prefix(reason, max).len();
+        reason.truncate(kept);
     }
 
     /// One word for the outcome (the deletion audit line's `outcome`).

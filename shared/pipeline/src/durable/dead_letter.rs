@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 use super::job::{Job, JobError, MAX_MESSAGE_BYTES};
+use crate::delivery::json_prefix;
 
 /// Why a job gave up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,10 +85,10 @@ const ENVELOPE_BYTES: usize = 2048;
 impl Unreadable {
     /// `body` kept with `reason`, within the queue's message limit.
     pub fn new(body: &str, reason: &Reason) -> Unreadable {
-        let mut reason = reason.to_string();
-        if reason.len() > ENVELOPE_BYTES / 2 {
-            reason = truncate(&reason, ENVELOPE_BYTES / 2).to_owned();
-        }
+        // Cut by its size as JSON: a reason can quote what the queue's writer sent (serde_json
+        // names an unknown variant as it was sent), control characters included.
+        let reason = reason.to_string();
+        let reason = json_prefix(&reason, ENVELOPE_BYTES / 2).to_owned();
         let room = MAX_MESSAGE_BYTES - ENVELOPE_BYTES;
         let mut keep = body.len();
         let body_gzip = loop {
@@ -232,6 +233,59 @@ mod tests {
         assert!(body.starts_with(&kept));
         assert_eq!(back.bytes, MAX_MESSAGE_BYTES);
         assert_eq!(back.sha1, hex::encode(Sha1::digest(body.as_bytes())));
+    }
+
+    /// serde_json names an unknown variant as it was sent, control characters and all, and
+    /// each of those is six bytes once the reason is written as JSON (`\u0001`): with an
+    /// incompressible body, the dead letter must still fit.
+    #[test]
+    fn a_reason_that_grows_when_escaped_still_fits_beside_an_incompressible_body() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let pad: String = (0..MAX_MESSAGE_BYTES)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                match b'#' + (x % 90) as u8 {
+                    b'\\' => '!',
+                    c => char::from(c),
+                }
+            })
+            .collect();
+        let endpoint = "\\u0001".repeat(4_000);
+        let body_of = |pad_len: usize| {
+            let pad = pad.get(..pad_len).unwrap();
+            format!(r#"{{"v":1,"route":"/events","endpoint":"{endpoint}","pad":"{pad}"}}"#)
+        };
+        // The longest body kept whole: its compressed form just fits the room for a body.
+        let room = MAX_MESSAGE_BYTES - ENVELOPE_BYTES;
+        let (mut fits, mut over) = (0, pad.len());
+        while over - fits > 1 {
+            let mid = (fits + over) / 2;
+            if gzip_base64(body_of(mid).as_bytes()).len() <= room {
+                fits = mid;
+            } else {
+                over = mid;
+            }
+        }
+        let body = body_of(fits);
+        let refused = Job::decode(&body).unwrap_err();
+        let letter = DeadLetter::Unreadable(Unreadable::new(&body, &Reason::Unreadable(refused)));
+        let [text] = letter.bodies().try_into().unwrap();
+        // Before the reason was capped by its escaped size: 265,963 bytes.
+        assert!(text.len() <= MAX_MESSAGE_BYTES, "{}", text.len());
+        let Some(DeadLetter::Unreadable(back)) = DeadLetter::decode(&text) else {
+            panic!("not read back");
+        };
+        assert_eq!(back.kept_body(), Some(body.clone()));
+        assert_eq!((back.bytes, back.truncated_to), (body.len(), None));
+        // What fits in 1,024 bytes as JSON: 157 control characters of six bytes each.
+        let prefix =
+            "unreadable job: the job is not a delivery job of this version (unknown variant `";
+        assert_eq!(
+            back.dead_letter_reason,
+            format!("{prefix}{}", "\u{1}".repeat((1024 - prefix.len()) / 6))
+        );
     }
 
     #[test]
