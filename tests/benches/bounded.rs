@@ -126,6 +126,20 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
         i += 1;
     }
     no_ids.push(']');
+    // Every message with a reason of its own (an unknown call type is quoted, control
+    // characters and all): the answer still lists and counts them within 64 KB.
+    let mut own_reasons = String::from("[");
+    let mut i = 0;
+    while own_reasons.len() < 5_500_000 {
+        if i > 0 {
+            own_reasons.push(',');
+        }
+        own_reasons.push_str(&format!(
+            r#"{{"type":"t{i}\u0001\u0001\u0001\u0001","event":"e","userId":"user-1","messageId":"o{i}"}}"#
+        ));
+        i += 1;
+    }
+    own_reasons.push(']');
     let huge_string =
         json!({"type": "track", "event": "Big", "userId": "user-1", "messageId": "h1",
         "properties": {"blob": "b".repeat(5_800_000)}})
@@ -183,6 +197,11 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         ("110,000 events without ids", no_ids, true),
+        (
+            "59,379 events of unknown types, each its own reason",
+            own_reasons,
+            true,
+        ),
         ("one event with a 5.8 MB string", huge_string, true),
         ("one event nested 100,000 deep (not closed)", deep, true),
         ("one identify with 300,000 traits", wide_identify, true),
