@@ -1,5 +1,6 @@
 //! What happened to each Segment message, to each item, and to each request of a delivery.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use amplitude_wire::DeletionJob;
@@ -66,14 +67,10 @@ impl Outcome {
                 retry
             }
             (Outcome::Rejected { reason }, Outcome::Rejected { reason: r2 }) => {
-                let mut reasons: Vec<&str> = reason.split("; ").collect();
-                r2.split("; ").for_each(|r| {
-                    if !reasons.contains(&r) {
-                        reasons.push(r);
-                    }
-                });
+                let (first, n1) = split_reasons(&reason);
+                let (second, n2) = split_reasons(&r2);
                 Outcome::Rejected {
-                    reason: reasons.join("; "),
+                    reason: joined(first.chain(second), n1.max(n2)),
                 }
             }
             (rejected @ Outcome::Rejected { .. }, Outcome::Delivered)
@@ -213,6 +210,7 @@ impl ItemState {
 /// act) over throttling over a transient failure.
 pub(crate) fn fold<'s>(states: impl Iterator<Item = &'s ItemState>) -> Outcome {
     let mut rejected: Vec<&str> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     let mut retry: Option<(&str, RetryCause)> = None;
     for s in states {
         match s {
@@ -221,7 +219,7 @@ pub(crate) fn fold<'s>(states: impl Iterator<Item = &'s ItemState>) -> Outcome {
             {
                 retry = Some((reason, *cause));
             }
-            ItemState::Rejected(r) if !rejected.contains(&r.as_str()) => rejected.push(r),
+            ItemState::Rejected(r) if seen.insert(r) => rejected.push(r),
             ItemState::Pending => {
                 retry.get_or_insert(("not sent before the deadline", RetryCause::Transient));
             }
@@ -234,10 +232,58 @@ pub(crate) fn fold<'s>(states: impl Iterator<Item = &'s ItemState>) -> Outcome {
             cause,
         },
         (None, false) => Outcome::Rejected {
-            reason: rejected.join("; "),
+            reason: joined(rejected.into_iter(), 0),
         },
         (None, true) => Outcome::Delivered,
     }
+}
+
+/// The most bytes of distinct reasons one message's reason lists: a misbehaving Amplitude can
+/// give each of a message's items (a product fan-out makes thousands) a reason of its own.
+const MESSAGE_REASON_BYTES: usize = 2048;
+
+/// How a message's reason ends when reasons were left out of it.
+const OTHERS: (&str, &str) = ("and ", " other reasons");
+
+/// Distinct `reasons`, each once in the order first seen, joined by `; ` up to
+/// [`MESSAGE_REASON_BYTES`], then `; and N other reasons` for those left out (`more` of them
+/// already counted elsewhere). The first reason is always kept whole.
+fn joined<'r>(reasons: impl Iterator<Item = &'r str>, more: usize) -> String {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut out = String::new();
+    let mut left_out = more;
+    for r in reasons.filter(|r| seen.insert(r)) {
+        if out.is_empty() {
+            out.push_str(r);
+        } else if out.len() + 2 + r.len() <= MESSAGE_REASON_BYTES {
+            out.push_str("; ");
+            out.push_str(r);
+        } else {
+            left_out += 1;
+        }
+    }
+    if left_out > 0 {
+        out.push_str(&format!("; {}{left_out}{}", OTHERS.0, OTHERS.1));
+    }
+    out
+}
+
+/// A message's reason as the reasons [`joined`] listed, and how many it left out. Across the
+/// parts of a message the same reasons recur, so merging two parts counts the larger number
+/// left out (a lower bound).
+fn split_reasons(reason: &str) -> (impl Iterator<Item = &str>, usize) {
+    let (listed, left_out) = match reason.rsplit_once("; ") {
+        Some((listed, last)) => match last
+            .strip_prefix(OTHERS.0)
+            .and_then(|n| n.strip_suffix(OTHERS.1))
+            .and_then(|n| n.parse().ok())
+        {
+            Some(n) => (listed, n),
+            None => (reason, 0),
+        },
+        None => (reason, 0),
+    };
+    (listed.split("; "), left_out)
 }
 
 #[cfg(test)]
@@ -317,6 +363,48 @@ mod tests {
             Outcome::Retryable {
                 reason: "key".into(),
                 cause: RetryCause::Refused
+            }
+        );
+    }
+
+    /// A misbehaving Amplitude can give every item of a message a reason of its own (a 400
+    /// naming each index with its own field): the message's reason is each distinct reason
+    /// once, up to [`MESSAGE_REASON_BYTES`], then how many more, found in one pass (before:
+    /// every reason kept and compared with every other, quadratic in the items).
+    #[test]
+    fn many_distinct_item_reasons_make_one_bounded_message_reason() {
+        let states: Vec<ItemState> = (0..100_000)
+            .map(|i| ItemState::Rejected(format!("Amplitude 400: invalid field f{i:06}")))
+            .chain([ItemState::Rejected(
+                "Amplitude 400: invalid field f000000".into(),
+            )])
+            .collect();
+        let Outcome::Rejected { reason } = fold(states.iter()) else {
+            panic!("not rejected");
+        };
+        // Each reason is 36 bytes, 38 with its separator: 53 fit in 2,048 bytes.
+        let shown: Vec<String> = (0..53)
+            .map(|i| format!("Amplitude 400: invalid field f{i:06}"))
+            .collect();
+        let expected = format!("{}; and 99947 other reasons", shown.join("; "));
+        assert_eq!(reason, expected);
+        // Two parts of a message with the same reasons: the same reason, not a longer one.
+        let part = || Outcome::Rejected {
+            reason: expected.clone(),
+        };
+        assert_eq!(part().and(part()), part());
+        // A part with reasons of its own: listed while they fit (2,046 bytes with the first),
+        // then counted among those left out.
+        let other = Outcome::Rejected {
+            reason: "Amplitude 400: invalid field g; Amplitude 400: invalid field h".into(),
+        };
+        assert_eq!(
+            part().and(other),
+            Outcome::Rejected {
+                reason: format!(
+                    "{}; Amplitude 400: invalid field g; and 99948 other reasons",
+                    shown.join("; ")
+                )
             }
         );
     }
