@@ -289,13 +289,13 @@ fn summary(rest: &[Entry]) -> Option<Omitted> {
         }
     }
     groups.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
-    let other: usize = groups.iter().skip(MAX_GROUPS - 1).map(|(_, n)| n).sum();
     let shown = if groups.len() > MAX_GROUPS {
         MAX_GROUPS - 1
     } else {
         groups.len()
     };
-    let mut by_reason: Vec<ReasonCount> = groups[..shown]
+    let (listed, merged) = groups.split_at(shown);
+    let mut by_reason: Vec<ReasonCount> = listed
         .iter()
         .map(|&((outcome, reason), count)| ReasonCount {
             outcome,
@@ -303,11 +303,11 @@ fn summary(rest: &[Entry]) -> Option<Omitted> {
             count,
         })
         .collect();
-    if groups.len() > MAX_GROUPS {
+    if !merged.is_empty() {
         by_reason.push(ReasonCount {
             outcome: "other",
             reason: None,
-            count: other,
+            count: merged.iter().map(|(_, n)| n).sum(),
         });
     }
     Some(Omitted {
