@@ -209,8 +209,8 @@ impl ItemState {
 /// rejected; otherwise it was delivered. The most pressing cause wins: a refusal (someone must
 /// act) over throttling over a transient failure.
 pub(crate) fn fold<'s>(states: impl Iterator<Item = &'s ItemState>) -> Outcome {
+    // Every rejected item's reason, repeats included: `joined` keeps each once.
     let mut rejected: Vec<&str> = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::new();
     let mut retry: Option<(&str, RetryCause)> = None;
     for s in states {
         match s {
@@ -219,7 +219,7 @@ pub(crate) fn fold<'s>(states: impl Iterator<Item = &'s ItemState>) -> Outcome {
             {
                 retry = Some((reason, *cause));
             }
-            ItemState::Rejected(r) if seen.insert(r) => rejected.push(r),
+            ItemState::Rejected(r) => rejected.push(r),
             ItemState::Pending => {
                 retry.get_or_insert(("not sent before the deadline", RetryCause::Transient));
             }
