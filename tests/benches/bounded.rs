@@ -102,6 +102,21 @@ fn v2(body: String, authorized: bool) -> Value {
 }
 
 /// The inputs: (name, body, with credentials).
+/// A JSON array of `item(0)`, `item(1)`, … until it is at least `bytes` long.
+fn array_of_about(bytes: usize, item: impl Fn(usize) -> String) -> String {
+    let mut array = String::from("[");
+    let mut i = 0;
+    while array.len() < bytes {
+        if i > 0 {
+            array.push(',');
+        }
+        array.push_str(&item(i));
+        i += 1;
+    }
+    array.push(']');
+    array
+}
+
 fn shapes() -> Vec<(&'static str, String, bool)> {
     let order = |n: usize| {
         let products: Vec<Value> = (0..1300).map(|i| json!({"id": i})).collect();
@@ -114,32 +129,16 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
     let shared = json!({"batch": (0..5000).map(small).collect::<Vec<_>>(),
         "context": {"traits": {"pad": "p".repeat(100 * 1024)}}})
     .to_string();
-    let mut no_ids = String::from("[");
-    let mut i = 0;
-    while no_ids.len() < 5_500_000 {
-        if i > 0 {
-            no_ids.push(',');
-        }
-        no_ids.push_str(&format!(
-            r#"{{"type":"track","event":"e","messageId":"n{i}"}}"#
-        ));
-        i += 1;
-    }
-    no_ids.push(']');
+    let no_ids = array_of_about(5_500_000, |i| {
+        format!(r#"{{"type":"track","event":"e","messageId":"n{i}"}}"#)
+    });
     // Every message with a reason of its own (an unknown call type is quoted, control
     // characters and all): the answer still lists and counts them within 64 KB.
-    let mut own_reasons = String::from("[");
-    let mut i = 0;
-    while own_reasons.len() < 5_500_000 {
-        if i > 0 {
-            own_reasons.push(',');
-        }
-        own_reasons.push_str(&format!(
+    let own_reasons = array_of_about(5_500_000, |i| {
+        format!(
             r#"{{"type":"t{i}\u0001\u0001\u0001\u0001","event":"e","userId":"user-1","messageId":"o{i}"}}"#
-        ));
-        i += 1;
-    }
-    own_reasons.push(']');
+        )
+    });
     let huge_string =
         json!({"type": "track", "event": "Big", "userId": "user-1", "messageId": "h1",
         "properties": {"blob": "b".repeat(5_800_000)}})

@@ -187,6 +187,19 @@ fn gzip_base64(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// `len` characters that barely compress: each is `char_of` a xorshift step.
+    fn noise(len: usize, char_of: impl Fn(u64) -> char) -> String {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char_of(x)
+            })
+            .collect()
+    }
+
     fn reason() -> Reason {
         Reason::Unreadable(JobError::Malformed("expected value".into()))
     }
@@ -212,15 +225,7 @@ mod tests {
 
     #[test]
     fn an_incompressible_body_at_the_limit_is_kept_in_part_with_its_size_and_digest() {
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let body: String = (0..MAX_MESSAGE_BYTES)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                char::from(b'!' + (x % 90) as u8)
-            })
-            .collect();
+        let body = noise(MAX_MESSAGE_BYTES, |x| char::from(b'!' + (x % 90) as u8));
         let letter = DeadLetter::Unreadable(Unreadable::new(&body, &reason()));
         let [text] = letter.bodies().try_into().unwrap();
         assert!(text.len() <= MAX_MESSAGE_BYTES, "{}", text.len());
@@ -240,18 +245,11 @@ mod tests {
     /// incompressible body, the dead letter must still fit.
     #[test]
     fn a_reason_that_grows_when_escaped_still_fits_beside_an_incompressible_body() {
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let pad: String = (0..MAX_MESSAGE_BYTES)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                match b'#' + (x % 90) as u8 {
-                    b'\\' => '!',
-                    c => char::from(c),
-                }
-            })
-            .collect();
+        // As the contents of a JSON string: neither `"` nor `\`.
+        let pad = noise(MAX_MESSAGE_BYTES, |x| match b'#' + (x % 90) as u8 {
+            b'\\' => '!',
+            c => char::from(c),
+        });
         let endpoint = "\\u0001".repeat(4_000);
         let body_of = |pad_len: usize| {
             let pad = pad.get(..pad_len).unwrap();
