@@ -460,7 +460,16 @@ impl Function {
             }
             .check(&presented)
         };
-        let keys = self.checked(id, deadline, IngestKeys::parse, check).await?;
+        // A request with neither credential header can pass no secret, rotated or not: its
+        // refusal is final, without reading the secret again or answering 503 (which Segment
+        // would retry for hours). Unless unauthenticated requests are allowed, when an emptied
+        // secret would let it pass.
+        let no_credentials = !self.config.allow_unauthenticated
+            && header("authorization").is_none()
+            && header("x-signature").is_none();
+        let keys = self
+            .checked(id, deadline, IngestKeys::parse, check, no_credentials)
+            .await?;
         Ok((keys, split(inbound)?))
     }
 
@@ -469,18 +478,21 @@ impl Function {
     /// `secret_reread` per instance, so forged requests cannot hammer Secrets Manager) and the
     /// request checked again; when it was read again lately for another request, this one
     /// cannot be told from a rotation yet and is answered 503, which Segment retries — never
-    /// 401, which Segment drops.
+    /// 401, which Segment drops. A mismatch no rotation could mend (`final_mismatch`) is
+    /// refused at once.
     pub(crate) async fn checked<K>(
         &self,
         id: &SecretId,
         deadline: Instant,
         parse: fn(&SecretId, &str) -> Result<K, SecretError>,
         check: impl Fn(&K) -> Result<(), AuthError>,
+        final_mismatch: bool,
     ) -> Result<K, RequestError> {
         let keys = parse(id, &self.secrets.get(id, deadline).await?)?;
         match check(&keys) {
             Ok(()) => Ok(keys),
             Err(e @ AuthError::NotConfigured) => Err(e.into()),
+            Err(e) if final_mismatch => Err(e.into()),
             Err(e) if self.secrets.allow_reread(id, self.config.secret_reread) => {
                 tracing::info!(secret = %id, error = %e, "credential mismatch: reading the secret again");
                 let keys = parse(id, &self.secrets.get(id, deadline).await?)?;

@@ -339,6 +339,49 @@ async fn forged_traffic_never_gets_a_rotated_token_refused_nor_multiplies_secret
     assert_eq!(s.secrets.reads(), reads + 2);
 }
 
+/// Issue "bounded" §4: a request with neither an Authorization nor an X-Signature header can
+/// pass no secret, rotated or not, so it is refused 401 at once, every time: it reads the
+/// secret no more than a valid request does, and it does not use up the re-read a forged
+/// token would, so a rotated token right after it is accepted.
+#[tokio::test]
+async fn a_request_without_credentials_is_refused_at_once_and_never_answered_503() {
+    let s = setup_with(
+        Route::Events,
+        json!({}),
+        json!({"api_key": "k", "bearer_token": "old-token"}),
+        |b| b.var("SECRET_REREAD_SECONDS", "30"),
+    )
+    .await;
+    let body = track(1).to_string();
+    let bare = || apigw_v2(&body, json!({"content-type": "application/json"}), false);
+    let reads = s.secrets.reads();
+    for _ in 0..3 {
+        let (status, reply) = call(&s.function, bare()).await;
+        assert_eq!(
+            (status, reply["error"].clone()),
+            (
+                401,
+                json!("authentication: the Authorization: Bearer header is missing")
+            )
+        );
+    }
+    assert_eq!(
+        s.secrets.reads(),
+        reads + 1,
+        "the first read, then the cache"
+    );
+    s.secrets.put(
+        "ingest",
+        &json!({"api_key": "k", "bearer_token": "rotated"}).to_string(),
+    );
+    let rotated = apigw_v2(&body, json!({"authorization": "Bearer rotated"}), false);
+    assert_eq!(
+        call(&s.function, rotated).await.0,
+        200,
+        "the re-read was not spent on the requests without credentials"
+    );
+}
+
 #[tokio::test]
 async fn batch_array_is_signed_by_its_first_element_and_batch_object_merges_context() {
     let s = setup(Route::Events, json!({}), keys_with_token()).await;

@@ -32,7 +32,7 @@ impl Function {
             .as_ref()
             .ok_or(RequestError::DeletionsNotConfigured)?;
         let keys = self
-            .checked(id, deadline, PrivacyKeys::parse, check)
+            .checked(id, deadline, PrivacyKeys::parse, check, false)
             .await?;
         keys.secret_key
             .map(|k| k.expose_secret().to_owned())
