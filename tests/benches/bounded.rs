@@ -3,6 +3,10 @@
 //! fed the largest and oddest bodies API Gateway delivers. For each: the status, the time, the
 //! reply's size, the events Amplitude stored, and the process's peak RSS (`VmHWM`).
 //!
+//! Then every input again, one after another in one process (direct mode), as a warm Lambda
+//! sandbox takes them: its peak must be the largest single input's, not their sum (the
+//! functions' allocator keeps the memory it frees, `pipeline::ops::allocator`).
+//!
 //! Then the CPU the function spends per million corpus events: 25 invocations of 4,000 corpus
 //! events, the process's user + system time from `/proc/<pid>/stat`.
 //!
@@ -310,7 +314,37 @@ async fn run() {
             drop(child);
         }
     }
+    if shapes_too {
+        one_process(&moto, &amp).await;
+    }
     cpu_per_million(&moto, &amp).await;
+}
+
+/// Every input, one after another in one process (direct mode): each one's status and the
+/// process's resident memory after it, then its peak.
+async fn one_process(moto: &Moto, amp: &Emulator) {
+    println!("every input above, one after another in one direct-mode process:");
+    let (runtime, child) = spawn(moto, amp, &[]).await;
+    let pid = child.id().unwrap();
+    for (name, body, authorized) in shapes() {
+        amp.state.reset();
+        let answer = runtime
+            .invoke(v2(body, authorized), Duration::from_secs(10))
+            .await;
+        let status = match &answer {
+            Invocation::Response(r) => r["statusCode"].to_string(),
+            Invocation::Error(e) => format!("error {e}"),
+        };
+        println!(
+            "  {name}: {status}; resident after it {:.1} MB",
+            status_kb(pid, "VmRSS:") as f64 / 1024.0
+        );
+    }
+    println!(
+        "  peak RSS of the process: {:.1} MB",
+        status_kb(pid, "VmHWM:") as f64 / 1024.0
+    );
+    drop(child);
 }
 
 /// CPU seconds of the `events` function per million corpus events, through the real binary:
