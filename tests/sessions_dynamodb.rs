@@ -19,8 +19,10 @@ fn now_ms() -> i64 {
     pipeline::ops::now_ms() as i64
 }
 
+/// moto answering one request at a time, so its conditional writes are atomic as DynamoDB's
+/// are (`Moto::start_serial`), with the sessions' table.
 async fn moto_with_table(table: &str) -> Option<Moto> {
-    let Some(moto) = Moto::start().await else {
+    let Some(moto) = Moto::start_serial().await else {
         println!("skipped: moto is not installed (run tests/run.sh)");
         return None;
     };
@@ -99,10 +101,9 @@ async fn the_dynamodb_store_reads_many_keys_and_writes_only_on_the_state_it_read
 /// event of one gap that got a session got the same one, and each gap its own. (moto answers
 /// far slower than DynamoDB: a round it cannot finish within the 300 ms budget leaves its
 /// events without a session, as the stage must; enough are assigned to make the check count.
-/// moto's server also answers on threads with no lock between a conditional write's check and
-/// its write, so on a machine with both cores busy two writes can both pass, which DynamoDB
-/// never allows: seen once here with two busy loops running beside the test, as two sessions in
-/// one gap. The test is for this project's compare-and-set, not for moto's.)
+/// moto answers one request at a time here: its threaded server has no lock between a
+/// conditional write's check and its write, and two racing writes once both passed there, as
+/// two sessions in one gap. The test is for this project's compare-and-set, not for moto's.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s18_6_two_instances_racing_end_with_one_session_per_gap() {
     let Some(moto) = moto_with_table("race").await else {

@@ -38,13 +38,43 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// moto's server answering one request at a time: its app under werkzeug's server without
+/// threads (`moto_server` always starts it threaded). Run by the interpreter `moto_server`'s
+/// own `#!` line names, so it is the same moto.
+const SERIAL_SERVER: &str = "import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+run_simple(sys.argv[1], int(sys.argv[2]), DomainDispatcherApplication(create_backend_app), threaded=False, request_handler=MotoRequestHandler)
+";
+
 impl Moto {
     /// Starts moto on a free loopback port and waits until it answers.
     pub async fn start() -> Option<Moto> {
         let bin = binary()?;
         let port = free_port();
-        let child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut command = Command::new(bin);
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        Some(Moto::started(command, port).await)
+    }
+
+    /// Starts moto answering one request at a time. moto's threaded server has no lock between
+    /// a conditional write's check and its write, so two racing writes can both pass, which
+    /// DynamoDB never allows; one request at a time, every conditional write is atomic, as in
+    /// DynamoDB. Not for SQS long polls: one would hold up every other request.
+    pub async fn start_serial() -> Option<Moto> {
+        let bin = binary()?;
+        let script = std::fs::read_to_string(&bin).ok()?;
+        let python = script.lines().next()?.strip_prefix("#!")?.trim().to_owned();
+        let port = free_port();
+        let mut command = Command::new(python);
+        command
+            .args(["-c", SERIAL_SERVER, "127.0.0.1", &port.to_string()])
+            .env("MOTO_PORT", port.to_string());
+        Some(Moto::started(command, port).await)
+    }
+
+    async fn started(mut command: Command, port: u16) -> Moto {
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -60,7 +90,7 @@ impl Moto {
                 .await
                 .is_ok()
             {
-                return Some(moto);
+                return moto;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
