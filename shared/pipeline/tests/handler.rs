@@ -238,23 +238,32 @@ async fn bearer_token_alone_and_with_the_signature() {
     assert_eq!(call(&both.function, apigw_v2(&body, h, false)).await.0, 200);
 }
 
-#[tokio::test]
-async fn a_rotated_token_is_accepted_at_once_and_forgeries_do_not_reread_the_secret() {
-    let s = setup_with(
+/// The events function whose ingest secret holds the token `old-token`, read again after a
+/// mismatch at most every 30 s.
+async fn old_token_reread_every_30s() -> Setup {
+    setup_with(
         Route::Events,
         json!({}),
         json!({"api_key": "k", "bearer_token": "old-token"}),
         |b| b.var("SECRET_REREAD_SECONDS", "30"),
     )
-    .await;
+    .await
+}
+
+/// An HTTP API event carrying `body` with `Authorization: Bearer <token>`.
+fn bearer(body: &str, token: &str) -> Value {
+    apigw_v2(
+        body,
+        json!({"authorization": format!("Bearer {token}")}),
+        false,
+    )
+}
+
+#[tokio::test]
+async fn a_rotated_token_is_accepted_at_once_and_forgeries_do_not_reread_the_secret() {
+    let s = old_token_reread_every_30s().await;
     let body = track(1).to_string();
-    let with = |token: &str| {
-        apigw_v2(
-            &body,
-            json!({"authorization": format!("Bearer {token}")}),
-            false,
-        )
-    };
+    let with = |token: &str| bearer(&body, token);
     assert_eq!(call(&s.function, with("old-token")).await.0, 200);
     // The operator rotates the secret; the cached copy still has the old token.
     s.secrets.put(
@@ -297,13 +306,7 @@ async fn forged_traffic_never_gets_a_rotated_token_refused_nor_multiplies_secret
     )
     .await;
     let body = track(1).to_string();
-    let with = |token: &str| {
-        apigw_v2(
-            &body,
-            json!({"authorization": format!("Bearer {token}")}),
-            false,
-        )
-    };
+    let with = |token: &str| bearer(&body, token);
     assert_eq!(call(&s.function, with("old-token")).await.0, 200);
     let reads = s.secrets.reads();
     assert_eq!(call(&s.function, with("forged")).await.0, 401);
@@ -345,13 +348,7 @@ async fn forged_traffic_never_gets_a_rotated_token_refused_nor_multiplies_secret
 /// token would, so a rotated token right after it is accepted.
 #[tokio::test]
 async fn a_request_without_credentials_is_refused_at_once_and_never_answered_503() {
-    let s = setup_with(
-        Route::Events,
-        json!({}),
-        json!({"api_key": "k", "bearer_token": "old-token"}),
-        |b| b.var("SECRET_REREAD_SECONDS", "30"),
-    )
-    .await;
+    let s = old_token_reread_every_30s().await;
     let body = track(1).to_string();
     let bare = || apigw_v2(&body, json!({"content-type": "application/json"}), false);
     let reads = s.secrets.reads();
@@ -374,9 +371,8 @@ async fn a_request_without_credentials_is_refused_at_once_and_never_answered_503
         "ingest",
         &json!({"api_key": "k", "bearer_token": "rotated"}).to_string(),
     );
-    let rotated = apigw_v2(&body, json!({"authorization": "Bearer rotated"}), false);
     assert_eq!(
-        call(&s.function, rotated).await.0,
+        call(&s.function, bearer(&body, "rotated")).await.0,
         200,
         "the re-read was not spent on the requests without credentials"
     );
