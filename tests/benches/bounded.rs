@@ -4,8 +4,8 @@
 //! reply's size, the events Amplitude stored, and the process's peak RSS (`VmHWM`).
 //!
 //! Then every input again, one after another in one process (direct mode), as a warm Lambda
-//! sandbox takes them: its peak must be the largest single input's, not their sum (the
-//! functions' allocator keeps the memory it frees, `pipeline::ops::allocator`).
+//! sandbox takes them: what the allocator keeps or leaves fragmented from one request adds to
+//! the next, so this peak is above the largest single input's, and must stay in the model too.
 //!
 //! Then the CPU the function spends per million corpus events: 25 invocations of 4,000 corpus
 //! events, the process's user + system time from `/proc/<pid>/stat`.

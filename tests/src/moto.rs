@@ -63,8 +63,15 @@ impl Moto {
     /// DynamoDB. Not for SQS long polls: one would hold up every other request.
     pub async fn start_serial() -> Option<Moto> {
         let bin = binary()?;
-        let script = std::fs::read_to_string(&bin).ok()?;
-        let python = script.lines().next()?.strip_prefix("#!")?.trim().to_owned();
+        // Installed but not a script whose interpreter can be found: a failure, not a skip.
+        let script = std::fs::read_to_string(&bin).expect("moto_server is readable");
+        let python = script
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("#!"))
+            .expect("moto_server starts with a #! line naming its Python")
+            .trim()
+            .to_owned();
         let port = free_port();
         let mut command = Command::new(python);
         command
