@@ -378,6 +378,54 @@ async fn a_request_without_credentials_is_refused_at_once_and_never_answered_503
     );
 }
 
+/// `GET /deletions` without an Authorization header is refused 401 at once, however often:
+/// no operator token, rotated or not, could let it pass. It neither reads the privacy secret
+/// again nor spends the re-read a rotated token after it needs.
+#[tokio::test]
+async fn a_job_listing_without_a_token_is_refused_at_once_and_never_answered_503() {
+    let s = setup_with(Route::Deletions, json!({}), json!({"api_key": "k"}), |b| {
+        b.var("SECRET_REREAD_SECONDS", "30")
+    })
+    .await;
+    let privacy = |token: &str| json!({"secret_key": "sk", "operator_token": token}).to_string();
+    s.secrets.put("privacy", &privacy("op-old"));
+    let listing = |headers: &[(&str, &str)]| {
+        pipeline::ingest::inbound::http_api_event(
+            "GET",
+            "/deletions",
+            "start_day=2024-01-01&end_day=2024-01-02",
+            headers.iter().copied(),
+            b"",
+            "r",
+        )
+    };
+    let reads = s.secrets.reads();
+    for _ in 0..3 {
+        let (status, reply) = call(&s.function, listing(&[])).await;
+        assert_eq!(
+            (status, reply["error"].clone()),
+            (
+                401,
+                json!(
+                    "authentication: listing deletion jobs needs the operator token (operator_token in the privacy secret) as Authorization: Bearer"
+                )
+            )
+        );
+    }
+    assert_eq!(
+        s.secrets.reads(),
+        reads + 2,
+        "the ingest and privacy secrets read once each, then the cache"
+    );
+    s.secrets.put("privacy", &privacy("op-new"));
+    let (status, reply) = call(&s.function, listing(&[("authorization", "Bearer op-new")])).await;
+    assert_eq!(
+        (status, reply["jobs"].clone()),
+        (200, json!([])),
+        "the re-read was not spent on the requests without a token"
+    );
+}
+
 #[tokio::test]
 async fn batch_array_is_signed_by_its_first_element_and_batch_object_merges_context() {
     let s = setup(Route::Events, json!({}), keys_with_token()).await;

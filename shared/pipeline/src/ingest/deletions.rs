@@ -21,10 +21,13 @@ impl Function {
     /// The Amplitude secret key from the privacy secret, after `check` accepted the secret:
     /// 501 when deletions are not configured at all (no `PRIVACY_SECRET_ID`, which Segment
     /// does not retry), 503 while its `secret_key` is still empty (retried until it is set).
+    /// `final_mismatch`: a refusal by `check` that no rotated secret could mend
+    /// ([`Function::checked`]).
     async fn secret_key(
         &self,
         deadline: Instant,
         check: impl Fn(&PrivacyKeys) -> Result<(), AuthError>,
+        final_mismatch: bool,
     ) -> Result<String, RequestError> {
         let id = self
             .config
@@ -32,7 +35,7 @@ impl Function {
             .as_ref()
             .ok_or(RequestError::DeletionsNotConfigured)?;
         let keys = self
-            .checked(id, deadline, PrivacyKeys::parse, check, false)
+            .checked(id, deadline, PrivacyKeys::parse, check, final_mismatch)
             .await?;
         keys.secret_key
             .map(|k| k.expose_secret().to_owned())
@@ -51,7 +54,7 @@ impl Function {
         if !deletions {
             return Ok(credentials);
         }
-        let secret_key = self.secret_key(deadline, |_| Ok(())).await?;
+        let secret_key = self.secret_key(deadline, |_| Ok(()), false).await?;
         Ok(credentials.with_secret_key(secret_key))
     }
 
@@ -69,14 +72,22 @@ impl Function {
             .await?;
         let api_key = keys.api_key.expose_secret();
         let header = |name: &str| inbound.header(name);
+        // Without an Authorization header no operator token, rotated or not, can pass: the
+        // refusal is final, without reading the secret again (which a request with a new
+        // token may need) or answering "cannot tell yet".
+        let no_token = header("authorization").is_none();
         let secret_key = self
-            .secret_key(deadline, |k| {
-                auth::bearer(
-                    &header,
-                    &k.operator_tokens,
-                    AuthError::OperatorTokenRequired,
-                )
-            })
+            .secret_key(
+                deadline,
+                |k| {
+                    auth::bearer(
+                        &header,
+                        &k.operator_tokens,
+                        AuthError::OperatorTokenRequired,
+                    )
+                },
+                no_token,
+            )
             .await?;
         let (start, end) = (day(inbound, "start_day")?, day(inbound, "end_day")?);
         if !(0..=MAX_RANGE_DAYS).contains(&(end - start).get_days()) {
