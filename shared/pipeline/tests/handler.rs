@@ -342,6 +342,15 @@ async fn forged_traffic_never_gets_a_rotated_token_refused_nor_multiplies_secret
     assert_eq!(s.secrets.reads(), reads + 2);
 }
 
+/// Sends `request()` three times: each is refused 401 with `error`, never 503, however soon
+/// after the one before.
+async fn refused_401_three_times(s: &Setup, request: impl Fn() -> Value, error: &str) {
+    for _ in 0..3 {
+        let (status, reply) = call(&s.function, request()).await;
+        assert_eq!((status, reply["error"].clone()), (401, json!(error)));
+    }
+}
+
 /// Issue "bounded" §4: a request with neither an Authorization nor an X-Signature header can
 /// pass no secret, rotated or not, so it is refused 401 at once, every time: it reads the
 /// secret no more than a valid request does, and it does not use up the re-read a forged
@@ -352,16 +361,12 @@ async fn a_request_without_credentials_is_refused_at_once_and_never_answered_503
     let body = track(1).to_string();
     let bare = || apigw_v2(&body, json!({"content-type": "application/json"}), false);
     let reads = s.secrets.reads();
-    for _ in 0..3 {
-        let (status, reply) = call(&s.function, bare()).await;
-        assert_eq!(
-            (status, reply["error"].clone()),
-            (
-                401,
-                json!("authentication: the Authorization: Bearer header is missing")
-            )
-        );
-    }
+    refused_401_three_times(
+        &s,
+        bare,
+        "authentication: the Authorization: Bearer header is missing",
+    )
+    .await;
     assert_eq!(
         s.secrets.reads(),
         reads + 1,
@@ -400,18 +405,12 @@ async fn a_job_listing_without_a_token_is_refused_at_once_and_never_answered_503
         )
     };
     let reads = s.secrets.reads();
-    for _ in 0..3 {
-        let (status, reply) = call(&s.function, listing(&[])).await;
-        assert_eq!(
-            (status, reply["error"].clone()),
-            (
-                401,
-                json!(
-                    "authentication: listing deletion jobs needs the operator token (operator_token in the privacy secret) as Authorization: Bearer"
-                )
-            )
-        );
-    }
+    refused_401_three_times(
+        &s,
+        || listing(&[]),
+        "authentication: listing deletion jobs needs the operator token (operator_token in the privacy secret) as Authorization: Bearer",
+    )
+    .await;
     assert_eq!(
         s.secrets.reads(),
         reads + 2,
