@@ -396,7 +396,7 @@ async fn queue_state(State(queues): State<Arc<MemoryQueues>>) -> Response {
 }
 
 /// An HTTP request → the HTTP API (payload 2.0) event Lambda would receive → the function →
-/// its API Gateway response → HTTP.
+/// its API Gateway response (status, headers, body) → HTTP.
 async fn invoke(
     State(function): State<Arc<Function>>,
     method: Method,
@@ -429,7 +429,7 @@ async fn invoke(
     {
         Ok(response) => {
             let (status, body) = response.status_and_body();
-            (status, [("content-type", "application/json")], body).into_response()
+            (status, response.headers(), body).into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.error_message).into_response(),
     }

@@ -197,3 +197,63 @@ fn serve_takes_the_functions_variables_from_its_environment() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Issue "bounded" §6, as a user of `serve` sees it: a method a route does not take is answered
+/// 405 with the function's `Allow` header (API Gateway passes the function's headers on, and so
+/// does `serve`), and nothing is delivered.
+#[test]
+fn serve_answers_other_methods_405_with_the_functions_allow_header() {
+    let (url, mut child) = serve_with(&[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answers = runtime.block_on(async {
+        amplitude_client::install_crypto_provider();
+        let c = reqwest::Client::new();
+        let track =
+            json!({"type": "track", "event": "A", "userId": "user-1", "messageId": "m-405"});
+        let mut answers = Vec::new();
+        for (method, path) in [
+            (reqwest::Method::GET, "/events"),
+            (reqwest::Method::PUT, "/alias"),
+            (reqwest::Method::DELETE, "/deletions"),
+        ] {
+            let r = c
+                .request(method.clone(), format!("{url}{path}"))
+                .header("authorization", "Bearer local-token")
+                .body(track.to_string())
+                .send()
+                .await
+                .unwrap();
+            let header = |name: &str| {
+                r.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            answers.push((
+                format!("{method} {path}"),
+                r.status().as_u16(),
+                header("allow"),
+                header("content-type"),
+            ));
+        }
+        answers
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let expected = |what: &str, allow: &str| {
+        (
+            what.to_owned(),
+            405,
+            Some(allow.to_owned()),
+            Some("application/json".to_owned()),
+        )
+    };
+    assert_eq!(
+        answers,
+        [
+            expected("GET /events", "POST"),
+            expected("PUT /alias", "POST"),
+            expected("DELETE /deletions", "POST, GET"),
+        ]
+    );
+}

@@ -369,6 +369,19 @@ impl LambdaResponse {
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, text)
     }
+
+    /// The headers API Gateway would send with it (`Content-Type`, and a 405's `Allow`); a
+    /// direct invocation's body has none of its own, so it is shown as JSON.
+    pub fn headers(&self) -> HeaderMap {
+        match self {
+            LambdaResponse::HttpApi(r) => r.headers.clone(),
+            LambdaResponse::RestApi(r) => r.headers.clone(),
+            LambdaResponse::Direct(_) => HeaderMap::from_iter([(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )]),
+        }
+    }
 }
 
 #[cfg(test)]
