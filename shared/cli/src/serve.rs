@@ -294,6 +294,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             axum::routing::get(queue_state).with_state(memory.clone()),
         );
     }
+    let router = router.fallback(not_found);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
@@ -365,6 +366,20 @@ impl Local<'_> {
 }
 
 /// `GET /_metrics`: the functions' counters in Prometheus text format.
+/// A path with no function behind it: 404 with a JSON body naming the routes, as every other
+/// refusal has (API Gateway answers its own 404 there; the caller's path is not echoed).
+async fn not_found() -> Response {
+    let routes: Vec<&str> = Route::ALL.iter().map(|r| r.path()).collect();
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({
+            "status": 404,
+            "error": format!("route: not one of {}", routes.join(", ")),
+        })),
+    )
+        .into_response()
+}
+
 async fn metrics(State(registry): State<Arc<Registry>>) -> Response {
     (
         [("content-type", "text/plain; version=0.0.4")],

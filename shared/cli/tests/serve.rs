@@ -200,7 +200,7 @@ fn serve_takes_the_functions_variables_from_its_environment() {
 
 /// Issue "bounded" §6, as a user of `serve` sees it: a method a route does not take is answered
 /// 405 with the function's `Allow` header (API Gateway passes the function's headers on, and so
-/// does `serve`), and nothing is delivered.
+/// does `serve`); a path with no function, 404; each with a JSON body.
 #[test]
 fn serve_answers_other_methods_405_with_the_functions_allow_header() {
     let (url, mut child) = serve_with(&[]);
@@ -215,6 +215,7 @@ fn serve_answers_other_methods_405_with_the_functions_allow_header() {
             (reqwest::Method::GET, "/events"),
             (reqwest::Method::PUT, "/alias"),
             (reqwest::Method::DELETE, "/deletions"),
+            (reqwest::Method::POST, "/event"),
         ] {
             let r = c
                 .request(method.clone(), format!("{url}{path}"))
@@ -229,31 +230,53 @@ fn serve_answers_other_methods_405_with_the_functions_allow_header() {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned)
             };
+            let (status, allow, content_type) =
+                (r.status().as_u16(), header("allow"), header("content-type"));
+            let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
             answers.push((
                 format!("{method} {path}"),
-                r.status().as_u16(),
-                header("allow"),
-                header("content-type"),
+                status,
+                allow,
+                content_type,
+                body["error"].clone(),
             ));
         }
         answers
     });
     child.kill().unwrap();
     child.wait().unwrap();
-    let expected = |what: &str, allow: &str| {
+    let expected = |what: &str, status: u16, allow: Option<&str>, error: &str| {
         (
             what.to_owned(),
-            405,
-            Some(allow.to_owned()),
+            status,
+            allow.map(str::to_owned),
             Some("application/json".to_owned()),
+            json!(error),
         )
     };
     assert_eq!(
         answers,
         [
-            expected("GET /events", "POST"),
-            expected("PUT /alias", "POST"),
-            expected("DELETE /deletions", "POST, GET"),
+            expected(
+                "GET /events",
+                405,
+                Some("POST"),
+                "method: /events takes POST"
+            ),
+            expected("PUT /alias", 405, Some("POST"), "method: /alias takes POST"),
+            expected(
+                "DELETE /deletions",
+                405,
+                Some("POST, GET"),
+                "method: /deletions takes POST, GET"
+            ),
+            // A path with no function: a JSON 404 naming the routes, not an empty body.
+            expected(
+                "POST /event",
+                404,
+                None,
+                "route: not one of /events, /alias, /deletions, /engage"
+            ),
         ]
     );
 }
