@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use amplitude_emulator::{Emulator, EmulatorConfig};
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -417,8 +417,12 @@ async fn invoke(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let Ok(body) = lambda_sized(body).await else {
+        let error = serde_json::json!({"status": 400, "error": "body: could not be read"});
+        return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
+    };
     let request_id = format!(
         "local-{}",
         SystemTime::now()
@@ -448,6 +452,26 @@ async fn invoke(
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.error_message).into_response(),
     }
+}
+
+/// The request's body as far as Lambda could take it: at most one byte more than the functions'
+/// 6 MB limit is read, so a larger body still reaches the function, which refuses it itself (a
+/// JSON 413 and its log line), and no more of it is held. (axum's own default limit, 2 MB,
+/// would refuse bodies that Lambda takes, with a text answer.)
+async fn lambda_sized(body: Body) -> Result<Vec<u8>, axum::Error> {
+    use futures::StreamExt;
+    let limit = pipeline::MAX_BODY_BYTES + 1;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        let room = limit - bytes.len();
+        bytes.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
+        if bytes.len() >= limit {
+            break;
+        }
+    }
+    Ok(bytes)
 }
 
 /// `serve --help`'s list of the functions' variables, which serve passes on from its own

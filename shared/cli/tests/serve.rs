@@ -280,3 +280,53 @@ fn serve_answers_other_methods_405_with_the_functions_allow_header() {
         ]
     );
 }
+
+/// `serve` takes the bodies Lambda takes (up to 6 MB, where axum's own default would stop at
+/// 2 MB with a text answer), and a larger one is refused by the function itself: 413 with its
+/// JSON body, as the README's table of answers says.
+#[test]
+fn serve_takes_bodies_up_to_lambdas_6_mb_and_the_function_refuses_larger_ones() {
+    let (url, mut child) = serve_with(&[]);
+    // 100 events of 30 KB: 3 MB, within Lambda's limit and over axum's default.
+    let batch = |events: usize| {
+        let batch: Vec<Value> = (0..events)
+            .map(|i| {
+                json!({"type": "track", "event": "A", "userId": "user-1",
+                       "messageId": format!("big-{i}"), "properties": {"pad": "p".repeat(30_000)}})
+            })
+            .collect();
+        json!({ "batch": batch }).to_string()
+    };
+    let (within, over) = (batch(100), batch(240));
+    assert!(within.len() > 3_000_000 && over.len() > pipeline::MAX_BODY_BYTES);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answers = runtime.block_on(async {
+        amplitude_client::install_crypto_provider();
+        let c = reqwest::Client::new();
+        let mut answers = Vec::new();
+        for body in [within, over] {
+            let r = c
+                .post(format!("{url}/events"))
+                .header("authorization", "Bearer local-token")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            answers.push((status, body));
+        }
+        answers
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(answers[0].0, 200, "{}", answers[0].1);
+    assert_eq!(answers[0].1["counts"]["delivered"], 100);
+    assert_eq!(
+        answers[1],
+        (
+            413,
+            json!({"status": 413, "error": "body: larger than 6 MB; lower the batch size in Segment"})
+        )
+    );
+}
