@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::delivery::settlement::{Keep, Part};
 use crate::durable::{Queues, SqsQueues};
-use crate::ingest::auth::{AuthConfig, AuthError, Presented};
+use crate::ingest::auth::{self, AuthConfig, AuthError, Presented};
 use crate::ingest::body::{self, Messages};
 use crate::ingest::error::RequestError;
 use crate::ingest::inbound::{Inbound, LambdaRequest, Payload, Source};
@@ -460,12 +460,13 @@ impl Function {
             }
             .check(&presented)
         };
-        // A request with neither credential header can pass no secret, rotated or not: its
+        // A request with neither a bearer token (no Authorization header, another scheme, an
+        // empty token) nor an X-Signature header can pass no secret, rotated or not: its
         // refusal is final, without reading the secret again or answering 503 (which Segment
         // would retry for hours). Unless unauthenticated requests are allowed, when an emptied
         // secret would let it pass.
         let no_credentials = !self.config.allow_unauthenticated
-            && header("authorization").is_none()
+            && auth::bearer_token(&header).is_none()
             && header("x-signature").is_none();
         let keys = self
             .checked(id, deadline, IngestKeys::parse, check, no_credentials)

@@ -351,22 +351,33 @@ async fn refused_401_three_times(s: &Setup, request: impl Fn() -> Value, error: 
     }
 }
 
-/// Issue "bounded" §4: a request with neither an Authorization nor an X-Signature header can
+/// Issue "bounded" §4: a request with neither a bearer token nor an X-Signature header can
 /// pass no secret, rotated or not, so it is refused 401 at once, every time: it reads the
 /// secret no more than a valid request does, and it does not use up the re-read a forged
-/// token would, so a rotated token right after it is accepted.
+/// token would, so a rotated token right after it is accepted. Without a bearer token: no
+/// Authorization header, another scheme (`Basic`), or an empty token.
 #[tokio::test]
 async fn a_request_without_credentials_is_refused_at_once_and_never_answered_503() {
     let s = old_token_reread_every_30s().await;
     let body = track(1).to_string();
-    let bare = || apigw_v2(&body, json!({"content-type": "application/json"}), false);
     let reads = s.secrets.reads();
-    refused_401_three_times(
-        &s,
-        bare,
-        "authentication: the Authorization: Bearer header is missing",
-    )
-    .await;
+    for authorization in [
+        None,
+        Some("Basic b2xkLXRva2VuOg=="),
+        Some("Bearer"),
+        Some("Bearer   "),
+    ] {
+        let mut headers = json!({"content-type": "application/json"});
+        if let Some(a) = authorization {
+            headers["authorization"] = json!(a);
+        }
+        refused_401_three_times(
+            &s,
+            || apigw_v2(&body, headers.clone(), false),
+            "authentication: the Authorization: Bearer header is missing",
+        )
+        .await;
+    }
     assert_eq!(
         s.secrets.reads(),
         reads + 1,
@@ -383,9 +394,10 @@ async fn a_request_without_credentials_is_refused_at_once_and_never_answered_503
     );
 }
 
-/// `GET /deletions` without an Authorization header is refused 401 at once, however often:
-/// no operator token, rotated or not, could let it pass. It neither reads the privacy secret
-/// again nor spends the re-read a rotated token after it needs.
+/// `GET /deletions` without a bearer token (no Authorization header, another scheme, an empty
+/// token) is refused 401 at once, however often: no operator token, rotated or not, could let
+/// it pass. It neither reads the privacy secret again nor spends the re-read a rotated token
+/// after it needs.
 #[tokio::test]
 async fn a_job_listing_without_a_token_is_refused_at_once_and_never_answered_503() {
     let s = setup_with(Route::Deletions, json!({}), json!({"api_key": "k"}), |b| {
@@ -405,12 +417,18 @@ async fn a_job_listing_without_a_token_is_refused_at_once_and_never_answered_503
         )
     };
     let reads = s.secrets.reads();
-    refused_401_three_times(
-        &s,
-        || listing(&[]),
-        "authentication: listing deletion jobs needs the operator token (operator_token in the privacy secret) as Authorization: Bearer",
-    )
-    .await;
+    for headers in [
+        &[][..],
+        &[("authorization", "Basic b3Atb2xkOg==")],
+        &[("authorization", "Bearer ")],
+    ] {
+        refused_401_three_times(
+            &s,
+            || listing(headers),
+            "authentication: listing deletion jobs needs the operator token (operator_token in the privacy secret) as Authorization: Bearer",
+        )
+        .await;
+    }
     assert_eq!(
         s.secrets.reads(),
         reads + 2,

@@ -98,18 +98,25 @@ impl AuthConfig<'_> {
     }
 }
 
+/// The token of the request's `Authorization: Bearer <token>` header (trimmed), if it presents
+/// one: none without the header, with another scheme (`Basic …`) or with an empty token. A
+/// request without one can pass no bearer check, whatever the secret holds.
+pub fn bearer_token<'a>(header: &'a (dyn Fn(&str) -> Option<&'a str> + Sync)) -> Option<&'a str> {
+    let given = header("authorization")?;
+    let token = given
+        .strip_prefix("Bearer ")
+        .or_else(|| given.strip_prefix("bearer "))?
+        .trim();
+    (!token.is_empty()).then_some(token)
+}
+
 /// Checks `Authorization: Bearer <token>` against the accepted tokens.
 pub fn bearer<'a>(
     header: &'a (dyn Fn(&str) -> Option<&'a str> + Sync),
     tokens: &[SecretString],
     missing: AuthError,
 ) -> Result<(), AuthError> {
-    let given = header("authorization").ok_or(missing)?;
-    let given = given
-        .strip_prefix("Bearer ")
-        .or_else(|| given.strip_prefix("bearer "))
-        .ok_or(missing)?
-        .trim();
+    let given = bearer_token(header).ok_or(missing)?;
     let matches = tokens.iter().fold(false, |found, t| {
         let eq: bool = given.as_bytes().ct_eq(t.expose_secret().as_bytes()).into();
         found | eq
@@ -286,6 +293,28 @@ mod tests {
             check(&c, &[("Authorization", "Bearer nope")], b"[{oops"),
             Err(AuthError::BadBearer)
         );
+    }
+
+    /// The token a request presents, which decides whether a refusal can be final (no token:
+    /// no rotated secret could let it pass).
+    #[test]
+    fn bearer_token_is_the_trimmed_token_of_a_bearer_header_only() {
+        let token = |value: Option<&'static str>| {
+            let header = move |name: &str| value.filter(|_| name == "authorization");
+            bearer_token(&header).map(str::to_owned)
+        };
+        let cases = [
+            (None, None),
+            (Some("Basic dG9rOg=="), None),
+            (Some("Bearer"), None),
+            (Some("Bearer    "), None),
+            (Some("BEARER tok"), None),
+            (Some("Bearer tok"), Some("tok")),
+            (Some("bearer  tok "), Some("tok")),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(token(value).as_deref(), expected, "{value:?}");
+        }
     }
 
     #[test]

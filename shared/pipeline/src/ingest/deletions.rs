@@ -72,10 +72,11 @@ impl Function {
             .await?;
         let api_key = keys.api_key.expose_secret();
         let header = |name: &str| inbound.header(name);
-        // Without an Authorization header no operator token, rotated or not, can pass: the
-        // refusal is final, without reading the secret again (which a request with a new
-        // token may need) or answering "cannot tell yet".
-        let no_token = header("authorization").is_none();
+        // Without a bearer token (no Authorization header, another scheme, an empty token) no
+        // operator token, rotated or not, can pass: the refusal is final, without reading the
+        // secret again (which a request with a new token may need) or answering "cannot tell
+        // yet".
+        let no_token = auth::bearer_token(&header).is_none();
         let secret_key = self
             .secret_key(
                 deadline,
