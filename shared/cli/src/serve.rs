@@ -365,7 +365,6 @@ impl Local<'_> {
     }
 }
 
-/// `GET /_metrics`: the functions' counters in Prometheus text format.
 /// A path with no function behind it: 404 with a JSON body naming the routes, as every other
 /// refusal has (API Gateway answers its own 404 there; the caller's path is not echoed).
 async fn not_found() -> Response {
@@ -380,6 +379,7 @@ async fn not_found() -> Response {
         .into_response()
 }
 
+/// `GET /_metrics`: the functions' counters in Prometheus text format.
 async fn metrics(State(registry): State<Arc<Registry>>) -> Response {
     (
         [("content-type", "text/plain; version=0.0.4")],

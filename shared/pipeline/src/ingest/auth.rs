@@ -98,16 +98,15 @@ impl AuthConfig<'_> {
     }
 }
 
-/// The token of the request's `Authorization: Bearer <token>` header (trimmed), if it presents
-/// one: none without the header, with another scheme (`Basic …`) or with an empty token. A
-/// request without one can pass no bearer check, whatever the secret holds.
+/// The token of the request's `Authorization: Bearer <token>` header (trimmed; the scheme in
+/// any case, as HTTP's are), if it presents one: none without the header, with another scheme
+/// (`Basic …`) or with an empty token. A request without one can pass no bearer check,
+/// whatever the secret holds.
 pub fn bearer_token<'a>(header: &'a (dyn Fn(&str) -> Option<&'a str> + Sync)) -> Option<&'a str> {
     let given = header("authorization")?;
-    let token = given
-        .strip_prefix("Bearer ")
-        .or_else(|| given.strip_prefix("bearer "))?
-        .trim();
-    (!token.is_empty()).then_some(token)
+    let scheme = given.get(..7)?;
+    let token = given.get(7..)?.trim();
+    (scheme.eq_ignore_ascii_case("bearer ") && !token.is_empty()).then_some(token)
 }
 
 /// Checks `Authorization: Bearer <token>` against the accepted tokens.
@@ -308,8 +307,9 @@ mod tests {
             (Some("Basic dG9rOg=="), None),
             (Some("Bearer"), None),
             (Some("Bearer    "), None),
-            (Some("BEARER tok"), None),
+            (Some("Bearertok"), None),
             (Some("Bearer tok"), Some("tok")),
+            (Some("BEARER tok"), Some("tok")),
             (Some("bearer  tok "), Some("tok")),
         ];
         for (value, expected) in cases {
