@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use pipeline::durable::{DeadLetter, MemoryQueues, QueueKind, Queues, SqsQueues};
+use pipeline::ingest::reply::Reply;
 use pipeline::ops::metrics::{Registry, Sink};
 use pipeline::ops::secrets::SecretSource;
 use pipeline::{Function, Kind, Route};
@@ -369,14 +370,15 @@ impl Local<'_> {
 /// refusal has (API Gateway answers its own 404 there; the caller's path is not echoed).
 async fn not_found() -> Response {
     let routes: Vec<&str> = Route::ALL.iter().map(|r| r.path()).collect();
-    (
+    refusal(
         StatusCode::NOT_FOUND,
-        axum::Json(serde_json::json!({
-            "status": 404,
-            "error": format!("route: not one of {}", routes.join(", ")),
-        })),
+        format!("route: not one of {}", routes.join(", ")),
     )
-        .into_response()
+}
+
+/// A refusal by the local server itself, in the body shape of the functions' own.
+fn refusal(status: StatusCode, error: String) -> Response {
+    (status, axum::Json(Reply::error(status, error).body)).into_response()
 }
 
 /// `GET /_metrics`: the functions' counters in Prometheus text format.
@@ -420,8 +422,7 @@ async fn invoke(
     body: Body,
 ) -> Response {
     let Ok(body) = lambda_sized(body).await else {
-        let error = serde_json::json!({"status": 400, "error": "body: could not be read"});
-        return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
+        return refusal(StatusCode::BAD_REQUEST, "body: could not be read".into());
     };
     let request_id = format!(
         "local-{}",

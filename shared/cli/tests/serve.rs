@@ -238,7 +238,7 @@ fn serve_answers_other_methods_405_with_the_functions_allow_header() {
                 status,
                 allow,
                 content_type,
-                body["error"].clone(),
+                body,
             ));
         }
         answers
@@ -251,7 +251,7 @@ fn serve_answers_other_methods_405_with_the_functions_allow_header() {
             status,
             allow.map(str::to_owned),
             Some("application/json".to_owned()),
-            json!(error),
+            json!({"status": status, "error": error}),
         )
     };
     assert_eq!(
