@@ -481,6 +481,51 @@ async fn a_rotated_bearer_token_is_accepted_without_a_redeploy() {
     assert_eq!(f.http(with("forged")).await.0, 401);
 }
 
+/// Mapping §9.4 (decision 2026-12-02) through the real `events` binary: a group call whose
+/// traits increment a group property, Amplitude storing the request and then answering 500.
+/// The function resends it; the increment is applied once, because it travelled as a
+/// deduplicated `$groupidentify` event. With `idempotentTraitOperations: false` it goes to
+/// `/groupidentify`, and the same fault applies it twice: the reason for the rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_increment_resent_after_stored_then_500_is_applied_once() {
+    let Some((moto, amp)) = env().await else {
+        return;
+    };
+    for (idempotent, route, applied) in [(true, "/2/httpapi", 1), (false, "/groupidentify", 2)] {
+        amp.state.reset();
+        let f = start(
+            "events",
+            &moto,
+            &amp,
+            "ingest/events",
+            json!({"groupTypeTrait": "kind", "groupValueTrait": "name",
+                "idempotentTraitOperations": idempotent}),
+        )
+        .await;
+        let group = json!({"type": "group", "userId": "user-1", "groupId": "g1",
+            "messageId": "grp-1", "traits": {"kind": "team", "name": "red", "$add": {"seats": 3}}})
+        .to_string();
+        amp.state.push_faults([Fault {
+            route: Some(route.into()),
+            delay_ms: 0,
+            action: FaultAction::StoreThen {
+                status: 500,
+                after_ms: 0,
+            },
+        }]);
+        // The function resends the request itself within the invocation, and answers 200.
+        let (status, body) = f.http(v2(&group, sig(&group))).await;
+        assert_eq!(status, 200, "{body}");
+        let got = amp.state.ingested();
+        assert_eq!(
+            got.groups["team"]["red"]["seats"],
+            json!(3 * applied),
+            "idempotentTraitOperations {idempotent}: {:?}",
+            got.groups
+        );
+    }
+}
+
 fn bearer() -> Value {
     json!({"Authorization": format!("Bearer {TOKEN}")})
 }

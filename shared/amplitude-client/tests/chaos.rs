@@ -1,5 +1,5 @@
-//! Chaos: generated Segment traffic on every endpoint (events, `$identify` events carrying
-//! `$add`, identify, group identify, user mapping, deletions) through a seeded random fault
+//! Chaos: generated Segment traffic on every endpoint (events, `$identify` and `$groupidentify`
+//! events carrying `$add`, identify, group identify, user mapping, deletions) through a seeded random fault
 //! schedule on every route: stored-then-500, stored-then-too-slow, slow, connection resets,
 //! 503s, 429s for throttled users, 413s and 400s listing bad indices. Retryable messages are
 //! sent again, as Segment would, until none is left. Then:
@@ -8,8 +8,9 @@
 //!   named its event;
 //! * **nothing is answered done while undelivered**: every item of a delivered message is in
 //!   Amplitude;
-//! * **no operation is applied twice**: each `$add` counts once in the user's properties, however
-//!   often its request was stored and resent.
+//! * **no operation is applied twice**: each `$add` counts once in the user's or the group's
+//!   properties (group increments travel as `$groupidentify` events), however often its
+//!   request was stored and resent.
 
 mod common;
 
@@ -56,6 +57,17 @@ fn traffic(seed: u64) -> (Vec<String>, HashSet<String>) {
         lines[i] = json!({"type": "delete", "userId": format!("user-{:05}", i % 5000)}).to_string();
     }
     let cleared = corpus::with_clears(&mut lines, 9).into_iter().collect();
+    // Every other group call also increments its group's `seats` (mapping §9.4: sent as
+    // deduplicated `$groupidentify` events).
+    let groups = lines
+        .iter_mut()
+        .filter(|l| l.contains(r#""type":"group""#))
+        .step_by(2);
+    for line in groups {
+        let mut message: Value = serde_json::from_str(line).expect("corpus lines are JSON");
+        message["traits"]["$add"] = json!({"seats": 1});
+        *line = message.to_string();
+    }
     (lines, cleared)
 }
 
@@ -285,11 +297,48 @@ async fn chaos(seed: u64) {
             "{user}: each increment applied once"
         );
     }
+    // Every group `$add` applied once: each `$groupidentify` event stored at most once (once
+    // if its message was delivered), and the group's total is the number stored.
+    let (mut seats, mut group_increments) = (0, 0);
+    for (m, plan) in plans.iter().enumerate() {
+        let group_events = plan.requests.iter().flat_map(|r| match &r.body {
+            Body::Events(events) => events
+                .iter()
+                .filter(|e| e.event_type == "$groupidentify")
+                .collect(),
+            _ => Vec::new(),
+        });
+        for event in group_events {
+            let id = event
+                .insert_id
+                .as_deref()
+                .expect("corpus messages have ids");
+            let stored = got.insert_ids.get(id).map_or(0, |c| c.stored);
+            assert!(
+                stored <= 1,
+                "message {m}: its group $add was applied {stored} times"
+            );
+            if outcome[&m] == Outcome::Delivered {
+                assert_eq!(stored, 1, "message {m}: delivered, so applied once");
+            }
+            seats += stored;
+            group_increments += 1;
+        }
+    }
+    assert!(
+        group_increments > 20,
+        "the traffic carries group increments"
+    );
+    assert_eq!(
+        got.groups["company"]["Example Inc"]["seats"].as_u64(),
+        Some(seats as u64),
+        "each group increment applied once"
+    );
     let resent: usize = got.insert_ids.values().map(|c| c.received - c.stored).sum();
     println!(
         "chaos, seed {seed}: {} messages on every endpoint, {rounds} rounds: {delivered} delivered, {rejected} \
          rejected by an index-400; {resent} resent events absorbed by insert_id; {} \
-         increments each applied once; {} requests received",
+         increments and {group_increments} group increments each applied once; {} requests received",
         plans.len(),
         increments,
         got.requests.values().sum::<usize>()

@@ -120,7 +120,7 @@ pub fn validate(
 pub fn ingest(store: &mut Store, kind: Kind, items: Vec<Value>) -> (u16, Value) {
     match kind {
         Kind::Identify => store.store_identifies(items),
-        Kind::GroupIdentify => store.ingested.group_identifies.extend(items),
+        Kind::GroupIdentify => store.store_group_identifies(items),
         Kind::UserMap => store.ingested.mappings.extend(items),
     }
     (200, Value::String("success".into()))

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::config::EmulatorConfig;
 use crate::faults::Fault;
-use crate::users::{self, Users};
+use crate::users::{self, Groups, Users};
 
 /// Amplitude ignores a repeated `insert_id` for 7 days (amplitude-api §2.4).
 const DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -39,6 +39,9 @@ pub struct Ingested {
     pub deletion_jobs: Vec<DeletionJob>,
     /// User properties after every identification and stored event (see `users`).
     pub users: Users,
+    /// Group properties after every `/groupidentify` identification and stored
+    /// `$groupidentify` event (see `users`).
+    pub groups: Groups,
     /// insert_id → times it arrived in an accepted request / times it was stored.
     pub insert_ids: HashMap<String, InsertIdCount>,
     /// Items a scripted 400 named by index (`InvalidIndices`): refused, not stored. What a
@@ -143,6 +146,7 @@ impl Store {
             if event.get(crate::events::SKIP_SYNC) != Some(&Value::Bool(true)) {
                 users::apply(&mut self.ingested.users, &event);
             }
+            users::apply_group_event(&mut self.ingested.groups, &event);
             if let Some(o) = event.as_object_mut() {
                 o.insert("_endpoint".into(), Value::from(endpoint));
                 o.insert("_api_key".into(), Value::from(api_key));
@@ -160,6 +164,14 @@ impl Store {
             users::apply(&mut self.ingested.users, i);
         }
         self.ingested.identifies.extend(list);
+    }
+
+    /// Stores group identifications; applied every time, as identifications are.
+    pub fn store_group_identifies(&mut self, list: Vec<Value>) {
+        for i in &list {
+            users::apply_group_identification(&mut self.ingested.groups, i);
+        }
+        self.ingested.group_identifies.extend(list);
     }
 
     /// Users and devices over `eps × window` events in the current window, counting this

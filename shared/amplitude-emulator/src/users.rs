@@ -1,8 +1,10 @@
-//! User properties as Amplitude holds them (amplitude-api §2.2, §4): every identification and
-//! every stored event's `user_properties` applied in arrival order, events only after their
-//! `insert_id` was found new. This is what makes a double-applied `$add` visible to a test: an
-//! increment resent through `/identify` (no dedup) counts twice, one resent as a deduplicated
-//! `$identify` event counts once.
+//! User and group properties as Amplitude holds them (amplitude-api §2.2, §4, §5): every
+//! identification and every stored event's `user_properties` applied in arrival order, events
+//! only after their `insert_id` was found new; likewise every `/groupidentify` identification and
+//! every stored `$groupidentify` event's `group_properties`. This is what makes a double-applied
+//! `$add` visible to a test: an increment resent through `/identify` or `/groupidentify` (no
+//! dedup) counts twice, one resent as a deduplicated `$identify` or `$groupidentify` event
+//! counts once.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +12,12 @@ use serde_json::{Map, Value};
 
 /// Properties per user: the key is the `user_id`, or `device:<device_id>` without one.
 pub type Users = BTreeMap<String, Map<String, Value>>;
+
+/// Properties per group: group type → group value → properties.
+pub type Groups = BTreeMap<String, BTreeMap<String, Map<String, Value>>>;
+
+/// The event type that updates group properties (amplitude-api §2.2).
+pub const GROUP_IDENTIFY_EVENT: &str = "$groupidentify";
 
 /// Whose properties an event or identification changes.
 pub fn key(item: &Value) -> Option<String> {
@@ -30,7 +38,50 @@ pub fn apply(users: &mut Users, item: &Value) {
     let (Some(who), Some(Value::Object(props))) = (key(item), item.get("user_properties")) else {
         return;
     };
-    let user = users.entry(who).or_default();
+    apply_properties(users.entry(who).or_default(), props);
+}
+
+/// Applies a `/groupidentify` identification's `group_properties` to its group.
+pub fn apply_group_identification(groups: &mut Groups, item: &Value) {
+    let (Some(Value::String(t)), Some(Value::String(v)), Some(Value::Object(props))) = (
+        item.get("group_type"),
+        item.get("group_value"),
+        item.get("group_properties"),
+    ) else {
+        return;
+    };
+    apply_properties(
+        groups
+            .entry(t.clone())
+            .or_default()
+            .entry(v.clone())
+            .or_default(),
+        props,
+    );
+}
+
+/// Applies a stored `$groupidentify` event's `group_properties` to every group it names in
+/// `groups` (a value, or a list of values, per type). Other events change no group.
+pub fn apply_group_event(groups: &mut Groups, event: &Value) {
+    let (Some(GROUP_IDENTIFY_EVENT), Some(Value::Object(named)), Some(Value::Object(props))) = (
+        event.get("event_type").and_then(Value::as_str),
+        event.get("groups"),
+        event.get("group_properties"),
+    ) else {
+        return;
+    };
+    for (group_type, values) in named {
+        for value in self::values(values) {
+            if let Value::String(value) = value {
+                let group = groups.entry(group_type.clone()).or_default();
+                apply_properties(group.entry(value).or_default(), props);
+            }
+        }
+    }
+}
+
+/// Applies one properties object (`user_properties` or `group_properties`) to what is held.
+fn apply_properties(user: &mut Map<String, Value>, props: &Map<String, Value>) {
     for (key, value) in props {
         match (key.as_str(), value) {
             ("$set", Value::Object(o)) => user.extend(o.clone()),
@@ -147,5 +198,34 @@ mod tests {
             &json!({"device_id": "d1", "user_properties": {"plain": 1}}),
         );
         assert_eq!(users["device:d1"]["plain"], 1);
+    }
+
+    /// Group properties: a `/groupidentify` identification and a `$groupidentify` event apply
+    /// the same operations; other events and malformed items change nothing.
+    #[test]
+    fn group_properties_apply_from_identifications_and_groupidentify_events() {
+        let mut groups = Groups::new();
+        let props = json!({"$set": {"plan": "pro"}, "$add": {"seats": 2}});
+        apply_group_identification(
+            &mut groups,
+            &json!({"group_type": "org", "group_value": "acme", "group_properties": props}),
+        );
+        apply_group_event(
+            &mut groups,
+            &json!({"event_type": "$groupidentify", "user_id": "u1",
+                "groups": {"org": ["acme", "initech"]}, "group_properties": props}),
+        );
+        apply_group_event(
+            &mut groups,
+            &json!({"event_type": "Signed Up", "groups": {"org": "acme"}, "group_properties": props}),
+        );
+        apply_group_identification(
+            &mut groups,
+            &json!({"group_type": "org", "group_value": ["x"]}),
+        );
+        assert_eq!(
+            serde_json::to_value(&groups).unwrap(),
+            json!({"org": {"acme": {"plan": "pro", "seats": 4}, "initech": {"plan": "pro", "seats": 2}}})
+        );
     }
 }

@@ -55,6 +55,9 @@ pub struct Revenue<'a> {
 /// The event type of an identify sent as an event (spec §8.1.4).
 pub const IDENTIFY_EVENT: &str = "$identify";
 
+/// The event type of a group's properties sent as an event (spec §9.4, decision 2026-12-02).
+pub const GROUP_IDENTIFY_EVENT: &str = "$groupidentify";
+
 /// One element of the HTTP V2 / Batch `events` array.
 #[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -73,6 +76,8 @@ pub struct Event<'a> {
     #[serde(skip_serializing_if = "is_empty_shared")]
     pub user_properties: Arc<PropMap<'a>>,
     pub groups: Option<Prop<'a>>,
+    /// Only on `$groupidentify` events: the properties of the groups in `groups`.
+    pub group_properties: Option<PropMap<'a>>,
     #[serde(flatten)]
     pub revenue: Option<Revenue<'a>>,
     /// `context.userAgent` as sent, with `includeRawUserAgent` (§17.4.2).

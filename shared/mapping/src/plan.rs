@@ -132,15 +132,19 @@ pub struct Plan<'a> {
 
 impl Plan<'_> {
     /// Spec §18: gives every event of the plan without a session id this one (the session the
-    /// `sessions` stage chose for the message, or `-1`: out of session). Identifications and
-    /// `$identify` events never get one.
+    /// `sessions` stage chose for the message, or `-1`: out of session). Identifications,
+    /// `$identify` and `$groupidentify` events never get one: they change properties, they are
+    /// not something the user did.
     pub fn set_session_id(&mut self, id: i64) {
         for request in &mut self.requests {
             if let Body::Events(events) = &mut request.body {
                 for event in events.iter_mut() {
-                    if event.session_id.is_none()
-                        && event.event_type != crate::amplitude::IDENTIFY_EVENT
-                    {
+                    let changes_properties = [
+                        crate::amplitude::IDENTIFY_EVENT,
+                        crate::amplitude::GROUP_IDENTIFY_EVENT,
+                    ]
+                    .contains(&event.event_type.as_ref());
+                    if event.session_id.is_none() && !changes_properties {
                         event.session_id = Some(id);
                     }
                 }

@@ -978,6 +978,117 @@ fn s9_4_a_group_value_past_the_fan_out_limit_is_refused_with_the_reason() {
     );
 }
 
+/// §9.4 (decision 2026-12-02, as §8.1.4 for users): a group whose traits hold `$add`,
+/// `$append` or `$prepend` has its properties sent as `$groupidentify` events (HTTP V2, one per
+/// group value, `insert_id` by §3.4), which Amplitude deduplicates; `/groupidentify` would apply
+/// the increment again on every resend. Plain traits go under `$set` beside the operations. The
+/// link to the user stays on `/identify`.
+#[test]
+fn s9_4_group_operations_applied_twice_travel_as_groupidentify_events() {
+    let message = json!({"type": "group", "userId": "user-1", "anonymousId": "anon-1",
+        "groupId": "g1", "messageId": "m-9", "timestamp": "2024-05-01T10:00:00Z",
+        "traits": {"kind": "team", "name": ["red", "blue"], "$add": {"seats": 2},
+            "$set": {"plan": "pro"}}});
+    let record = map(typed(), message.clone());
+    let event = |value: &str, insert_id: &str| {
+        json!({"user_id": "user-1", "device_id": "anon-1", "time": 1_714_557_600_000_i64,
+            "library": "segment", "event_type": "$groupidentify", "insert_id": insert_id,
+            "groups": {"team": value},
+            "group_properties": {"$set": {"plan": "pro", "kind": "team", "name": ["red", "blue"]},
+                "$add": {"seats": 2}}})
+    };
+    assert_eq!(
+        record["requests"],
+        json!([
+            {"endpoint": "identify", "method": "POST", "url": "https://api2.amplitude.com/identify",
+             "body": {"api_key": "K", "identification": [{"user_id": "user-1", "device_id": "anon-1",
+                "time": 1_714_557_600_000_i64, "groups": {"team": ["red", "blue"]},
+                "user_properties": {"team": ["red", "blue"]}}]}},
+            {"endpoint": "httpapi", "method": "POST", "url": "https://api2.amplitude.com/2/httpapi",
+             "body": {"api_key": "K", "events": [event("red", "m-9"), event("blue", "m-9-2")]}}
+        ])
+    );
+    // With Send To Batch Endpoint the events go to /batch, like every other event.
+    let batch = map(
+        with(
+            json!({"groupTypeTrait": "kind", "groupValueTrait": "name", "sendToBatchEndpoint": true}),
+        ),
+        message.clone(),
+    );
+    assert_eq!(
+        batch["requests"][1]["url"],
+        "https://api2.amplitude.com/batch"
+    );
+    // `$append` and `$prepend` are not idempotent either; `$set`, `$setOnce`, `$unset` are.
+    for (op, endpoint) in [
+        ("$append", "httpapi"),
+        ("$prepend", "httpapi"),
+        ("$setOnce", "groupidentify"),
+        ("$unset", "groupidentify"),
+    ] {
+        let r = map(
+            typed(),
+            json!({"type": "group", "userId": "user-1", "groupId": "g1",
+                "traits": {"kind": "team", "name": "red", op: {"tags": "x"}}}),
+        );
+        assert_eq!(r["requests"][1]["endpoint"], endpoint, "{op}");
+    }
+    // The setting off keeps `/groupidentify`, the traits as they are.
+    let classic = map(
+        with(json!({"groupTypeTrait": "kind", "groupValueTrait": "name",
+            "idempotentTraitOperations": false})),
+        message.clone(),
+    );
+    assert_eq!(classic["requests"][1]["endpoint"], "groupidentify");
+    assert_eq!(
+        classic["requests"][1]["body"]["identification"][0]["group_properties"],
+        message["traits"]
+    );
+    // An event needs a user or device id: without one the properties keep `/groupidentify`.
+    let anonymous = map(
+        typed(),
+        json!({"type": "group", "groupId": "g1",
+            "traits": {"kind": "team", "name": "red", "$add": {"seats": 2}}}),
+    );
+    assert_eq!(
+        anonymous["requests"],
+        json!([{"endpoint": "groupidentify", "method": "POST", "url": "https://api2.amplitude.com/groupidentify",
+            "body": {"api_key": "K", "identification": [{"group_type": "team", "group_value": "red",
+                "group_properties": {"kind": "team", "name": "red", "$add": {"seats": 2}}}]}}])
+    );
+}
+
+/// §9.4 (decision): each `$groupidentify` event counts toward the calling user's event rate,
+/// which Amplitude throttles, so a group value naming more than ten groups keeps
+/// `/groupidentify`; ten go as ten events.
+#[test]
+fn s9_4_more_than_ten_groups_keep_groupidentify() {
+    let group = |n: usize| {
+        let names: Vec<String> = (0..n).map(|i| format!("g{i}")).collect();
+        map(
+            typed(),
+            json!({"type": "group", "userId": "user-1", "groupId": "g1", "messageId": "m",
+                "traits": {"kind": "team", "name": names, "$add": {"seats": 1}}}),
+        )
+    };
+    let ten = group(10);
+    assert_eq!(ten["requests"][1]["endpoint"], "httpapi");
+    let events = ten["requests"][1]["body"]["events"].as_array().unwrap();
+    assert_eq!(
+        (events.len(), &events[9]["insert_id"], &events[9]["groups"]),
+        (10, &json!("m-10"), &json!({"team": "g9"}))
+    );
+    let eleven = group(11);
+    assert_eq!(eleven["requests"][1]["endpoint"], "groupidentify");
+    assert_eq!(
+        eleven["requests"][1]["body"]["identification"]
+            .as_array()
+            .unwrap()
+            .len(),
+        11
+    );
+}
+
 #[test]
 fn s9_2_missing_type_trait_falls_back_to_legacy_group() {
     let r = only_request(
@@ -1831,4 +1942,22 @@ fn s18_2_every_event_of_the_message_gets_its_session_and_identifications_none() 
         panic!("a $identify event")
     };
     assert_eq!(events[0].session_id, None);
+    // Nor do `$groupidentify` events (§9.4).
+    let group = json!({"type": "group", "userId": "user-1", "groupId": "g", "messageId": "m3",
+        "traits": {"kind": "team", "name": "red", "$add": {"seats": 1}}})
+    .to_string();
+    let parsed: serde_json_borrow::Value = serde_json::from_str(&group).unwrap();
+    let settings = Settings::from_json(&with(
+        json!({"groupTypeTrait": "kind", "groupValueTrait": "name", "sessionize": true}),
+    ))
+    .unwrap();
+    let mut plan = mapping::plan(&parsed, &settings).unwrap();
+    plan.set_session_id(T);
+    let Body::Events(events) = &plan.requests[1].body else {
+        panic!("a $groupidentify event")
+    };
+    assert_eq!(
+        (events[0].event_type.as_ref(), events[0].session_id),
+        ("$groupidentify", None)
+    );
 }

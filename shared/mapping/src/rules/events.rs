@@ -84,6 +84,7 @@ impl<'a> EventBase<'a> {
             event_properties: Some(event_properties),
             user_properties: self.user_properties.clone(),
             groups: self.groups.map(Prop::Ref),
+            group_properties: None,
             revenue,
             user_agent: self.user_agent.clone(),
             skip_user_properties_sync: self.skip_user_properties_sync,

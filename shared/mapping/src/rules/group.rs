@@ -3,20 +3,28 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde_json_borrow::Value;
 
-use crate::amplitude::{GroupIdentification, GroupLink, Identification};
+use crate::amplitude::{
+    DeviceFields, Event, GROUP_IDENTIFY_EVENT, GroupIdentification, GroupLink, Identification,
+};
 use crate::json::{self, text};
 use crate::message::Message;
 use crate::plan::{Body, Endpoint, Plan, Rejection, Request};
 use crate::props::{Prop, PropMap};
 use crate::rules::track::MAX_MESSAGE_OUTPUT_BYTES;
-use crate::rules::{device, drop_refused_ids, missing};
+use crate::rules::{device, drop_refused_ids, events, identify, missing, user_properties};
 use crate::settings::Settings;
 
 /// The legacy group type (§9.2.2).
 const LEGACY_TYPE: &str = "[Segment] Group";
+
+/// The most groups one call's properties go to as `$groupidentify` events (§9.4, decision):
+/// each is an event of the calling user, and Amplitude throttles a user past 30 events a
+/// second. Ten is what Amplitude tracks of one group type on one event.
+const MAX_GROUP_EVENTS: usize = 10;
 
 pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
     let group_id = json::id(msg.field("groupId"))
@@ -31,16 +39,6 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         ),
     };
 
-    // §9.4: the groups to identify, checked against the fan-out limit before anything is built.
-    let values = match &typed {
-        Some(_) => {
-            let values = group_values(&group_value);
-            check_fan_out(&values, traits, settings)?;
-            values
-        }
-        None => Vec::new(),
-    };
-
     let mut requests = Vec::with_capacity(2);
     let mut user_id = msg.user_id.clone();
     let mut device_id = device::device_id(msg, settings);
@@ -50,18 +48,42 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         &mut device_id,
         settings.effective_min_id_length(),
     );
-    if user_id.is_some() || device_id.is_some() {
-        let pair = || {
-            let mut m = PropMap::new();
-            m.insert(group_type.clone(), group_value.clone());
-            m
-        };
+    let has_id = user_id.is_some() || device_id.is_some();
+    // §9.4: the groups to identify.
+    let values = match &typed {
+        Some(_) => group_values(&group_value),
+        None => Vec::new(),
+    };
+    if typed.is_some() {
+        // Checked against the fan-out limit before anything is built. (As events, at most
+        // `MAX_GROUP_EVENTS` of them also repeat the ids: far under it.)
+        check_fan_out(&values, traits, settings)?;
+    }
+    // Decision (§9.4, as §8.1.4 for users): `/groupidentify` has no `insert_id`, so an `$add`,
+    // `$append` or `$prepend` in the group's traits would be applied again by every resend.
+    // Such properties go as `$groupidentify` events, which Amplitude deduplicates. They need a
+    // user or device id, as every event does, and count toward that user's event rate, so a
+    // group value of more than [`MAX_GROUP_EVENTS`] groups keeps `/groupidentify`.
+    let as_events = (typed.is_some()
+        && settings.idempotent_trait_operations
+        && has_id
+        && values.len() <= MAX_GROUP_EVENTS)
+        .then(|| user_properties::normal_form(PropMap::from_object(traits)))
+        .filter(identify::applies_twice);
+
+    let pair = |value: &Prop<'a>| {
+        let mut m = PropMap::new();
+        m.insert(group_type.clone(), value.clone());
+        m
+    };
+    let event_ids = (user_id.clone(), device_id.clone());
+    if has_id {
         let link = GroupLink {
             user_id,
             device_id,
             time: device::event_time(msg),
-            groups: pair(),
-            user_properties: pair(),
+            groups: pair(&group_value),
+            user_properties: pair(&group_value),
         };
         requests.push(Request::new(
             Endpoint::Identify,
@@ -69,7 +91,42 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
             Body::Identify(vec![Identification::GroupLink(link)]),
         ));
     }
-    if typed.is_some() {
+    if let Some(properties) = as_events {
+        let (user_id, device_id) = event_ids;
+        let device = DeviceFields {
+            user_id,
+            device_id,
+            time: device::event_time(msg),
+            library: Some(Cow::Borrowed("segment")),
+            ..DeviceFields::default()
+        };
+        let message_id = msg.message_id();
+        let group_events: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(k, value)| Event {
+                device: device.clone(),
+                event_type: Cow::Borrowed(GROUP_IDENTIFY_EVENT),
+                // §3.4: the first keeps the bare `messageId`, the others get `-<position>`.
+                insert_id: message_id.as_ref().map(|id| match k {
+                    0 => id.clone(),
+                    k => Cow::Owned(format!("{id}-{}", k + 1)),
+                }),
+                session_id: None,
+                event_id: None,
+                event_properties: None,
+                user_properties: Arc::default(),
+                groups: Some(Prop::Map(pair(value))),
+                group_properties: Some(properties.clone()),
+                revenue: None,
+                user_agent: None,
+                skip_user_properties_sync: None,
+            })
+            .collect();
+        if !group_events.is_empty() {
+            requests.push(events::request(settings, group_events));
+        }
+    } else if typed.is_some() {
         let identifications: Vec<_> = values
             .into_iter()
             .map(|value| GroupIdentification {

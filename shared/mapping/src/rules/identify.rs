@@ -16,6 +16,11 @@ use crate::settings::Settings;
 /// give the same result twice, these do not.
 const NON_IDEMPOTENT: [&str; 3] = ["$add", "$append", "$prepend"];
 
+/// True if properties in normal form hold an operation a resend would apply again (§8.1.4).
+pub fn applies_twice(properties: &PropMap<'_>) -> bool {
+    NON_IDEMPOTENT.iter().any(|op| properties.contains_key(op))
+}
+
 pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
     plan_with(msg, settings, user_properties::for_identify(msg, settings))
 }
@@ -47,10 +52,7 @@ pub fn plan_with<'a>(
             start_version,
         );
     }
-    let non_idempotent = NON_IDEMPOTENT
-        .iter()
-        .any(|op| user_properties.contains_key(op));
-    if settings.idempotent_trait_operations && non_idempotent {
+    if settings.idempotent_trait_operations && applies_twice(&user_properties) {
         let event = identify_event(msg, device, user_properties, groups, paying, start_version);
         return Ok(Plan {
             requests: vec![events::request(settings, vec![event])],
@@ -140,6 +142,7 @@ fn identify_event<'a>(
         event_properties: None,
         user_properties: Arc::new(user_properties),
         groups,
+        group_properties: None,
         revenue: None,
         user_agent: None,
         skip_user_properties_sync: None,

@@ -97,6 +97,13 @@ pub fn identify_properties<'a>(
         .finish()
 }
 
+/// §3.14.3 normal form of properties as the caller wrote them: plain keys as they are when
+/// there is no operation, otherwise every plain key under `$set` beside the caller's
+/// operations (group properties sent as a `$groupidentify` event, §9.4).
+pub fn normal_form(props: PropMap<'_>) -> PropMap<'_> {
+    Assembled::plain(props).finish()
+}
+
 /// §3.14.1: a copy of the traits without `address`, plus `id` = `userId`.
 pub fn base<'a>(traits: &'a Value<'a>, msg: &Message<'a>) -> PropMap<'a> {
     let mut props = PropMap::from_object(traits);
