@@ -57,17 +57,8 @@ fn traffic(seed: u64) -> (Vec<String>, HashSet<String>) {
         lines[i] = json!({"type": "delete", "userId": format!("user-{:05}", i % 5000)}).to_string();
     }
     let cleared = corpus::with_clears(&mut lines, 9).into_iter().collect();
-    // Every other group call also increments its group's `seats` (mapping §9.4: sent as
-    // deduplicated `$groupidentify` events).
-    let groups = lines
-        .iter_mut()
-        .filter(|l| l.contains(r#""type":"group""#))
-        .step_by(2);
-    for line in groups {
-        let mut message: Value = serde_json::from_str(line).expect("corpus lines are JSON");
-        message["traits"]["$add"] = json!({"seats": 1});
-        *line = message.to_string();
-    }
+    // Every other group call also increments its group's `seats`.
+    corpus::with_group_increments(&mut lines, 2);
     (lines, cleared)
 }
 

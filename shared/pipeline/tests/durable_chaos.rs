@@ -11,7 +11,7 @@
 //! * **nothing valid is lost**: every Amplitude object of a message answered `delivered` or
 //!   `queued` is in Amplitude, unless a 400 named that very object by its index;
 //! * **nothing is applied twice**: no event is stored twice, and each `$add` counts once in its
-//!   user's properties, however often its request was stored, queued and resent.
+//!   user's or group's properties, however often its request was stored, queued and resent.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -158,6 +158,7 @@ async fn chaos(seed: u64) {
     // Segment's traffic: corpus batches on /events, deletions of some of its users.
     let mut lines = corpus::lines(seed, MESSAGES);
     let cleared: HashSet<String> = corpus::with_clears(&mut lines, 9).into_iter().collect();
+    corpus::with_group_increments(&mut lines, 2);
     let sessionless: HashSet<usize> = corpus::without_session_ids(&mut lines, 3)
         .into_iter()
         .collect();
@@ -337,6 +338,7 @@ async fn chaos(seed: u64) {
     let parsed_settings = Settings::from_json(&settings).unwrap();
     let mut missing = Vec::new();
     let mut increments = 0;
+    let mut seats = 0;
     let mut totals: HashMap<String, i64> = HashMap::new();
     let identification_counts: HashMap<String, usize> =
         got.identifies.iter().fold(HashMap::new(), |mut n, i| {
@@ -370,6 +372,16 @@ async fn chaos(seed: u64) {
                 if kept && !stored && !named {
                     missing.push(format!("message {m}: {object}"));
                 }
+                // A group's `$add` (mapping §9.4) travels only as a deduplicated event.
+                if object["group_properties"]["$add"]["seats"].is_number() {
+                    let id = object["insert_id"].as_str().unwrap_or_default();
+                    let n = got.insert_ids.get(id).map_or(0, |c| c.stored);
+                    assert!(
+                        object["event_type"] == "$groupidentify" && (!kept || named || n == 1),
+                        "seed {seed}: message {m}: group $add stored {n} times: {object}"
+                    );
+                    seats += n;
+                }
                 // Each `$add` applied at most once; once if the message was kept.
                 let Some(n) = object["user_properties"]["$add"]["logins"].as_i64() else {
                     continue;
@@ -402,6 +414,15 @@ async fn chaos(seed: u64) {
         increments > 20,
         "seed {seed}: the traffic carries increments"
     );
+    assert!(
+        seats > 5,
+        "seed {seed}: the traffic carries group increments"
+    );
+    assert_eq!(
+        got.groups["company"]["Example Inc"]["seats"].as_u64(),
+        Some(seats as u64),
+        "seed {seed}: each group increment applied once"
+    );
     // A cleared user's total depends on where the clear fell among the increments.
     let clears = got
         .insert_ids
@@ -425,7 +446,7 @@ async fn chaos(seed: u64) {
         );
     }
     // Sessions (spec §18): every stored event of a message that came without a session id
-    // has one, and it is out of session (-1) or the time of an event of the same device that
+    // has one (but `$identify` and `$groupidentify` events, which change properties), and it is out of session (-1) or the time of an event of the same device that
     // needed one (a session starts at its first event), never after the event by more than
     // the timeout.
     let message_ids: HashMap<String, usize> = sessionless
@@ -441,7 +462,9 @@ async fn chaos(seed: u64) {
     let needing: Vec<&Value> = got
         .events
         .iter()
-        .filter(|e| e["event_type"] != "$identify")
+        .filter(|e| {
+            !["$identify", "$groupidentify"].contains(&e["event_type"].as_str().unwrap_or_default())
+        })
         .filter(|e| e["insert_id"].as_str().and_then(base_id).is_some())
         .collect();
     let mut starts: HashMap<String, HashSet<i64>> = HashMap::new();
@@ -487,8 +510,8 @@ async fn chaos(seed: u64) {
     println!(
         "durable chaos, seed {seed}: {MESSAGES} messages and {DELETIONS} deletions, {rounds} \
          Segment rounds; {queued} answered queued; {} objects dropped because a 400 named \
-         them; {resent} resent events absorbed by insert_id; {increments} increments each \
-         applied at most once; {} requests to Amplitude",
+         them; {resent} resent events absorbed by insert_id; {increments} increments and {seats} \
+         group increments each applied at most once; {} requests to Amplitude",
         got.named_invalid.len(),
         got.requests.values().sum::<usize>()
     );
