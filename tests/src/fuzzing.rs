@@ -297,12 +297,12 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Seeds for `map_line`: messages of the generated corpus, one per file.
+/// Seeds for `map_line`: messages of the generated corpus, one per file; every other group
+/// call increments its group (mapping §9.4: `$groupidentify` events).
 pub fn map_line_seeds(count: usize) -> Vec<Vec<u8>> {
-    corpus::lines(7, count)
-        .into_iter()
-        .map(String::into_bytes)
-        .collect()
+    let mut lines = corpus::lines(7, count);
+    corpus::with_group_increments(&mut lines, 2);
+    lines.into_iter().map(String::into_bytes).collect()
 }
 
 /// Seeds for `inbound`: corpus messages as single signed events, signed arrays, bearer

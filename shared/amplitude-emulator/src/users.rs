@@ -81,47 +81,47 @@ pub fn apply_group_event(groups: &mut Groups, event: &Value) {
 }
 
 /// Applies one properties object (`user_properties` or `group_properties`) to what is held.
-fn apply_properties(user: &mut Map<String, Value>, props: &Map<String, Value>) {
+fn apply_properties(held: &mut Map<String, Value>, props: &Map<String, Value>) {
     for (key, value) in props {
         match (key.as_str(), value) {
-            ("$set", Value::Object(o)) => user.extend(o.clone()),
+            ("$set", Value::Object(o)) => held.extend(o.clone()),
             ("$setOnce", Value::Object(o)) => {
                 for (k, v) in o {
-                    user.entry(k.clone()).or_insert_with(|| v.clone());
+                    held.entry(k.clone()).or_insert_with(|| v.clone());
                 }
             }
             ("$add", Value::Object(o)) => {
                 for (k, v) in o {
-                    let sum = add(user.get(k), v);
-                    user.insert(k.clone(), sum);
+                    let sum = add(held.get(k), v);
+                    held.insert(k.clone(), sum);
                 }
             }
             ("$append" | "$postInsert", Value::Object(o)) => {
                 for (k, v) in o {
-                    let list = list_of(user, k);
+                    let list = list_of(held, k);
                     push(list, v, key == "$postInsert", false);
                 }
             }
             ("$prepend" | "$preInsert", Value::Object(o)) => {
                 for (k, v) in o {
-                    let list = list_of(user, k);
+                    let list = list_of(held, k);
                     push(list, v, key == "$preInsert", true);
                 }
             }
             ("$remove", Value::Object(o)) => {
                 for (k, v) in o {
                     let gone: Vec<Value> = values(v);
-                    list_of(user, k).retain(|x| !gone.contains(x));
+                    list_of(held, k).retain(|x| !gone.contains(x));
                 }
             }
             ("$unset", Value::Object(o)) => {
                 for k in o.keys() {
-                    user.remove(k);
+                    held.remove(k);
                 }
             }
-            ("$clearAll", _) => user.clear(),
+            ("$clearAll", _) => held.clear(),
             (_, _) => {
-                user.insert(key.clone(), value.clone());
+                held.insert(key.clone(), value.clone());
             }
         }
     }
