@@ -796,6 +796,12 @@ fn s8_1_4_idempotent_operations_keep_the_identify_api() {
             "$setOnce": {"first_seen": "2020", "initial_utm_source": "ads"},
             "$unset": {"old": "-"}})
     );
+    // A trait named `$add` without an object of keys is a plain trait, not an operation.
+    let plain = map(
+        with(json!({})),
+        json!({"type": "identify", "userId": "user-1", "messageId": "m", "traits": {"$add": 5}}),
+    );
+    assert_eq!(plain["requests"][0]["endpoint"], "identify");
 }
 
 #[test]
@@ -1033,6 +1039,13 @@ fn s9_4_group_operations_applied_twice_travel_as_groupidentify_events() {
         );
         assert_eq!(r["requests"][1]["endpoint"], endpoint, "{op}");
     }
+    // A key named `$add` without an object of keys is no operation: `/groupidentify`.
+    let plain = map(
+        typed(),
+        json!({"type": "group", "userId": "user-1", "groupId": "g1",
+            "traits": {"kind": "team", "name": "red", "$add": 5}}),
+    );
+    assert_eq!(plain["requests"][1]["endpoint"], "groupidentify");
     // The setting off keeps `/groupidentify`, the traits as they are.
     let classic = map(
         with(json!({"groupTypeTrait": "kind", "groupValueTrait": "name",

@@ -17,8 +17,12 @@ use crate::settings::Settings;
 const NON_IDEMPOTENT: [&str; 3] = ["$add", "$append", "$prepend"];
 
 /// True if properties in normal form hold an operation a resend would apply again (§8.1.4).
+/// Only an operation with an object of keys is one: a plain key named `$add` (`"$add": 5`) is
+/// not, and stays a plain key of the normal form.
 pub fn applies_twice(properties: &PropMap<'_>) -> bool {
-    NON_IDEMPOTENT.iter().any(|op| properties.contains_key(op))
+    NON_IDEMPOTENT
+        .iter()
+        .any(|op| matches!(properties.get(op), Some(Prop::Map(_))))
 }
 
 pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
