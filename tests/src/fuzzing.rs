@@ -86,11 +86,38 @@ pub fn map_line(data: &[u8]) {
     for settings in settings_variants() {
         if let Ok(plan) = mapping::plan(&value, settings) {
             check_items(&encode::items(0, &plan));
+            check_amplitude_accepts(&plan, settings);
             check_writers(&plan);
         }
         if let Ok(mapping::engage::Engage::Plan(plan)) = mapping::engage::plan(&value, settings) {
             check_items(&encode::items(0, &plan));
+            check_amplitude_accepts(&plan, settings);
             check_writers(&plan);
+        }
+    }
+}
+
+/// Every item the mapping plans passes Amplitude's checks of its request (the emulator's,
+/// from amplitude-api.md): what the mapping sends is never refused for its shape, so a message
+/// is either sent or rejected by the mapping with a reason. Each item goes alone in a request
+/// framed as the client frames it; only a size refusal (413) is allowed, which the client
+/// handles by splitting and, for an item too large alone, by rejecting it with the reason.
+fn check_amplitude_accepts(plan: &mapping::Plan<'_>, settings: &Settings) {
+    static CONFIG: OnceLock<amplitude_emulator::EmulatorConfig> = OnceLock::new();
+    let config = CONFIG.get_or_init(amplitude_emulator::EmulatorConfig::default);
+    for item in encode::items(0, plan) {
+        let frame = encode::Frame::new(item.endpoint, "K", settings.min_id_length, "segment");
+        let body = frame.body(std::iter::once(item.wire.as_str()));
+        let path = item.endpoint.url(mapping::Region::Standard);
+        let path = path
+            .get(path.find(".com").map_or(0, |at| at + 4)..)
+            .unwrap_or_default();
+        if let Err((status, answer)) = amplitude_emulator::check_request(config, path, &body) {
+            assert_eq!(
+                status, 413,
+                "Amplitude refuses a planned {path} item: {answer}\n{}",
+                item.wire
+            );
         }
     }
 }

@@ -33,7 +33,27 @@ use serde_json::{Value, json};
 pub use config::EmulatorConfig;
 pub use faults::{Chaos, Fault, FaultAction};
 pub use store::{DeletionJob, Ingested, InsertIdCount, Store};
-pub use users::Users;
+pub use users::{Groups, Users};
+
+/// Amplitude's checks of one ingestion request, the ones the server makes before rate limits
+/// (body size, required fields, the API key, each item's fields), without storing anything or
+/// serving a fault: `Err` is the answer it would send. `path` is `/2/httpapi`, `/batch`,
+/// `/identify`, `/groupidentify` or `/usermap`; other paths are not checked. An oracle: the
+/// `map_line` fuzz target checks that every request the mapping plans passes them.
+pub fn check_request(config: &EmulatorConfig, path: &str, body: &[u8]) -> Result<(), (u16, Value)> {
+    let form = |kind| {
+        let fields = forms::fields(None, body);
+        forms::validate(config, kind, &fields, body.len()).map(drop)
+    };
+    match path {
+        "/2/httpapi" => events::validate(config, events::Kind::HttpApi, body).map(drop),
+        "/batch" => events::validate(config, events::Kind::Batch, body).map(drop),
+        "/identify" => form(forms::Kind::Identify),
+        "/groupidentify" => form(forms::Kind::GroupIdentify),
+        "/usermap" => form(forms::Kind::UserMap),
+        _ => Ok(()),
+    }
+}
 
 /// Shared state of one emulator.
 #[derive(Clone, Default)]

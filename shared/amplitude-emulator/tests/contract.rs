@@ -509,3 +509,43 @@ impl JsonValue for reqwest::Response {
         serde_json::from_slice(&self.bytes().await.unwrap()).unwrap()
     }
 }
+
+/// `check_request` (the oracle the `map_line` fuzz target uses) answers what the server would
+/// answer for the same body, without storing anything.
+#[tokio::test]
+async fn check_request_answers_as_the_server_does() {
+    let (emu, c) = start(|_| {}).await;
+    let config = EmulatorConfig::default();
+    let ok = json!({"api_key": "k", "events": [event("user-1", "c1")]}).to_string();
+    let no_id = json!({"api_key": "k", "events": [{"event_type": "e"}]}).to_string();
+    for body in [&ok, &no_id] {
+        let served = post_json(&c, format!("{}/2/httpapi", emu.url()), body).await;
+        let checked = amplitude_emulator::check_request(&config, "/2/httpapi", body.as_bytes());
+        match checked {
+            Ok(()) => assert_eq!(served.0, 200),
+            Err((status, answer)) => assert_eq!((status, answer), served),
+        }
+    }
+    assert_eq!(
+        amplitude_emulator::check_request(&config, "/2/httpapi", no_id.as_bytes()).unwrap_err(),
+        (
+            400,
+            json!({"code": 400, "error": "Invalid field values on some events",
+                "events_with_missing_fields": {"user_id": [0]}})
+        )
+    );
+    assert_eq!(
+        amplitude_emulator::check_request(
+            &config,
+            "/groupidentify",
+            b"api_key=k&identification=%5B%7B%22group_type%22%3A%22t%22%7D%5D"
+        )
+        .unwrap_err()
+        .0,
+        400
+    );
+    assert!(
+        emu.state.ingested().insert_ids.len() == 1,
+        "checking stores nothing"
+    );
+}
