@@ -12,7 +12,8 @@
 //!   body), → the retry policy's verdict for the request's items.
 //!
 //! They assert properties besides "no panic": a line is read as serde_json reads it, with each
-//! key once (`mapping::parse`), items are valid JSON (or form text), sonic-rs
+//! key once (`mapping::parse`), items are valid JSON (or form text) that Amplitude's checks of
+//! a request accept (`amplitude_emulator::check_request`), sonic-rs
 //! (`map`'s writer) writes every mapped body byte for byte as serde_json does, a body of
 //! several events vouched for only by its first event's signature is never accepted, a
 //! correct signature of the signed bytes is always accepted, a decoded job encodes back to
@@ -239,6 +240,7 @@ pub fn inbound(data: &[u8]) {
                     planning::plan(route, &settings_variants()[1], &value, shared.batch());
                 if let Ok(plan) = planned.plan {
                     check_items(&encode::items(0, &plan));
+                    check_amplitude_accepts(&plan, &settings_variants()[1]);
                 }
             }
         }
