@@ -100,29 +100,8 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
             library: Some(Cow::Borrowed("segment")),
             ..DeviceFields::default()
         };
-        let message_id = msg.message_id();
-        let group_events: Vec<_> = values
-            .iter()
-            .enumerate()
-            .map(|(k, value)| Event {
-                device: device.clone(),
-                event_type: Cow::Borrowed(GROUP_IDENTIFY_EVENT),
-                // §3.4: the first keeps the bare `messageId`, the others get `-<position>`.
-                insert_id: message_id.as_ref().map(|id| match k {
-                    0 => id.clone(),
-                    k => Cow::Owned(format!("{id}-{}", k + 1)),
-                }),
-                session_id: None,
-                event_id: None,
-                event_properties: None,
-                user_properties: Arc::default(),
-                groups: Some(Prop::Map(pair(value))),
-                group_properties: Some(properties.clone()),
-                revenue: None,
-                user_agent: None,
-                skip_user_properties_sync: None,
-            })
-            .collect();
+        let groups = values.iter().map(|value| Prop::Map(pair(value)));
+        let group_events = group_identify_events(msg, &device, groups, &properties);
         if !group_events.is_empty() {
             requests.push(events::request(settings, group_events));
         }
@@ -157,6 +136,37 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         }));
     }
     Ok(Plan { requests })
+}
+
+/// §9.4 (decision): one `$groupidentify` event per group, carrying the group's properties, with
+/// the `insert_id` of §3.4 (the first keeps the bare `messageId`, the others get `-<position>`).
+fn group_identify_events<'a>(
+    msg: &Message<'a>,
+    device: &DeviceFields<'a>,
+    groups: impl Iterator<Item = Prop<'a>>,
+    properties: &PropMap<'a>,
+) -> Vec<Event<'a>> {
+    let message_id = msg.message_id();
+    groups
+        .enumerate()
+        .map(|(k, groups)| Event {
+            device: device.clone(),
+            event_type: Cow::Borrowed(GROUP_IDENTIFY_EVENT),
+            insert_id: message_id.as_ref().map(|id| match k {
+                0 => id.clone(),
+                k => Cow::Owned(format!("{id}-{}", k + 1)),
+            }),
+            session_id: None,
+            event_id: None,
+            event_properties: None,
+            user_properties: Arc::default(),
+            groups: Some(groups),
+            group_properties: Some(properties.clone()),
+            revenue: None,
+            user_agent: None,
+            skip_user_properties_sync: None,
+        })
+        .collect()
 }
 
 /// §9.4: `/groupidentify` takes one string per group, so an array value names one group per
