@@ -159,6 +159,12 @@ impl<'a> Assembled<'a> {
             caller_set: PropMap::new(),
             derived_set: PropMap::new(),
         };
+        // Every operation's name starts with `$`: without such a key (most traits) every key
+        // is plain, and the map is taken as it is instead of being copied key by key.
+        if !props.iter().any(|(key, _)| key.starts_with('$')) {
+            a.plain = props;
+            return a;
+        }
         for (key, prop) in props.into_entries() {
             match (a.operation(&key), &prop) {
                 (Some(target), Prop::Ref(v)) if v.is_object() => {
