@@ -109,10 +109,7 @@ fn check_amplitude_accepts(plan: &mapping::Plan<'_>, settings: &Settings) {
     for item in encode::items(0, plan) {
         let frame = encode::Frame::new(item.endpoint, "K", settings.min_id_length, "segment");
         let body = frame.body(std::iter::once(item.wire.as_str()));
-        let path = item.endpoint.url(mapping::Region::Standard);
-        let path = path
-            .get(path.find(".com").map_or(0, |at| at + 4)..)
-            .unwrap_or_default();
+        let path = item.endpoint.path();
         if let Err((status, answer)) = amplitude_emulator::check_request(config, path, &body) {
             assert_eq!(
                 status, 413,
