@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use amplitude_wire::GROUP_IDENTIFY_EVENT;
 use serde_json::{Map, Value};
 
 /// Properties per user: the key is the `user_id`, or `device:<device_id>` without one.
@@ -15,9 +16,6 @@ pub type Users = BTreeMap<String, Map<String, Value>>;
 
 /// Properties per group: group type → group value → properties.
 pub type Groups = BTreeMap<String, BTreeMap<String, Map<String, Value>>>;
-
-/// The event type that updates group properties (amplitude-api §2.2).
-pub const GROUP_IDENTIFY_EVENT: &str = "$groupidentify";
 
 /// Whose properties an event or identification changes.
 pub fn key(item: &Value) -> Option<String> {

@@ -39,6 +39,11 @@ pub fn is_refused_id(id: &str) -> bool {
     REFUSED_IDS.iter().any(|r| r.eq_ignore_ascii_case(id))
 }
 
+/// The event type whose `group_properties` update the groups in its `groups` (amplitude-api
+/// §2.2). The mapping sends a group's non-idempotent operations as such events (mapping §9.4);
+/// the emulator applies them to the groups it holds.
+pub const GROUP_IDENTIFY_EVENT: &str = "$groupidentify";
+
 /// `{field: [event index]}`, as in `events_with_invalid_fields`.
 pub type IndexMap = BTreeMap<String, Vec<usize>>;
 /// `{user or device id: events per second (or per day)}`, as in `throttled_users`.

@@ -56,7 +56,7 @@ pub struct Revenue<'a> {
 pub const IDENTIFY_EVENT: &str = "$identify";
 
 /// The event type of a group's properties sent as an event (spec §9.4, decision 2026-12-02).
-pub const GROUP_IDENTIFY_EVENT: &str = "$groupidentify";
+pub use amplitude_wire::GROUP_IDENTIFY_EVENT;
 
 /// One element of the HTTP V2 / Batch `events` array.
 #[skip_serializing_none]
