@@ -76,12 +76,23 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         m.insert(group_type.clone(), value.clone());
         m
     };
-    let event_ids = (user_id.clone(), device_id.clone());
+    let time = device::event_time(msg);
+    // Who the `$groupidentify` events are of: the link's ids, taken before the link has them.
+    let as_events = as_events.map(|properties| {
+        let device = DeviceFields {
+            user_id: user_id.clone(),
+            device_id: device_id.clone(),
+            time,
+            library: Some(Cow::Borrowed("segment")),
+            ..DeviceFields::default()
+        };
+        (properties, device)
+    });
     if has_id {
         let link = GroupLink {
             user_id,
             device_id,
-            time: device::event_time(msg),
+            time,
             groups: pair(&group_value),
             user_properties: pair(&group_value),
         };
@@ -91,15 +102,7 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
             Body::Identify(vec![Identification::GroupLink(link)]),
         ));
     }
-    if let Some(properties) = as_events {
-        let (user_id, device_id) = event_ids;
-        let device = DeviceFields {
-            user_id,
-            device_id,
-            time: device::event_time(msg),
-            library: Some(Cow::Borrowed("segment")),
-            ..DeviceFields::default()
-        };
+    if let Some((properties, device)) = as_events {
         let groups = values.iter().map(|value| Prop::Map(pair(value)));
         let group_events = group_identify_events(msg, &device, groups, &properties);
         if !group_events.is_empty() {
