@@ -1,8 +1,8 @@
 //! Chaos: generated Segment traffic on every endpoint (events, `$identify` and `$groupidentify`
-//! events carrying `$add`, identify, group identify, user mapping, deletions) through a seeded random fault
-//! schedule on every route: stored-then-500, stored-then-too-slow, slow, connection resets,
-//! 503s, 429s for throttled users, 413s and 400s listing bad indices. Retryable messages are
-//! sent again, as Segment would, until none is left. Then:
+//! events carrying `$add`, identify, group identify, user mapping, deletions) through a seeded
+//! random fault schedule on every route: stored-then-500, stored-then-too-slow, slow,
+//! connection resets, 503s, 429s for throttled users, 413s and 400s listing bad indices.
+//! Retryable messages are sent again, as Segment would, until none is left. Then:
 //!
 //! * **nothing valid is lost**: every message ends delivered, or rejected by an answer that
 //!   named its event;

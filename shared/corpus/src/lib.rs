@@ -62,23 +62,20 @@ pub fn with_clears(lines: &mut [String], every: usize) -> Vec<String> {
 }
 
 /// Adds `$add: {"seats": 1}` to the traits of every `every`-th group call of `lines` (mapping
-/// §9.4: sent as a deduplicated `$groupidentify` event); returns how many were changed. Every
-/// corpus group is the same one (`company` / `Example Inc`).
-pub fn with_group_increments(lines: &mut [String], every: usize) -> usize {
+/// §9.4: sent as a deduplicated `$groupidentify` event). Every corpus group is the same one
+/// (`company` / `Example Inc`).
+pub fn with_group_increments(lines: &mut [String], every: usize) {
     let groups = lines
         .iter_mut()
         .filter(|l| l.contains(r#""type":"group""#))
         .step_by(every.max(1));
-    let mut changed = 0;
     for line in groups {
         let Ok(mut message) = serde_json::from_str::<Value>(line) else {
             continue;
         };
         message["traits"]["$add"] = json!({"seats": 1});
         *line = message.to_string();
-        changed += 1;
     }
-    changed
 }
 
 /// Removes the Amplitude `session_id` option from every `every`-th message of `lines`, as a

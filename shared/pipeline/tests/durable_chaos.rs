@@ -446,9 +446,9 @@ async fn chaos(seed: u64) {
         );
     }
     // Sessions (spec §18): every stored event of a message that came without a session id
-    // has one (but `$identify` and `$groupidentify` events, which change properties), and it is out of session (-1) or the time of an event of the same device that
-    // needed one (a session starts at its first event), never after the event by more than
-    // the timeout.
+    // has one (but `$identify` and `$groupidentify` events, which change properties), and it
+    // is out of session (-1) or the time of an event of the same device that needed one (a
+    // session starts at its first event), never after the event by more than the timeout.
     let message_ids: HashMap<String, usize> = sessionless
         .iter()
         .filter_map(|&i| Some((parsed[i].get("messageId").as_str()?.to_owned(), i)))
