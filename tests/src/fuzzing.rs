@@ -86,13 +86,15 @@ pub fn map_line(data: &[u8]) {
     };
     for settings in settings_variants() {
         if let Ok(plan) = mapping::plan(&value, settings) {
-            check_items(&encode::items(0, &plan));
-            check_amplitude_accepts(&plan, settings);
+            let items = encode::items(0, &plan);
+            check_items(&items);
+            check_amplitude_accepts(&items, settings);
             check_writers(&plan);
         }
         if let Ok(mapping::engage::Engage::Plan(plan)) = mapping::engage::plan(&value, settings) {
-            check_items(&encode::items(0, &plan));
-            check_amplitude_accepts(&plan, settings);
+            let items = encode::items(0, &plan);
+            check_items(&items);
+            check_amplitude_accepts(&items, settings);
             check_writers(&plan);
         }
     }
@@ -103,10 +105,10 @@ pub fn map_line(data: &[u8]) {
 /// is either sent or rejected by the mapping with a reason. Each item goes alone in a request
 /// framed as the client frames it; only a size refusal (413) is allowed, which the client
 /// handles by splitting and, for an item too large alone, by rejecting it with the reason.
-fn check_amplitude_accepts(plan: &mapping::Plan<'_>, settings: &Settings) {
+fn check_amplitude_accepts(items: &[amplitude_client::Item], settings: &Settings) {
     static CONFIG: OnceLock<amplitude_emulator::EmulatorConfig> = OnceLock::new();
     let config = CONFIG.get_or_init(amplitude_emulator::EmulatorConfig::default);
-    for item in encode::items(0, plan) {
+    for item in items {
         let frame = encode::Frame::new(item.endpoint, "K", settings.min_id_length, "segment");
         let body = frame.body(std::iter::once(item.wire.as_str()));
         let path = item.endpoint.path();
@@ -236,8 +238,9 @@ pub fn inbound(data: &[u8]) {
                 let planned =
                     planning::plan(route, &settings_variants()[1], &value, shared.batch());
                 if let Ok(plan) = planned.plan {
-                    check_items(&encode::items(0, &plan));
-                    check_amplitude_accepts(&plan, &settings_variants()[1]);
+                    let items = encode::items(0, &plan);
+                    check_items(&items);
+                    check_amplitude_accepts(&items, &settings_variants()[1]);
                 }
             }
         }
