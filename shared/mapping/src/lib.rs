@@ -39,6 +39,10 @@ pub use settings::{DEVICE_MODE_ONLY_KEYS, QueryParamTarget, Region, Settings, Se
 
 use serde_json_borrow::Value;
 
+/// Why a message with `integrations.Amplitude: false` is skipped (§2.6).
+const DISABLED: &str =
+    "`integrations.Amplitude` is false: the sender turned this destination off for it";
+
 /// Maps one Segment message (already parsed) to the Amplitude requests it becomes.
 pub fn plan<'a>(message: &'a Value<'a>, settings: &Settings) -> Result<Plan<'a>, Rejection> {
     plan_in(message, Batch::NONE, settings)
@@ -53,7 +57,7 @@ pub fn plan_in<'a>(
 ) -> Result<Plan<'a>, Rejection> {
     let msg = Message::parse_in(message, batch)?;
     if msg.disabled {
-        return Ok(Plan::default());
+        return Ok(Plan::skipped(DISABLED.into()));
     }
     match msg.call {
         Call::Track => rules::track::plan(&msg, settings),

@@ -124,13 +124,24 @@ impl<'a> Request<'a> {
 }
 
 /// The requests one Segment message becomes, in the order they must be sent. Empty when the
-/// settings skip the message (e.g. a page with no page setting on, or `Amplitude: false`).
-#[derive(Debug, Clone, PartialEq, Default)]
+/// settings or the sender skip the message (a page no page setting sends, `Amplitude: false`),
+/// and then `skipped` says why: the answer to Segment and the logs name the reason.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan<'a> {
     pub requests: Vec<Request<'a>>,
+    /// Why there is nothing to send; set only on a plan without requests.
+    pub skipped: Option<String>,
 }
 
 impl Plan<'_> {
+    /// A plan that sends nothing, and why.
+    pub(crate) fn skipped(reason: String) -> Self {
+        Plan {
+            requests: Vec::new(),
+            skipped: Some(reason),
+        }
+    }
+
     /// Spec §18: gives every event of the plan without a session id this one (the session the
     /// `sessions` stage chose for the message, or `-1`: out of session). Identifications,
     /// `$identify` and `$groupidentify` events never get one: they change properties, they are

@@ -52,6 +52,18 @@ fn events(settings: Value, message: Value) -> Vec<Value> {
         .clone()
 }
 
+/// Why a message is skipped: the plan sends nothing, and says why (the answer to Segment lists
+/// the reason).
+fn skip_reason(settings: Value, message: Value) -> String {
+    let settings = Settings::from_json(&settings).expect("valid test settings");
+    let text = message.to_string();
+    let mut rewritten = None;
+    let parsed = mapping::parse(&text, &mut rewritten).unwrap();
+    let plan = mapping::plan(&parsed, &settings).unwrap();
+    assert!(plan.requests.is_empty(), "{:?}", plan.requests);
+    plan.skipped.expect("a skipped plan says why")
+}
+
 fn error(settings: Value, message: Value) -> Value {
     let record = map(settings, message);
     assert_eq!(record["requests"], json!([]), "{record}");
@@ -266,6 +278,13 @@ fn s2_6_amplitude_false_skips_but_all_false_does_not() {
         json!({"type": "track", "event": "e", "userId": "user-u", "integrations": {"Amplitude": false}}),
     );
     assert_eq!(skipped, json!({"index": 0, "requests": [], "error": null}));
+    assert_eq!(
+        skip_reason(
+            key(),
+            json!({"type": "identify", "userId": "user-u", "integrations": {"Amplitude": false}})
+        ),
+        "`integrations.Amplitude` is false: the sender turned this destination off for it"
+    );
     let engage = events(
         key(),
         json!({"type": "track", "event": "e", "userId": "user-u", "integrations": {"All": false, "Webhook": true}}),
@@ -687,6 +706,36 @@ fn s7_3_page_settings_combinations() {
             both
         ),
         ["Viewed Merchant Page", "Viewed Merchant Settings Page"]
+    );
+}
+
+/// §7.2: a page or screen that no page setting sends is skipped, and the reason names each
+/// setting: off, or on and missing what it needs.
+#[test]
+fn s7_2_a_page_no_setting_sends_says_why() {
+    assert_eq!(
+        skip_reason(
+            key(),
+            json!({"type": "page", "userId": "user-u", "name": "Home"})
+        ),
+        "page: no page setting sends it: `trackAllPages` is off, `trackCategorizedPages` is off, \
+         `trackNamedPages` is off"
+    );
+    assert_eq!(
+        skip_reason(
+            with(json!({"trackNamedPages": true, "trackCategorizedPages": true})),
+            json!({"type": "screen", "userId": "user-u", "properties": {"name": "Home"}})
+        ),
+        "screen: no page setting sends it: `trackAllPages` is off, it has no `category` \
+         (`trackCategorizedPages`), it has no `name` (`trackNamedPages`)"
+    );
+    assert_eq!(
+        skip_reason(
+            with(json!({"trackNamedPages": true})),
+            json!({"type": "page", "userId": "user-u", "name": {"not": "text"}, "category": "Docs"})
+        ),
+        "page: no page setting sends it: `trackAllPages` is off, `trackCategorizedPages` is off, \
+         it has no `name` (`trackNamedPages`)"
     );
 }
 

@@ -37,6 +37,7 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         }
     };
     Ok(Plan {
+        skipped: None,
         requests: vec![Request::new(
             Endpoint::UserMap,
             settings.region,

@@ -16,6 +16,7 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         .clone()
         .ok_or_else(|| missing("delete: `userId`", msg.field("userId")))?;
     Ok(Plan {
+        skipped: None,
         requests: vec![Request::new(
             Endpoint::Deletion,
             settings.region,

@@ -138,7 +138,10 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
             }
         }));
     }
-    Ok(Plan { requests })
+    Ok(Plan {
+        requests,
+        skipped: None,
+    })
 }
 
 /// §9.4 (decision): one `$groupidentify` event per group, carrying the group's properties, with

@@ -17,7 +17,7 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
     let category = text(msg.field("category"));
     let mut names = names_of(msg, settings, category.as_deref(), name.as_deref());
     if names.is_empty() {
-        return Ok(Plan::default());
+        return Ok(Plan::skipped(not_sent_because(msg.call, settings)));
     }
     let template = match msg.call {
         Call::Screen => settings.screen_event_name_template.as_deref(),
@@ -45,6 +45,7 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         .map(|(i, event_type)| base.event(i + 1, Cow::Owned(event_type), props.clone(), None))
         .collect();
     Ok(Plan {
+        skipped: None,
         requests: vec![events::request(settings, events_out)],
     })
 }
@@ -54,6 +55,30 @@ pub fn is_sent(msg: &Message<'_>, settings: &Settings) -> bool {
     let name = text(msg.field("name"));
     let category = text(msg.field("category"));
     !names_of(msg, settings, category.as_deref(), name.as_deref()).is_empty()
+}
+
+/// Why no page setting sends a page (screen) that [`event_names`] gives no name: each setting is
+/// off, or on and the call lacks what it needs.
+fn not_sent_because(call: Call, settings: &Settings) -> String {
+    let kind = if call == Call::Screen {
+        "screen"
+    } else {
+        "page"
+    };
+    let why = [
+        "`trackAllPages` is off",
+        if settings.track_categorized_pages {
+            "it has no `category` (`trackCategorizedPages`)"
+        } else {
+            "`trackCategorizedPages` is off"
+        },
+        if settings.track_named_pages {
+            "it has no `name` (`trackNamedPages`)"
+        } else {
+            "`trackNamedPages` is off"
+        },
+    ];
+    format!("{kind}: no page setting sends it: {}", why.join(", "))
 }
 
 /// [`event_names`] for a page or a screen call.

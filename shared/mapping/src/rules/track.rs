@@ -84,6 +84,7 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         }
     }
     Ok(Plan {
+        skipped: None,
         requests: vec![events::request(settings, events_out)],
     })
 }

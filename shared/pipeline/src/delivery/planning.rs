@@ -113,9 +113,9 @@ fn plan_value<'v>(
         Ok(Engage::Skip(reason)) => Err(MessageOutcome::Skipped {
             reason: Some(reason.to_owned()),
         }),
-        Ok(Engage::Plan(plan)) if plan.requests.is_empty() => {
-            Err(MessageOutcome::Skipped { reason: None })
-        }
+        Ok(Engage::Plan(plan)) if plan.requests.is_empty() => Err(MessageOutcome::Skipped {
+            reason: plan.skipped,
+        }),
         Ok(Engage::Plan(plan)) => Ok(plan),
         Err(Rejection::Invalid(reason)) => Err(rejected(reason)),
         Err(Rejection::Unsupported(reason) | Rejection::Configuration(reason)) => {
@@ -263,7 +263,13 @@ mod tests {
             decide(Route::Events, &s, r#"{"type":"page","userId":"u"}"#)
                 .items
                 .unwrap_err(),
-            MessageOutcome::Skipped { reason: None }
+            MessageOutcome::Skipped {
+                reason: Some(
+                    "page: no page setting sends it: `trackAllPages` is off, \
+                     `trackCategorizedPages` is off, `trackNamedPages` is off"
+                        .into()
+                )
+            }
         );
     }
 
