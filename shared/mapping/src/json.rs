@@ -207,9 +207,24 @@ pub fn is_present(value: &Value<'_>) -> bool {
 pub fn text<'a>(value: &Value<'a>) -> Option<Cow<'a, str>> {
     match value {
         Value::Str(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Number(n) => Some(Cow::Owned(number_text(n))),
         Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => None,
+    }
+}
+
+/// A number as JavaScript writes it (`String(n)`, what Segment's destinations, on Node, make of
+/// a number): `2.0` is `2`, `1.5e300` is `1.5e+300`, `1e-7` is `1e-7`, `-0.0` is `0`. Rust's
+/// own formatting writes every digit (`1.5e300` became a 301-character user id). A whole
+/// number that fits 64 bits keeps all its digits (decision: JavaScript would round one past
+/// 2^53, which would turn a numeric id into another user's).
+fn number_text(n: &serde_json_borrow::Number) -> String {
+    match (n.as_u64(), n.as_i64(), n.as_f64()) {
+        (Some(u), _, _) => u.to_string(),
+        (_, Some(i), _) => i.to_string(),
+        (_, _, Some(f)) => ryu_js::Buffer::new().format(f).to_owned(),
+        // Every JSON number has an f64 form; kept total rather than unwrapped.
+        (None, None, None) => n.to_string(),
     }
 }
 

@@ -309,6 +309,42 @@ fn s3_1_numbers_as_ids_and_odd_contexts() {
     }
 }
 
+/// §0.3.3: a number sent where Amplitude takes text is written as JavaScript writes it (what
+/// Segment's destinations, on Node, make of it); whole numbers of 64 bits keep every digit.
+#[test]
+fn s0_3_3_numbers_as_text_are_written_as_javascript_writes_them() {
+    for (sent, text) in [
+        ("1.5e300", "1.5e+300"),
+        ("1e21", "1e+21"),
+        ("123456789012345680000.0", "123456789012345680000"),
+        ("1e-7", "1e-7"),
+        ("0.000001", "0.000001"),
+        ("2.0", "2"),
+        ("-0.0", "0"),
+        ("17.1", "17.1"),
+        ("0.30000000000000004", "0.30000000000000004"),
+        ("12345678901234567890", "12345678901234567890"),
+        ("-9223372036854775808", "-9223372036854775808"),
+    ] {
+        let line = format!(
+            r#"{{"type":"track","event":{sent},"userId":{sent},"anonymousId":"anon-1","context":{{"app":{{"version":{sent}}}}}}}"#
+        );
+        let record = map_text(key(), &line);
+        let e = &record["requests"][0]["body"]["events"][0];
+        // (`user_id` itself is dropped where the text is shorter than 5 or a placeholder such
+        // as "0"; the user property `id` keeps it.)
+        assert_eq!(
+            (
+                &e["user_properties"]["id"],
+                &e["event_type"],
+                &e["app_version"]
+            ),
+            (&json!(text), &json!(text), &json!(text)),
+            "{sent}: {record}"
+        );
+    }
+}
+
 #[test]
 fn s3_2_prefer_anonymous_id_for_device_id() {
     let msg = json!({"type": "track", "event": "e", "anonymousId": "anon-1",
