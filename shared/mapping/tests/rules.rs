@@ -912,6 +912,48 @@ fn s3_14_3_normal_form_with_a_caller_set() {
     );
 }
 
+/// §3.14.3: a plain trait named like an operation (its value is not an object of keys) must not
+/// reach Amplitude as an operation: it goes under `$set`, with every other plain key. Sent flat,
+/// `"$clearAll": true` would clear the user's properties, again on every resend of `/identify`.
+#[test]
+fn s3_14_3_a_plain_trait_named_like_an_operation_goes_under_set() {
+    for (name, value) in [
+        ("$clearAll", json!(true)),
+        ("$unset", json!("old")),
+        ("$add", json!(5)),
+        ("$remove", json!(["a"])),
+    ] {
+        let i = identification(
+            key(),
+            json!({"type": "identify", "userId": "user-u", "traits": {name: value.clone(), "plan": "pro"}}),
+        );
+        assert_eq!(
+            i["user_properties"],
+            json!({"$set": {name: value, "plan": "pro", "id": "user-u"}}),
+            "{name}"
+        );
+    }
+    // On events too (`context.traits`); a `$` key Amplitude has no operation for stays flat.
+    let e = &events(
+        key(),
+        json!({"type": "track", "event": "e", "userId": "user-u",
+            "context": {"traits": {"$clearAll": true}}}),
+    )[0];
+    assert_eq!(
+        e["user_properties"],
+        json!({"$set": {"$clearAll": true, "id": "user-u"}})
+    );
+    let e = &events(
+        key(),
+        json!({"type": "track", "event": "e", "userId": "user-u",
+            "context": {"traits": {"$plan": "pro"}}}),
+    )[0];
+    assert_eq!(
+        e["user_properties"],
+        json!({"$plan": "pro", "id": "user-u"})
+    );
+}
+
 #[test]
 fn s11_1_utm_from_context_campaign_when_enabled() {
     let msg = json!({"type": "identify", "userId": "user-u",

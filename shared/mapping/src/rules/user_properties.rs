@@ -25,6 +25,13 @@ const OPERATIONS: [&str; 9] = [
     "$remove",
 ];
 
+/// Keys Amplitude reads as operations in `user_properties` (and `group_properties`): the
+/// operations above, and `$clearAll` (Amplitude's SDKs send it; the `clearAll` option of §17.1.3
+/// is the way to ask for it).
+fn read_as_operation(key: &str) -> bool {
+    key.starts_with('$') && (OPERATIONS.contains(&key) || key == "$clearAll")
+}
+
 /// The value sent with each `$unset` key; Amplitude ignores it.
 const UNSET_VALUE: Value<'static> = Value::Str(Cow::Borrowed("-"));
 
@@ -327,7 +334,11 @@ impl<'a> Assembled<'a> {
         let has_ops = !self.caller_set.is_empty()
             || !self.derived_set.is_empty()
             || self.ops.iter().any(|(_, m)| !m.is_empty());
-        if !has_ops {
+        // Flat only when Amplitude would read every key as a property: a plain trait named like
+        // an operation (`"$unset": "x"`, `"$clearAll": true`: not an object of keys, so not an
+        // operation by §3.14.3) goes under `$set`, or Amplitude would apply it (a resent
+        // `/identify` clearing the user's properties again).
+        if !has_ops && !self.plain.iter().any(|(key, _)| read_as_operation(key)) {
             return self.plain;
         }
         let unset: HashSet<String> = self
