@@ -516,6 +516,13 @@ impl Function {
 
 /// The request's messages (a text body is not checked for UTF-8 again).
 fn split(inbound: &Inbound) -> Result<Messages<'_>, body::BodyError> {
+    let encoded = inbound
+        .header("content-encoding")
+        .map(str::trim)
+        .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+    if encoded {
+        return Err(body::BodyError::Encoded);
+    }
     match &inbound.body {
         Payload::Text(text) => body::split_text(text),
         Payload::Bytes(bytes) => body::split(bytes),

@@ -51,6 +51,11 @@ pub enum BodyError {
     WrongShape,
     #[error("body: the batch holds no events")]
     EmptyBatch,
+    /// A `Content-Encoding` other than `identity`: Segment sends JSON as it is, and a
+    /// compressed body would otherwise be refused as text that is not JSON (or not UTF-8),
+    /// which names the wrong cause. Not decompressed: a few bytes can expand past any bound.
+    #[error("body: compressed (a `Content-Encoding` header); send it uncompressed")]
+    Encoded,
 }
 
 /// The `{"batch": [...], "context", "integrations"}` shape. A key named twice keeps its last
