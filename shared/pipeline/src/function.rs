@@ -516,15 +516,20 @@ impl Function {
 
 /// The request's messages (a text body is not checked for UTF-8 again).
 fn split(inbound: &Inbound) -> Result<Messages<'_>, body::BodyError> {
-    let encoded = inbound
-        .header("content-encoding")
-        .map(str::trim)
-        .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
-    if encoded {
-        return Err(body::BodyError::Encoded);
-    }
-    match &inbound.body {
+    let messages = match &inbound.body {
         Payload::Text(text) => body::split_text(text),
         Payload::Bytes(bytes) => body::split(bytes),
-    }
+    };
+    // Only a body that is not JSON is blamed on its encoding: a gateway that decompresses
+    // bodies (a REST API with compression on) passes them on with the header still there.
+    let encoded = || {
+        inbound
+            .header("content-encoding")
+            .map(str::trim)
+            .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+    };
+    messages.map_err(|e| match e {
+        body::BodyError::NotJson(_) if encoded() => body::BodyError::Encoded,
+        e => e,
+    })
 }

@@ -51,10 +51,10 @@ pub enum BodyError {
     WrongShape,
     #[error("body: the batch holds no events")]
     EmptyBatch,
-    /// A `Content-Encoding` other than `identity`: Segment sends JSON as it is, and a
-    /// compressed body would otherwise be refused as text that is not JSON (or not UTF-8),
-    /// which names the wrong cause. Not decompressed: a few bytes can expand past any bound.
-    #[error("body: compressed (a `Content-Encoding` header); send it uncompressed")]
+    /// A body that is not JSON, sent with a `Content-Encoding` other than `identity`: Segment
+    /// sends JSON as it is, and "not valid JSON (invalid utf-8…)" would name the wrong cause.
+    /// Not decompressed: a few bytes can expand past any memory bound.
+    #[error("body: not JSON, and compressed (a `Content-Encoding` header); send it uncompressed")]
     Encoded,
 }
 
