@@ -331,18 +331,21 @@ fn s0_3_3_numbers_as_text_are_written_as_javascript_writes_them() {
         );
         let record = map_text(key(), &line);
         let e = &record["requests"][0]["body"]["events"][0];
-        // (`user_id` itself is dropped where the text is shorter than 5 or a placeholder such
-        // as "0"; the user property `id` keeps it.)
         assert_eq!(
-            (
-                &e["user_properties"]["id"],
-                &e["event_type"],
-                &e["app_version"]
-            ),
-            (&json!(text), &json!(text), &json!(text)),
+            (&e["event_type"], &e["app_version"]),
+            (&json!(text), &json!(text)),
             "{sent}: {record}"
         );
     }
+    // Ids are text by the same rule (this one was a 301-digit user id).
+    let e = &events(
+        key(),
+        json!({"type": "track", "event": "e", "userId": 1.5e300, "anonymousId": 70000.5}),
+    )[0];
+    assert_eq!(
+        (&e["user_id"], &e["device_id"], &e["user_properties"]["id"]),
+        (&json!("1.5e+300"), &json!("70000.5"), &json!("1.5e+300"))
+    );
 }
 
 #[test]
@@ -1903,6 +1906,8 @@ fn s17_5_short_ids_are_dropped_and_a_message_left_without_ids_is_rejected() {
 /// amplitude-api §2.3: the placeholder ids Amplitude refuses at any length (`undefined`,
 /// `null`, the all-zero UUID, …, in any ASCII case) are dropped like short ones, so the event
 /// goes with its other id instead of being refused whole; with no id left, the reason names it.
+/// Such a user id names no user, so it is not the user property `id` either (§3.14.1,
+/// decision); a short one is a real id and stays.
 #[test]
 fn s17_5_placeholder_ids_amplitude_refuses_are_dropped() {
     let undefined = json!({"type": "track", "event": "Played", "messageId": "m1",
@@ -1910,7 +1915,7 @@ fn s17_5_placeholder_ids_amplitude_refuses_are_dropped() {
     assert_eq!(
         Value::Array(events(key(), undefined)),
         json!([{"device_id": "anon-12345", "library": "segment", "event_type": "Played",
-            "insert_id": "m1", "event_properties": {}, "user_properties": {"id": "Undefined"}}])
+            "insert_id": "m1", "event_properties": {}}])
     );
     let zero_device = json!({"type": "track", "event": "Played", "messageId": "m2",
         "userId": "user-1", "context": {"device": {"id": "00000000-0000-0000-0000-000000000000"}}});

@@ -111,11 +111,17 @@ pub fn normal_form(props: PropMap<'_>) -> PropMap<'_> {
     Assembled::plain(props).finish()
 }
 
-/// §3.14.1: a copy of the traits without `address`, plus `id` = `userId`.
+/// §3.14.1: a copy of the traits without `address`, plus `id` = `userId` — unless the user id
+/// is a placeholder Amplitude refuses as an id (`undefined`, `null`, …: amplitude-api §2.3),
+/// which names no user: as a property it would label every device that sent it (decision).
 pub fn base<'a>(traits: &'a Value<'a>, msg: &Message<'a>) -> PropMap<'a> {
     let mut props = PropMap::from_object(traits);
     props.remove_loose("address");
-    if let Some(user_id) = &msg.user_id {
+    if let Some(user_id) = msg
+        .user_id
+        .as_ref()
+        .filter(|id| !amplitude_wire::is_refused_id(id))
+    {
         props.insert("id", Prop::Owned(Value::Str(user_id.clone())));
     }
     props
