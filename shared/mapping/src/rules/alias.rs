@@ -37,12 +37,12 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         }
     };
     Ok(Plan {
-        skipped: None,
         requests: vec![Request::new(
             Endpoint::UserMap,
             settings.region,
             Body::UserMap(vec![mapping]),
         )],
+        skipped: None,
     })
 }
 

@@ -16,7 +16,6 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         .clone()
         .ok_or_else(|| missing("delete: `userId`", msg.field("userId")))?;
     Ok(Plan {
-        skipped: None,
         requests: vec![Request::new(
             Endpoint::Deletion,
             settings.region,
@@ -24,5 +23,6 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
                 user_ids: vec![user_id],
             }),
         )],
+        skipped: None,
     })
 }

@@ -59,8 +59,8 @@ pub fn plan_with<'a>(
     if settings.idempotent_trait_operations && applies_twice(&user_properties) {
         let event = identify_event(msg, device, user_properties, groups, paying, start_version);
         return Ok(Plan {
-            skipped: None,
             requests: vec![events::request(settings, vec![event])],
+            skipped: None,
         });
     }
     let identification = UserIdentification {
@@ -71,12 +71,12 @@ pub fn plan_with<'a>(
         start_version,
     };
     Ok(Plan {
-        skipped: None,
         requests: vec![Request::new(
             Endpoint::Identify,
             settings.region,
             Body::Identify(vec![Identification::User(identification)]),
         )],
+        skipped: None,
     })
 }
 
@@ -110,8 +110,8 @@ fn clear_all_then_identify<'a>(
     clear.insert_id = Some(Cow::Owned(format!("{message_id}-clear")));
     let update = identify_event(msg, device, user_properties, groups, paying, start_version);
     Ok(Plan {
-        skipped: None,
         requests: vec![events::request(settings, vec![clear, update])],
+        skipped: None,
     })
 }
 

@@ -45,8 +45,8 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         .map(|(i, event_type)| base.event(i + 1, Cow::Owned(event_type), props.clone(), None))
         .collect();
     Ok(Plan {
-        skipped: None,
         requests: vec![events::request(settings, events_out)],
+        skipped: None,
     })
 }
 

@@ -84,8 +84,8 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         }
     }
     Ok(Plan {
-        skipped: None,
         requests: vec![events::request(settings, events_out)],
+        skipped: None,
     })
 }
 
