@@ -1,5 +1,6 @@
 //! The line format of `segment-amplitude map`, a fixed contract other tools drive:
-//! `{"index": N, "requests": [{"endpoint", "method", "url", "body"}], "error": null | {"kind", "message"}}`.
+//! `{"index": N, "requests": [{"endpoint", "method", "url", "body"}], "error": null | {"kind", "message"}}`,
+//! and `"skipped": "<why>"` on a line whose message maps to nothing.
 //!
 //! The bodies are shown as Amplitude receives them: the API key where Amplitude expects it
 //! (form endpoints as an object of their fields, the JSON fields decoded), deletions with the
@@ -94,6 +95,7 @@ fn with_record<T>(
             kind: r.kind(),
             message: r.message(),
         }),
+        skipped: result.as_ref().ok().and_then(|p| p.skipped.as_deref()),
     })
 }
 
@@ -102,6 +104,10 @@ struct Record<'r, 'a> {
     index: usize,
     requests: Requests<'r, 'a>,
     error: Option<ErrorRecord<'r>>,
+    /// Why a message that maps to nothing does (the page settings, `Amplitude: false`); only
+    /// on such lines, so every other line stays as it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<&'r str>,
 }
 
 #[derive(Serialize)]

@@ -71,7 +71,8 @@ fn one_line_out_per_line_in_with_requests_errors_and_skips() {
                     "user_properties": {"plan": "pro", "id": "user-1"}}]}}], "error": null}),
             json!({"index": 1, "requests": [], "error": {"kind": "invalid",
                 "message": "the line is not valid JSON (expected ident at line 1 column 2)"}}),
-            json!({"index": 2, "requests": [], "error": null}),
+            json!({"index": 2, "requests": [], "error": null, "skipped": "page: no page setting \
+                sends it: `trackAllPages` is off, `trackCategorizedPages` is off, `trackNamedPages` is off"}),
             json!({"index": 3, "requests": [], "error": {"kind": "unsupported",
                 "message": "alias: the `sendAlias` (Enable Alias) setting is off"}}),
         ]
