@@ -62,8 +62,7 @@ impl<'a> EventBase<'a> {
             + crate::json::serialized_len(self.user_properties.as_ref())
     }
 
-    /// The event at 1-based `position` in this message's output (§3.4: the first keeps the bare
-    /// `messageId`, the others get `-<position>`, so a redelivery cannot double-count).
+    /// The event at 1-based `position` in this message's output, with its [`insert_id`].
     pub fn event(
         &self,
         position: usize,
@@ -71,14 +70,10 @@ impl<'a> EventBase<'a> {
         event_properties: PropMap<'a>,
         revenue: Option<Revenue<'a>>,
     ) -> Event<'a> {
-        let insert_id = self.message_id.as_ref().map(|id| match position {
-            1 => id.clone(),
-            p => Cow::Owned(format!("{id}-{p}")),
-        });
         Event {
             device: self.device.clone(),
             event_type,
-            insert_id,
+            insert_id: insert_id(self.message_id.as_ref(), position),
             session_id: self.session_id,
             event_id: self.event_id,
             event_properties: Some(event_properties),
@@ -90,6 +85,16 @@ impl<'a> EventBase<'a> {
             skip_user_properties_sync: self.skip_user_properties_sync,
         }
     }
+}
+
+/// §3.4: the `insert_id` of the event at 1-based `position` in a message's output: the first
+/// keeps the bare `messageId`, the others get `-<position>`, so a redelivery cannot
+/// double-count. None without a `messageId`.
+pub fn insert_id<'a>(message_id: Option<&Cow<'a, str>>, position: usize) -> Option<Cow<'a, str>> {
+    message_id.map(|id| match position {
+        1 => id.clone(),
+        p => Cow::Owned(format!("{id}-{p}")),
+    })
 }
 
 /// §2.3: one request to `/2/httpapi`, or `/batch` when `sendToBatchEndpoint` is on.

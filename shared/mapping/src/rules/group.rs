@@ -145,7 +145,7 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
 }
 
 /// §9.4 (decision): one `$groupidentify` event per group, carrying the group's properties, with
-/// the `insert_id` of §3.4 (the first keeps the bare `messageId`, the others get `-<position>`).
+/// the `insert_id` of §3.4 ([`events::insert_id`]).
 fn group_identify_events<'a>(
     msg: &Message<'a>,
     device: &DeviceFields<'a>,
@@ -158,10 +158,7 @@ fn group_identify_events<'a>(
         .map(|(k, groups)| Event {
             device: device.clone(),
             event_type: Cow::Borrowed(GROUP_IDENTIFY_EVENT),
-            insert_id: message_id.as_ref().map(|id| match k {
-                0 => id.clone(),
-                k => Cow::Owned(format!("{id}-{}", k + 1)),
-            }),
+            insert_id: events::insert_id(message_id.as_ref(), k + 1),
             session_id: None,
             event_id: None,
             event_properties: None,
