@@ -44,20 +44,12 @@ pub fn messages(seed: u64, count: usize) -> Vec<Value> {
 /// whose totals no longer add up).
 pub fn with_clears(lines: &mut [String], every: usize) -> Vec<String> {
     let mut users = Vec::new();
-    let identifies = lines
-        .iter_mut()
-        .filter(|l| l.contains(r#""type":"identify""#))
-        .step_by(every.max(1));
-    for line in identifies {
-        let Ok(mut message) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
+    edit_calls(lines, "identify", every, |message| {
         message["integrations"]["Amplitude"]["clearAll"] = json!(true);
         if let Some(user) = message["userId"].as_str() {
             users.push(user.to_owned());
         }
-        *line = message.to_string();
-    }
+    });
     users
 }
 
@@ -65,15 +57,23 @@ pub fn with_clears(lines: &mut [String], every: usize) -> Vec<String> {
 /// §9.4: sent as a deduplicated `$groupidentify` event). Every corpus group is the same one
 /// (`company` / `Example Inc`).
 pub fn with_group_increments(lines: &mut [String], every: usize) {
-    let groups = lines
+    edit_calls(lines, "group", every, |message| {
+        message["traits"]["$add"] = json!({"seats": 1});
+    });
+}
+
+/// Rewrites every `every`-th message of `lines` whose call type is `call` with `edit`.
+fn edit_calls(lines: &mut [String], call: &str, every: usize, mut edit: impl FnMut(&mut Value)) {
+    let marker = format!(r#""type":"{call}""#);
+    let calls = lines
         .iter_mut()
-        .filter(|l| l.contains(r#""type":"group""#))
+        .filter(|l| l.contains(&marker))
         .step_by(every.max(1));
-    for line in groups {
+    for line in calls {
         let Ok(mut message) = serde_json::from_str::<Value>(line) else {
             continue;
         };
-        message["traits"]["$add"] = json!({"seats": 1});
+        edit(&mut message);
         *line = message.to_string();
     }
 }
