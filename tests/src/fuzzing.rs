@@ -86,18 +86,22 @@ pub fn map_line(data: &[u8]) {
     };
     for settings in settings_variants() {
         if let Ok(plan) = mapping::plan(&value, settings) {
-            let items = encode::items(0, &plan);
-            check_items(&items);
-            check_amplitude_accepts(&items, settings);
+            check_plan(&plan, settings);
             check_writers(&plan);
         }
         if let Ok(mapping::engage::Engage::Plan(plan)) = mapping::engage::plan(&value, settings) {
-            let items = encode::items(0, &plan);
-            check_items(&items);
-            check_amplitude_accepts(&items, settings);
+            check_plan(&plan, settings);
             check_writers(&plan);
         }
     }
+}
+
+/// A plan's wire items, encoded once for both checks: each is JSON (or form text), and passes
+/// Amplitude's checks of a request.
+fn check_plan(plan: &mapping::Plan<'_>, settings: &Settings) {
+    let items = encode::items(0, plan);
+    check_items(&items);
+    check_amplitude_accepts(&items, settings);
 }
 
 /// Every item the mapping plans passes Amplitude's checks of its request (the emulator's,
@@ -238,9 +242,7 @@ pub fn inbound(data: &[u8]) {
                 let planned =
                     planning::plan(route, &settings_variants()[1], &value, shared.batch());
                 if let Ok(plan) = planned.plan {
-                    let items = encode::items(0, &plan);
-                    check_items(&items);
-                    check_amplitude_accepts(&items, &settings_variants()[1]);
+                    check_plan(&plan, &settings_variants()[1]);
                 }
             }
         }
