@@ -48,14 +48,7 @@ pub fn apply_group_identification(groups: &mut Groups, item: &Value) {
     ) else {
         return;
     };
-    apply_properties(
-        groups
-            .entry(t.clone())
-            .or_default()
-            .entry(v.clone())
-            .or_default(),
-        props,
-    );
+    apply_to_group(groups, t, v, props);
 }
 
 /// Applies a stored `$groupidentify` event's `group_properties` to every group it names in
@@ -71,11 +64,16 @@ pub fn apply_group_event(groups: &mut Groups, event: &Value) {
     for (group_type, values) in named {
         for value in self::values(values) {
             if let Value::String(value) = value {
-                let group = groups.entry(group_type.clone()).or_default();
-                apply_properties(group.entry(value).or_default(), props);
+                apply_to_group(groups, group_type, &value, props);
             }
         }
     }
+}
+
+/// Applies `group_properties` to the group `group_type` / `value`.
+fn apply_to_group(groups: &mut Groups, group_type: &str, value: &str, props: &Map<String, Value>) {
+    let group = groups.entry(group_type.to_owned()).or_default();
+    apply_properties(group.entry(value.to_owned()).or_default(), props);
 }
 
 /// Applies one properties object (`user_properties` or `group_properties`) to what is held.
