@@ -26,6 +26,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mapping::Settings;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Parser)]
 #[command(
@@ -184,12 +186,17 @@ fn run_async(name: &str, work: impl std::future::Future<Output = ExitCode>) -> E
 }
 
 fn serve(args: serve::ServeArgs) -> ExitCode {
+    // As the functions log: `RUST_LOG` names a level for this project's crates; the AWS SDK,
+    // hyper and the rest stay at WARN whatever it says (no key, token or ARN at any level).
+    let level = pipeline::ops::logging::configured_level();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_max_level(level)
         .with_writer(std::io::stderr)
+        .finish()
+        .with(pipeline::ops::logging::targets(
+            level,
+            &["segment_amplitude", "amplitude_emulator"],
+        ))
         .init();
     run_async("serve", async {
         match serve::run(args).await {

@@ -31,19 +31,15 @@ const OWN: [&str; 9] = [
 ];
 
 /// Installs the process's log subscriber.
-pub fn init() {
-    let var = |name| std::env::var(name).ok();
-    let level = var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|| var("RUST_LOG"))
-        .and_then(|l| LevelFilter::from_str(&l).ok())
-        .unwrap_or(LevelFilter::INFO);
-    let json = var("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+pub(crate) fn init() {
+    let level = configured_level();
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_target(false)
         .without_time()
         .with_max_level(level)
         .with_writer(std::io::stdout);
-    let filter = targets(level);
+    let filter = targets(level, &[]);
     if json {
         builder.json().finish().with(filter).init();
     } else {
@@ -107,11 +103,25 @@ impl std::fmt::Debug for Capped<'_> {
     }
 }
 
-/// This project's crates at `level`; every other at most WARN.
-fn targets(level: LevelFilter) -> Targets {
+/// The level of `AWS_LAMBDA_LOG_LEVEL`, else of `RUST_LOG` (a level's name: `trace`, `debug`,
+/// `info`, `warn`, `error`, `off`), else INFO.
+pub fn configured_level() -> LevelFilter {
+    let var = |name| std::env::var(name).ok();
+    var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|| var("RUST_LOG"))
+        .and_then(|l| LevelFilter::from_str(l.trim()).ok())
+        .unwrap_or(LevelFilter::INFO)
+}
+
+/// This project's crates (and `more_own`, e.g. the command line's) at `level`; every other
+/// at most WARN. A fixed list of targets, not `EnvFilter`: that pulls in a regular-expression
+/// engine's DFA builder (binary size, and every regular expression compiled in the process
+/// then builds a full DFA).
+pub fn targets(level: LevelFilter, more_own: &[&'static str]) -> Targets {
     Targets::new()
         .with_default(level.min(LevelFilter::WARN))
         .with_targets(OWN.map(|crate_name| (crate_name, level)))
+        .with_targets(more_own.iter().map(|crate_name| (*crate_name, level)))
 }
 
 #[cfg(test)]
@@ -147,14 +157,15 @@ mod tests {
 
     #[test]
     fn dependencies_stay_at_warn_whatever_the_level() {
-        let trace = targets(LevelFilter::TRACE);
+        let trace = targets(LevelFilter::TRACE, &["segment_amplitude"]);
         assert!(trace.would_enable("pipeline::function", &Level::TRACE));
         assert!(trace.would_enable("amplitude_client::engine", &Level::DEBUG));
         assert!(!trace.would_enable("lambda_runtime", &Level::TRACE));
         assert!(!trace.would_enable("aws_smithy_runtime::client", &Level::DEBUG));
         assert!(!trace.would_enable("hyper_util::client", &Level::INFO));
         assert!(trace.would_enable("lambda_runtime", &Level::WARN));
-        let error = targets(LevelFilter::ERROR);
+        assert!(trace.would_enable("segment_amplitude::serve", &Level::TRACE));
+        let error = targets(LevelFilter::ERROR, &[]);
         assert!(!error.would_enable("pipeline", &Level::WARN));
         assert!(!error.would_enable("lambda_runtime", &Level::WARN));
     }

@@ -8,7 +8,7 @@
 
 pub mod aws;
 pub mod config;
-pub(crate) mod logging;
+pub mod logging;
 pub mod metrics;
 pub mod secrets;
 
