@@ -131,12 +131,17 @@ fn serve_runs_every_route_against_the_emulator() {
 
 /// Starts `serve` with these environment variables; its URL and the child.
 fn serve_with(env: &[(&str, &str)]) -> (String, std::process::Child) {
+    serve_logging_to(env, Stdio::null())
+}
+
+/// [`serve_with`], its log (standard error) going to `log`.
+fn serve_logging_to(env: &[(&str, &str)], log: Stdio) -> (String, std::process::Child) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_segment-amplitude"));
     command
         .args(["serve", "--port", "0", "--emulator-port", "0", "--direct"])
         .env_remove("ALLOW_SIGNED_BATCHES")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(log);
     for (k, v) in env {
         command.env(k, v);
     }
@@ -329,4 +334,76 @@ fn serve_takes_bodies_up_to_lambdas_6_mb_and_the_function_refuses_larger_ones() 
             json!({"status": 413, "error": "body: larger than 6 MB; lower the batch size in Segment"})
         )
     );
+}
+
+/// Issue "bounded" §5, for `serve`: at `RUST_LOG=trace` this project's crates log at TRACE,
+/// and no other crate (hyper, reqwest, axum, the AWS SDK) logs below WARN, so neither the
+/// bearer token of a request nor the API key of a request to Amplitude reaches the log.
+#[test]
+fn serve_at_trace_logs_no_dependency_below_warn_and_no_key() {
+    let (token, api_key) = ("tok-serve-trace-5f1c", "key-serve-trace-9a2e");
+    let log = std::env::temp_dir().join(format!("serve-trace-{}.log", std::process::id()));
+    let file = std::fs::File::create(&log).unwrap();
+    let (url, mut child) = serve_logging_to(
+        &[
+            ("RUST_LOG", "trace"),
+            ("BEARER_TOKEN", token),
+            ("AMPLITUDE_API_KEY", api_key),
+        ],
+        Stdio::from(file),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let statuses = runtime.block_on(async {
+        amplitude_client::install_crypto_provider();
+        let c = reqwest::Client::new();
+        let mut statuses = Vec::new();
+        for bearer in [token, "forged-token"] {
+            let status = c
+                .post(format!("{url}/events"))
+                .header("authorization", format!("Bearer {bearer}"))
+                .body(json!({"type": "track", "event": "A", "userId": "user-1", "messageId": "m-trace"}).to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            statuses.push(status);
+        }
+        statuses
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(statuses, [200, 401], "{text}");
+    assert!(
+        text.contains(" INFO pipeline::function: request handled"),
+        "{text}"
+    );
+    assert!(!text.contains(token) && !text.contains(api_key), "{text}");
+    let own = [
+        "pipeline",
+        "amplitude_client",
+        "amplitude_wire",
+        "mapping",
+        "segment_amplitude",
+        "amplitude_emulator",
+    ];
+    for line in text.lines() {
+        let mut words = line.split_whitespace().skip(1);
+        let (Some(level), Some(target)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if ["TRACE", "DEBUG", "INFO"].contains(&level) {
+            let crate_name = target
+                .split("::")
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches(':');
+            assert!(
+                own.contains(&crate_name),
+                "a dependency's line below WARN: {line}"
+            );
+        }
+    }
 }
