@@ -336,8 +336,8 @@ fn serve_takes_bodies_up_to_lambdas_6_mb_and_the_function_refuses_larger_ones() 
     );
 }
 
-/// Issue "bounded" §5, for `serve`: at `RUST_LOG=trace` this project's crates log at TRACE,
-/// and no other crate (hyper, reqwest, axum, the AWS SDK) logs below WARN, so neither the
+/// Issue "bounded" §5, for `serve`: at `RUST_LOG=trace` no crate but this project's logs
+/// below WARN (hyper's client logs each connection at TRACE when let through), and neither the
 /// bearer token of a request nor the API key of a request to Amplitude reaches the log.
 #[test]
 fn serve_at_trace_logs_no_dependency_below_warn_and_no_key() {
