@@ -240,7 +240,8 @@ fn decode(body: Option<String>, base64: bool) -> Result<Payload, InboundError> {
 
 /// The HTTP API (payload 2.0) event API Gateway sends a function for one HTTP request. The
 /// local runner turns every request it serves into one; tests build theirs with it too. A body
-/// that is not UTF-8 travels base64-encoded, as API Gateway sends it.
+/// that is not UTF-8 travels base64-encoded, and a header or query parameter given twice is
+/// one value, the values joined by commas, as API Gateway sends them.
 pub fn http_api_event<'h>(
     method: &str,
     path: &str,
@@ -253,13 +254,14 @@ pub fn http_api_event<'h>(
         Ok(text) => (text.to_owned(), false),
         Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
     };
-    let headers: serde_json::Map<String, Value> = headers
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), Value::from(v)))
-        .collect();
-    let parameters: serde_json::Map<String, Value> = form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), Value::from(v.into_owned())))
-        .collect();
+    let headers = joined(
+        headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned())),
+    );
+    let parameters = joined(
+        form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())),
+    );
     let route_key = format!("{method} {path}");
     json!({
         "version": "2.0", "routeKey": route_key, "rawPath": path, "rawQueryString": query,
@@ -272,4 +274,55 @@ pub fn http_api_event<'h>(
             "timeEpoch": 0},
         "body": text, "isBase64Encoded": base64
     })
+}
+
+/// Names and values as payload 2.0 has them: one value per name, a repeated name's values
+/// joined by commas in the order given.
+fn joined(pairs: impl Iterator<Item = (String, String)>) -> serde_json::Map<String, Value> {
+    let mut map = serde_json::Map::new();
+    for (name, value) in pairs {
+        match map.get_mut(&name) {
+            Some(Value::String(earlier)) => {
+                earlier.push(',');
+                earlier.push_str(&value);
+            }
+            _ => {
+                map.insert(name, Value::String(value));
+            }
+        }
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Payload 2.0 as API Gateway builds it: a header or query parameter given twice is one
+    /// value, joined by commas in the order given (so the local runner sees two
+    /// `Authorization` headers as a deployed function does, not only the last), names of
+    /// headers in lower case.
+    #[test]
+    fn a_repeated_header_or_parameter_is_one_value_joined_by_commas() {
+        let event = http_api_event(
+            "POST",
+            "/events",
+            "a=1&b=2&a=3",
+            [
+                ("Authorization", "Bearer first"),
+                ("X-Signature", "00"),
+                ("authorization", "Bearer second"),
+            ],
+            b"{}",
+            "r-1",
+        );
+        assert_eq!(
+            event["headers"],
+            json!({"authorization": "Bearer first,Bearer second", "x-signature": "00"})
+        );
+        assert_eq!(
+            event["queryStringParameters"],
+            json!({"a": "1,3", "b": "2"})
+        );
+    }
 }
