@@ -7,6 +7,7 @@ use amplitude_emulator::{Emulator, EmulatorConfig, Fault, FaultAction};
 use base64::Engine;
 use pipeline::ingest::auth::sign;
 use pipeline::ingest::inbound::{Inbound, http_api_event};
+use pipeline::ingest::reply::Reply;
 use pipeline::ops::metrics::{Registry, Sink};
 use pipeline::ops::secrets::SecretSource;
 use pipeline::{Builder, Function, Kind, Route};
@@ -90,10 +91,19 @@ fn signed(body: &str) -> Value {
     json!({"content-type": "application/json", "X-Signature": sign(SECRET, body.as_bytes())})
 }
 
-async fn call(f: &Function, payload: Value) -> (u16, Value) {
+/// The function's reply to a Lambda payload, given `budget` to answer.
+async fn reply_within(f: &Function, payload: Value, budget: Duration) -> Reply {
     let inbound = Inbound::from_payload(payload).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
-    let reply = f.handle(inbound, deadline, "test-request").await;
+    f.handle(
+        inbound,
+        tokio::time::Instant::now() + budget,
+        "test-request",
+    )
+    .await
+}
+
+async fn call(f: &Function, payload: Value) -> (u16, Value) {
+    let reply = reply_within(f, payload, Duration::from_secs(4)).await;
     (
         reply.status.as_u16(),
         serde_json::to_value(&reply.body).unwrap(),
@@ -604,15 +614,12 @@ async fn amplitude_503_then_recovery_delivers_each_event_once() {
         .push_faults((0..200).map(|_| Fault::status("/2/httpapi", 503)));
     let body = format!("[{},{}]", track(1), track(2));
     let headers = batch_headers(&track(1).to_string());
-    let inbound = Inbound::from_payload(apigw_v2(&body, headers.clone(), false)).unwrap();
-    let reply = s
-        .function
-        .handle(
-            inbound,
-            tokio::time::Instant::now() + Duration::from_millis(500),
-            "r1",
-        )
-        .await;
+    let reply = reply_within(
+        &s.function,
+        apigw_v2(&body, headers.clone(), false),
+        Duration::from_millis(500),
+    )
+    .await;
     assert_eq!(reply.status.as_u16(), 503, "Segment must retry");
     assert!(s.emu.state.ingested().events.is_empty());
     s.emu.state.reset();
@@ -683,16 +690,8 @@ async fn direct_invocation_retryable_is_a_function_error() {
     s.emu
         .state
         .push_faults((0..200).map(|_| Fault::status("/2/httpapi", 503)));
-    let inbound = Inbound::from_payload(track(1)).unwrap();
-    let source = inbound.source;
-    let reply = s
-        .function
-        .handle(
-            inbound,
-            tokio::time::Instant::now() + Duration::from_millis(300),
-            "r",
-        )
-        .await;
+    let source = Inbound::from_payload(track(1)).unwrap().source;
+    let reply = reply_within(&s.function, track(1), Duration::from_millis(300)).await;
     let err = reply.into_response(source).unwrap_err();
     assert_eq!(err.error_type, "Retryable");
 }
@@ -723,14 +722,12 @@ async fn a_stalled_secrets_manager_is_given_up_at_the_deadline() {
         .unwrap();
     let body = track(1).to_string();
     let started = std::time::Instant::now();
-    let inbound = Inbound::from_payload(apigw_v2(&body, signed(&body), false)).unwrap();
-    let reply = f
-        .handle(
-            inbound,
-            tokio::time::Instant::now() + Duration::from_millis(400),
-            "stalled",
-        )
-        .await;
+    let reply = reply_within(
+        &f,
+        apigw_v2(&body, signed(&body), false),
+        Duration::from_millis(400),
+    )
+    .await;
     assert_eq!(reply.status.as_u16(), 500);
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -844,15 +841,7 @@ async fn other_methods_are_answered_405_with_allow() {
             false,
         );
         event["requestContext"]["http"]["method"] = json!(method);
-        let inbound = Inbound::from_payload(event).unwrap();
-        let reply = s
-            .function
-            .handle(
-                inbound,
-                tokio::time::Instant::now() + Duration::from_secs(4),
-                "r",
-            )
-            .await;
+        let reply = reply_within(&s.function, event, Duration::from_secs(4)).await;
         assert_eq!(
             (reply.status.as_u16(), reply.allow.as_deref()),
             (405, Some("POST")),
@@ -872,14 +861,7 @@ async fn other_methods_are_answered_405_with_allow() {
     let deletions = setup(Route::Deletions, json!({}), keys_with_token()).await;
     let mut event = apigw_v2("{}", json!({}), false);
     event["requestContext"]["http"]["method"] = json!("PUT");
-    let reply = deletions
-        .function
-        .handle(
-            Inbound::from_payload(event).unwrap(),
-            tokio::time::Instant::now() + Duration::from_secs(4),
-            "r",
-        )
-        .await;
+    let reply = reply_within(&deletions.function, event, Duration::from_secs(4)).await;
     assert_eq!(
         (reply.status.as_u16(), reply.allow.as_deref()),
         (405, Some("POST, GET"))
@@ -928,15 +910,12 @@ async fn the_answer_to_100_000_rejected_messages_stays_within_64_kb() {
     let body = format!("[{}]", events.join(","));
     assert!(body.len() < pipeline::MAX_BODY_BYTES);
     let headers = json!({"Authorization": format!("Bearer {TOKEN}")});
-    let inbound = Inbound::from_payload(apigw_v2(&body, headers, false)).unwrap();
-    let reply = s
-        .function
-        .handle(
-            inbound,
-            tokio::time::Instant::now() + Duration::from_secs(30),
-            "r",
-        )
-        .await;
+    let reply = reply_within(
+        &s.function,
+        apigw_v2(&body, headers, false),
+        Duration::from_secs(30),
+    )
+    .await;
     let text = serde_json::to_string(&reply.body).unwrap();
     assert!(
         text.len() <= pipeline::ingest::reply::MAX_REPLY_BYTES,
@@ -988,15 +967,12 @@ async fn a_message_larger_than_a_chunk_is_delivered_whole_across_chunks() {
     });
     let body = json!([track(1), big_order("order-1"), track(2)]).to_string();
     let headers = json!({"Authorization": format!("Bearer {TOKEN}")});
-    let inbound = Inbound::from_payload(apigw_v2(&body, headers, false)).unwrap();
-    let reply = s
-        .function
-        .handle(
-            inbound,
-            tokio::time::Instant::now() + Duration::from_secs(60),
-            "r",
-        )
-        .await;
+    let reply = reply_within(
+        &s.function,
+        apigw_v2(&body, headers, false),
+        Duration::from_secs(60),
+    )
+    .await;
     let reply = serde_json::to_value(&reply.body).unwrap();
     assert_eq!(
         (
