@@ -133,7 +133,15 @@ pub struct Plan<'a> {
     pub skipped: Option<String>,
 }
 
-impl Plan<'_> {
+impl<'a> Plan<'a> {
+    /// A plan that sends these requests, in this order.
+    pub(crate) fn sending(requests: Vec<Request<'a>>) -> Self {
+        Plan {
+            requests,
+            skipped: None,
+        }
+    }
+
     /// A plan that sends nothing, and why.
     pub(crate) fn skipped(reason: String) -> Self {
         Plan {

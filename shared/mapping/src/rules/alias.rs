@@ -36,14 +36,11 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
             unmap: None,
         }
     };
-    Ok(Plan {
-        requests: vec![Request::new(
-            Endpoint::UserMap,
-            settings.region,
-            Body::UserMap(vec![mapping]),
-        )],
-        skipped: None,
-    })
+    Ok(Plan::sending(vec![Request::new(
+        Endpoint::UserMap,
+        settings.region,
+        Body::UserMap(vec![mapping]),
+    )]))
 }
 
 /// The `unmap` option (§10.2): the id to unmap, or `None` to map as usual. Absent, `null`,

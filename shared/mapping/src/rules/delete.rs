@@ -15,14 +15,11 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         .user_id
         .clone()
         .ok_or_else(|| missing("delete: `userId`", msg.field("userId")))?;
-    Ok(Plan {
-        requests: vec![Request::new(
-            Endpoint::Deletion,
-            settings.region,
-            Body::Deletion(Deletion {
-                user_ids: vec![user_id],
-            }),
-        )],
-        skipped: None,
-    })
+    Ok(Plan::sending(vec![Request::new(
+        Endpoint::Deletion,
+        settings.region,
+        Body::Deletion(Deletion {
+            user_ids: vec![user_id],
+        }),
+    )]))
 }

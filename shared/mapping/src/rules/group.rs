@@ -138,10 +138,7 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
             }
         }));
     }
-    Ok(Plan {
-        requests,
-        skipped: None,
-    })
+    Ok(Plan::sending(requests))
 }
 
 /// §9.4 (decision): one `$groupidentify` event per group, carrying the group's properties, with

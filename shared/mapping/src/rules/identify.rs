@@ -58,10 +58,7 @@ pub fn plan_with<'a>(
     }
     if settings.idempotent_trait_operations && applies_twice(&user_properties) {
         let event = identify_event(msg, device, user_properties, groups, paying, start_version);
-        return Ok(Plan {
-            requests: vec![events::request(settings, vec![event])],
-            skipped: None,
-        });
+        return Ok(Plan::sending(vec![events::request(settings, vec![event])]));
     }
     let identification = UserIdentification {
         device,
@@ -70,14 +67,11 @@ pub fn plan_with<'a>(
         paying,
         start_version,
     };
-    Ok(Plan {
-        requests: vec![Request::new(
-            Endpoint::Identify,
-            settings.region,
-            Body::Identify(vec![Identification::User(identification)]),
-        )],
-        skipped: None,
-    })
+    Ok(Plan::sending(vec![Request::new(
+        Endpoint::Identify,
+        settings.region,
+        Body::Identify(vec![Identification::User(identification)]),
+    )]))
 }
 
 /// §17.1.3: the `clearAll` option. Amplitude takes `$clearAll` only alone, so the identify
@@ -109,10 +103,10 @@ fn clear_all_then_identify<'a>(
     let mut clear = identify_event(msg, clear_device, clear_properties, None, None, None);
     clear.insert_id = Some(Cow::Owned(format!("{message_id}-clear")));
     let update = identify_event(msg, device, user_properties, groups, paying, start_version);
-    Ok(Plan {
-        requests: vec![events::request(settings, vec![clear, update])],
-        skipped: None,
-    })
+    Ok(Plan::sending(vec![events::request(
+        settings,
+        vec![clear, update],
+    )]))
 }
 
 /// §8.1.4: the identification as a `$identify` event with the message's `insert_id` (§3.4).

@@ -44,10 +44,7 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         .enumerate()
         .map(|(i, event_type)| base.event(i + 1, Cow::Owned(event_type), props.clone(), None))
         .collect();
-    Ok(Plan {
-        requests: vec![events::request(settings, events_out)],
-        skipped: None,
-    })
+    Ok(Plan::sending(vec![events::request(settings, events_out)]))
 }
 
 /// §7.2: whether the page settings let this page (screen) through.

@@ -83,10 +83,7 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
             events_out.push(base.event(i + 2, Cow::Borrowed("Product Purchased"), props, revenue));
         }
     }
-    Ok(Plan {
-        requests: vec![events::request(settings, events_out)],
-        skipped: None,
-    })
+    Ok(Plan::sending(vec![events::request(settings, events_out)]))
 }
 
 /// Refuses an order whose product events would exceed [`MAX_PRODUCT_EVENTS`] or, by a close
