@@ -1,7 +1,8 @@
 //! Mapping throughput over the generated corpus (`shared/corpus`, seed 42, 10,000 messages):
 //! JSON bytes in → the Amplitude objects as JSON bytes out, set against a plain `serde_json`
-//! parse to `Value` and `to_string` of the same lines. (The `map` command as a whole process is
-//! measured by `shared/cli/benches/map.sh`.)
+//! parse to `Value` and print of the same lines, two ways: `to_string` per line, and written
+//! into one reused buffer (the floor `cargo bench -p segment-amplitude --bench map` holds the
+//! `map` command to: no allocation for the printed text).
 //!
 //! Run: `cargo bench -p mapping --bench mapping`. Figures are recorded in BENCHMARKS.md.
 
@@ -59,5 +60,23 @@ fn serde_json_parse_and_print(bencher: Bencher) {
                 total += v.to_string().len();
             }
             black_box(total)
+        });
+}
+
+#[divan::bench(sample_count = 20)]
+fn serde_json_parse_and_print_into_buffer(bencher: Bencher) {
+    let (lines, _) = corpus();
+    let mut out = Vec::with_capacity(64 << 20);
+    bencher
+        .counter(ItemsCount::new(lines.len()))
+        .counter(BytesCount::new(bytes(&lines)))
+        .bench_local(|| {
+            out.clear();
+            for line in &lines {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                serde_json::to_writer(&mut out, &v).unwrap();
+                out.push(b'\n');
+            }
+            black_box(out.len())
         });
 }
