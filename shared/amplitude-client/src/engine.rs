@@ -30,6 +30,11 @@ use crate::{AmplitudeClient, Credentials, Shared};
 /// A 413 for one item within the endpoint's limits is not about that item.
 const LONE_ITEM_413: &str = "Amplitude 413 for one item within its limits";
 
+/// A 400 for one item whose index lists name only indices past the request: Amplitude lists
+/// events it received, so the answer is not about this item.
+const LONE_ITEM_UNLISTED_400: &str =
+    "Amplitude 400 for one item, listing only indices past the request";
+
 impl AmplitudeClient {
     /// Delivers the planned requests of `plans` (one per Segment message) with `credentials`
     /// to `region`'s hosts, batching across messages, and stops retrying before `deadline`.
@@ -154,6 +159,14 @@ enum Triage {
     Hold,
     /// Fine: sent again at once.
     Resend,
+}
+
+/// What becomes of an item left alone by splitting a request that was refused as a whole.
+enum Lone {
+    /// The refusal was about it: refused for good, with Amplitude's reason.
+    Reject(String),
+    /// The refusal cannot be about it: kept retryable, with this reason.
+    Keep(&'static str),
 }
 
 impl Delivery {
@@ -299,7 +312,7 @@ impl Lane {
                 rejected,
                 throttled,
             } => self.drop_listed(batch, &rejected, &throttled),
-            Verdict::Isolate { reason } => self.split(batch, |_| Triage::Reject(reason.clone())),
+            Verdict::Isolate { reason } => self.split(batch, |_| Lone::Reject(reason.clone())),
             Verdict::TooLarge => self.too_large(delivery, batch),
             Verdict::Throttled(t) => self.throttled(delivery, batch, &t),
             Verdict::Retry { reason } => self.hold(&batch, &reason, RetryCause::Transient),
@@ -323,13 +336,22 @@ impl Lane {
     }
 
     /// A 400 listing indices: the listed items are rejected, throttled ones held, the rest
-    /// resent at once.
+    /// resent at once. When every index listed is past the request (a misbehaving server),
+    /// the answer names none of its items: it is split, as a 400 naming no event is, so the
+    /// items Amplitude takes are delivered, and an item left alone with such an answer is kept
+    /// retryable, not rejected.
     fn drop_listed(
         &mut self,
         batch: Vec<usize>,
         rejected: &[(usize, String)],
         throttled: &std::collections::HashSet<usize>,
     ) {
+        let in_request = |pos: usize| pos < batch.len();
+        if !rejected.iter().any(|(pos, _)| in_request(*pos))
+            && !throttled.iter().any(|pos| in_request(*pos))
+        {
+            return self.split(batch, |_| Lone::Keep(LONE_ITEM_UNLISTED_400));
+        }
         self.triage(batch, |pos, _| {
             let listed = rejected.binary_search_by_key(&pos, |(p, _)| *p).ok();
             match listed.and_then(|k| rejected.get(k)) {
@@ -373,20 +395,19 @@ impl Lane {
         let endpoint = self.endpoint;
         self.split(batch, |i| {
             if delivery.exceeds_limit(endpoint, i) {
-                Triage::Reject("Amplitude 413: larger than Amplitude accepts in one request".into())
+                Lone::Reject("Amplitude 413: larger than Amplitude accepts in one request".into())
             } else {
-                Triage::Hold
+                Lone::Keep(LONE_ITEM_413)
             }
         });
     }
 
     /// Splits a batch in halves (sent at once); a single item gets `lone`'s fate.
-    fn split(&mut self, mut batch: Vec<usize>, lone: impl Fn(usize) -> Triage) {
+    fn split(&mut self, mut batch: Vec<usize>, lone: impl Fn(usize) -> Lone) {
         if let [only] = batch[..] {
             return match lone(only) {
-                Triage::Reject(reason) => self.settle(&batch, ItemState::Rejected(reason)),
-                Triage::Hold => self.hold(&batch, LONE_ITEM_413, RetryCause::Transient),
-                Triage::Resend => self.queue.push_front(batch),
+                Lone::Reject(reason) => self.settle(&batch, ItemState::Rejected(reason)),
+                Lone::Keep(reason) => self.hold(&batch, reason, RetryCause::Transient),
             };
         }
         let second = batch.split_off(batch.len() / 2);

@@ -33,7 +33,9 @@ pub enum Verdict {
     RequestRefused { reason: String },
     /// A 400 listing indices: drop exactly those (each with Amplitude's reason; sorted by
     /// index), resend the rest at once; `throttled` (a silenced-400's `throttled_events`) are
-    /// held like a 429.
+    /// held like a 429. Indices past the endpoint's largest request are left out here; the
+    /// client, which knows the request's length, splits a request none of whose items is
+    /// listed.
     DropListed {
         rejected: Vec<(usize, String)>,
         throttled: HashSet<usize>,

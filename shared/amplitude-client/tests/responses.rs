@@ -191,6 +191,42 @@ async fn row_400_without_indices_isolates_the_bad_event_by_splitting() {
 }
 
 #[tokio::test]
+async fn row_400_listing_only_indices_past_the_request_isolates_and_keeps_a_lone_item() {
+    let emu = emulator().await;
+    // Amplitude lists events it received; a server listing none of the request's is
+    // misbehaving. Each answer lists an index past the request it answers.
+    let past = |index: usize| {
+        fault(FaultAction::Status {
+            status: 400,
+            body: Some(json!({
+                "code": 400,
+                "error": "Invalid field values on some events",
+                "events_with_invalid_fields": {"time": [index]}
+            })),
+        })
+    };
+    let pass = || fault(FaultAction::Pass);
+    // [0,1,2,3] → lists 9; [0,1] → ok; [2,3] → lists 7; [2] → ok; [3] → lists 5: kept.
+    emu.state
+        .push_faults([past(9), pass(), past(7), pass(), past(5)]);
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(4), 5.0).await;
+    assert_eq!(
+        report.outcomes,
+        vec![
+            Outcome::Delivered,
+            Outcome::Delivered,
+            Outcome::Delivered,
+            retryable(
+                "Amplitude 400 for one item, listing only indices past the request",
+                RetryCause::Transient
+            )
+        ]
+    );
+    assert_eq!(report.requests_sent(), 5);
+    assert_eq!(stored_ids(&emu), ["m0", "m1", "m2"]);
+}
+
+#[tokio::test]
 async fn row_403_refuses_the_request_and_keeps_its_events() {
     let emu = emulator().await;
     emu.state.push_faults([fault(FaultAction::Status {
