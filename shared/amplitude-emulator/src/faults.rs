@@ -43,6 +43,9 @@ pub enum FaultAction {
     },
     /// 400 listing these event indices in `events_with_invalid_fields.<field>`.
     InvalidIndices { indices: Vec<usize>, field: String },
+    /// 400 listing only indices past the request's end in `events_with_invalid_fields.<field>`:
+    /// a misbehaving server (Amplitude lists events it received). Nothing is ingested.
+    IndicesPastTheRequest { field: String },
     /// Ingest the first half of the request's items, then answer `status` (e.g. 500).
     AcceptHalf { status: u16 },
     /// Ingest the whole request as usual, then wait `after_ms` and answer `status`: "stored,
@@ -79,7 +82,8 @@ impl Fault {
 /// A seeded random fault script for chaos tests: stored-then-500 (10%), stored-then-too-slow
 /// (6%), stalls (4%), connection resets (6%), 5xx (8%), 429s throttling three of `users`
 /// (8%), 413s (6%), 400s naming two event indices below 60 (4%), half-accepted requests (4%),
-/// with `refusals` also 401s (3%) and 200s carrying a 503 code (2%); the rest pass.
+/// 400s listing only indices past the request (2%), with `refusals` also 401s (3%) and 200s
+/// carrying a 503 code (2%); the rest pass.
 pub struct Chaos<'a> {
     /// The routes a fault may name, `None` for any route.
     pub routes: &'a [Option<&'a str>],
@@ -128,6 +132,12 @@ impl Chaos<'_> {
             52..56 => (0, FaultAction::AcceptHalf { status: 503 }),
             56..59 if self.refusals => (0, status(401)),
             59..61 if self.refusals => (0, FaultAction::CodeInBody { code: 503 }),
+            61..63 => (
+                0,
+                FaultAction::IndicesPastTheRequest {
+                    field: "time".into(),
+                },
+            ),
             _ => (0, FaultAction::Pass),
         };
         Fault {
@@ -180,6 +190,7 @@ mod tests {
             kinds.into_iter().collect::<Vec<_>>(),
             [
                 "accept_half",
+                "indices_past_the_request",
                 "invalid_indices",
                 "pass",
                 "reset",

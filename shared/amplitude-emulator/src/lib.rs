@@ -284,8 +284,8 @@ fn common_fault(action: Option<FaultAction>) -> Plan {
             status,
             after_ms,
         }),
-        // Throttle, DailyQuota and InvalidIndices need the request's items: the route
-        // handles them.
+        // Throttle, DailyQuota, InvalidIndices and IndicesPastTheRequest need the request's
+        // items: the route handles them.
         _ => Plan::Normal,
     }
 }
@@ -294,6 +294,7 @@ fn common_fault(action: Option<FaultAction>) -> Plan {
 enum Targeted {
     Throttle(bool, Vec<String>, Vec<String>),
     Invalid(Vec<usize>, String),
+    PastTheEnd(String),
 }
 
 fn targeted(action: &Option<FaultAction>) -> Option<Targeted> {
@@ -307,13 +308,17 @@ fn targeted(action: &Option<FaultAction>) -> Option<Targeted> {
         Some(FaultAction::InvalidIndices { indices, field }) => {
             Some(Targeted::Invalid(indices.clone(), field.clone()))
         }
+        Some(FaultAction::IndicesPastTheRequest { field }) => {
+            Some(Targeted::PastTheEnd(field.clone()))
+        }
         _ => None,
     }
 }
 
-/// The scripted answer for these items. Listed indices past the request's end are dropped
-/// (index 0 stands in when none is left), since Amplitude lists only events it received; the
-/// items named are recorded (`named_invalid`).
+/// The scripted answer for these items. For `Invalid`, listed indices past the request's end
+/// are dropped (index 0 stands in when none is left), since Amplitude lists only events it
+/// received, and the items named are recorded (`named_invalid`); `PastTheEnd` lists only such
+/// indices, as a misbehaving server might, and names no item.
 fn targeted_answer(s: &AppState, target: Targeted, items: &[Value]) -> (u16, Value) {
     match target {
         Targeted::Throttle(quota, users, devices) => targeted_429(items, quota, &users, &devices),
@@ -335,6 +340,15 @@ fn targeted_answer(s: &AppState, target: Targeted, items: &[Value]) -> (u16, Val
                 },
             )
         }
+        Targeted::PastTheEnd(field) => events::answer(
+            400,
+            amplitude_wire::ErrorBody {
+                events_with_invalid_fields: Some(
+                    [(field, vec![items.len(), items.len() + 70_000])].into(),
+                ),
+                ..amplitude_wire::ErrorBody::new(400, "Invalid field values on some events")
+            },
+        ),
     }
 }
 

@@ -438,7 +438,8 @@ async fn s7_deletions_auth_limits_and_job_listing() {
 async fn admin_routes_script_faults_and_show_what_was_ingested() {
     let (emu, c) = start(|_| {}).await;
     let faults = json!([{"route": "/2/httpapi", "kind": "status", "status": 503},
-                        {"kind": "throttle", "users": ["user-1"]}]);
+                        {"kind": "throttle", "users": ["user-1"]},
+                        {"kind": "indices_past_the_request", "field": "time"}]);
     let r = c
         .post(format!("{}/_emulator/faults", emu.url()))
         .body(faults.to_string())
@@ -455,6 +456,15 @@ async fn admin_routes_script_faults_and_show_what_was_ingested() {
     );
     let (status, throttled) = post_json(&c, url.clone(), &body).await;
     assert_eq!((status, &throttled["throttled_events"]), (429, &json!([0])));
+    // A misbehaving server's 400: it lists only indices past the request's two events.
+    assert_eq!(
+        post_json(&c, url.clone(), &body).await,
+        (
+            400,
+            json!({"code": 400, "error": "Invalid field values on some events",
+                   "events_with_invalid_fields": {"time": [2, 70_002]}})
+        )
+    );
     assert_eq!(post_json(&c, url, &body).await.0, 200);
     let ingested: Value = c
         .get(format!("{}/_emulator/ingested", emu.url()))
@@ -468,7 +478,7 @@ async fn admin_routes_script_faults_and_show_what_was_ingested() {
         ingested["insert_ids"]["a"],
         json!({"received": 1, "stored": 1})
     );
-    assert_eq!(ingested["requests"]["/2/httpapi"], 3);
+    assert_eq!(ingested["requests"]["/2/httpapi"], 4);
     emu.state.push_faults([Fault {
         route: None,
         delay_ms: 0,
