@@ -116,6 +116,40 @@ async fn a_queue_that_refuses_the_write_leaves_the_events_retryable() {
     assert_eq!(reply["results"][0]["outcome"], "retryable");
 }
 
+/// An Amplitude item that, compressed, is still larger than an SQS message cannot be queued:
+/// with Amplitude down, its batch is answered retryable (Segment keeps it) instead of queued,
+/// and nothing of it is acknowledged (README, Durable delivery).
+#[tokio::test]
+async fn an_item_too_large_for_a_queue_message_keeps_its_batch_retryable() {
+    use rand::{Rng, SeedableRng};
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emu.state
+        .push_faults((0..10_000).map(|_| Fault::status("/2/httpapi", 503)));
+    let memory = Arc::new(MemoryQueues::new());
+    let events = function(
+        Kind::Ingest(Route::Events),
+        &emu,
+        Queues::Memory(memory.clone()),
+    );
+    // 400 KB of random letters and digits: gzip keeps about three quarters, base64 adds a
+    // third, so the item alone is over 256 KiB however it is packed.
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let noise: String = (0..400_000)
+        .map(|_| char::from(rng.sample(rand::distr::Alphanumeric)))
+        .collect();
+    let mut large = track(2);
+    large["properties"] = json!({ "noise": noise });
+    let (status, reply) = post(&events, &json!([track(1), large]).to_string()).await;
+    assert_eq!(status, 503);
+    assert_eq!(reply["counts"]["queued"], 0);
+    assert_eq!(reply["results"][0]["outcome"], "retryable");
+    assert_eq!(reply["results"][1]["outcome"], "retryable");
+    assert_eq!(memory.len(QueueKind::Delivery), 0);
+    // Without it, the same batch is queued.
+    let (status, reply) = post(&events, &json!([track(1), track(3)]).to_string()).await;
+    assert_eq!((status, &reply["counts"]["queued"]), (200, &json!(2)));
+}
+
 /// Issue "bounded" §1: in durable mode a message larger than a chunk is queued chunk by chunk
 /// while Amplitude fails, answered queued once all it left is stored, and redelivered whole.
 #[tokio::test]
