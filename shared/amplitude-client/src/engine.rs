@@ -30,6 +30,9 @@ use crate::{AmplitudeClient, Credentials, Shared};
 /// A 413 for one item within the endpoint's limits is not about that item.
 const LONE_ITEM_413: &str = "Amplitude 413 for one item within its limits";
 
+/// An item Amplitude throttled (429), or every item of a 429 that names none of them.
+const THROTTLED: &str = "Amplitude throttled this user or device";
+
 /// A 400 for one item whose index lists name only indices past the request: Amplitude lists
 /// events it received, so the answer is not about this item.
 const LONE_ITEM_UNLISTED_400: &str =
@@ -363,29 +366,35 @@ impl Lane {
     }
 
     /// A 429: users or devices over their daily quota are rejected, throttled ones held for
-    /// Amplitude's delay, the others resent at once. A body that names nobody holds all.
+    /// Amplitude's delay, the others resent at once. A body that names none of the request's
+    /// items (nobody at all, or only users, devices or indices not in it) throttles the
+    /// request as a whole: every item is held.
     fn throttled(&mut self, delivery: &Delivery, batch: Vec<usize>, t: &Throttle) {
         let named = |set: &std::collections::HashSet<String>, id: Option<&String>| {
             id.is_some_and(|id| set.contains(id))
         };
-        let names_nothing = t.names_nothing();
-        self.triage(batch, |pos, i| {
+        let fate = |pos: usize, i: usize| {
             let Some(item) = delivery.item(i) else {
                 return Triage::Hold;
             };
             let (user, device) = (item.user_id.as_ref(), item.device_id.as_ref());
             if named(&t.quota_users, user) || named(&t.quota_devices, device) {
                 Triage::Reject("Amplitude 429: the user or device exceeded its daily quota".into())
-            } else if names_nothing
-                || t.events.contains(&pos)
-                || named(&t.users, user)
-                || named(&t.devices, device)
+            } else if t.events.contains(&pos) || named(&t.users, user) || named(&t.devices, device)
             {
                 Triage::Hold
             } else {
                 Triage::Resend
             }
-        });
+        };
+        let names_none = batch
+            .iter()
+            .enumerate()
+            .all(|(pos, &i)| matches!(fate(pos, i), Triage::Resend));
+        if names_none {
+            return self.hold(&batch, THROTTLED, RetryCause::Throttled);
+        }
+        self.triage(batch, fate);
     }
 
     /// A 413: halves are sent at once. One item alone is rejected only when it really is
@@ -416,18 +425,15 @@ impl Lane {
     }
 
     /// Applies each item's fate (by its position in the request). The survivors are resent at
-    /// once, unless the answer removed none of them: then a resend would get the same answer,
-    /// so they are kept retryable instead.
+    /// once. The callers split or hold whole a request whose answer names none of its items;
+    /// should one still come here, its items are kept retryable, not resent into the same
+    /// answer.
     fn triage(&mut self, batch: Vec<usize>, triage: impl Fn(usize, usize) -> Triage) {
         let mut rest = Vec::new();
         for (pos, &i) in batch.iter().enumerate() {
             match triage(pos, i) {
                 Triage::Reject(reason) => self.settle(&[i], ItemState::Rejected(reason)),
-                Triage::Hold => self.hold(
-                    &[i],
-                    "Amplitude throttled this user or device",
-                    RetryCause::Throttled,
-                ),
+                Triage::Hold => self.hold(&[i], THROTTLED, RetryCause::Throttled),
                 Triage::Resend => rest.push(i),
             }
         }

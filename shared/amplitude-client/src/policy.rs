@@ -77,15 +77,6 @@ impl Throttle {
             quota_devices: keys(&body.exceeded_daily_quota_devices),
         }
     }
-
-    /// True when the body names nobody: then every item of the request is held.
-    pub fn names_nothing(&self) -> bool {
-        self.events.is_empty()
-            && self.users.is_empty()
-            && self.devices.is_empty()
-            && self.quota_users.is_empty()
-            && self.quota_devices.is_empty()
-    }
 }
 
 /// `error` texts of a 400 that mean the request itself is broken, not one of its events (when

@@ -353,6 +353,30 @@ async fn row_429_holds_throttled_users_and_resends_the_rest_at_once() {
 }
 
 #[tokio::test]
+async fn row_429_naming_only_others_throttles_the_whole_request() {
+    let emu = emulator().await;
+    // Amplitude names users of the request itself; one naming only others is throttling the
+    // request as a whole: its items wait Amplitude's delay, as for a 429 that names nobody.
+    emu.state.push_faults([fault(FaultAction::Status {
+        status: 429,
+        body: Some(json!({
+            "code": 429,
+            "error": "Too many requests for some devices and users",
+            "throttled_users": {"someone-else": 40},
+            "throttled_events": [7]
+        })),
+    })]);
+    let report = deliver(&client(&emu), &settings(json!({})), &tracks(3), 5.0).await;
+    let held = retryable(
+        "Amplitude throttled this user or device",
+        RetryCause::Throttled,
+    );
+    assert_eq!(report.outcomes, vec![held; 3]);
+    assert_eq!(report.requests_sent(), 1);
+    assert!(stored_ids(&emu).is_empty());
+}
+
+#[tokio::test]
 async fn row_429_daily_quota_is_permanent() {
     let emu = emulator().await;
     emu.state.push_faults([fault(FaultAction::DailyQuota {
