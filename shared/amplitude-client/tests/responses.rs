@@ -164,66 +164,57 @@ async fn row_400_with_indices_drops_exactly_those_and_resends_the_rest_at_once()
     assert_eq!(stored_ids(&emu), ["m0", "m2"]);
 }
 
+/// Four tracks, with `refusal` answering the whole request, then its half [2, 3], then [3]
+/// alone (the halves [0, 1] and [2] pass): checks that splitting delivers messages 0–2 in five
+/// requests, and returns what became of message 3, which every refusal still held.
+async fn split_down_to_message_3(refusal: impl Fn() -> Fault) -> Outcome {
+    let emu = emulator().await;
+    let pass = || fault(FaultAction::Pass);
+    emu.state
+        .push_faults([refusal(), pass(), refusal(), pass(), refusal()]);
+    let mut report = deliver(&client(&emu), &settings(json!({})), &tracks(4), 5.0).await;
+    assert_eq!(report.requests_sent(), 5);
+    assert_eq!(stored_ids(&emu), ["m0", "m1", "m2"]);
+    let last = report.outcomes.pop().unwrap();
+    assert_eq!(report.outcomes, vec![Outcome::Delivered; 3]);
+    last
+}
+
 #[tokio::test]
 async fn row_400_without_indices_isolates_the_bad_event_by_splitting() {
-    let emu = emulator().await;
     let bad = || {
         fault(FaultAction::Status {
             status: 400,
             body: Some(json!({"code": 400, "error": "Invalid event"})),
         })
     };
-    let pass = || fault(FaultAction::Pass);
-    // [0,1,2,3] → 400; [0,1] → ok; [2,3] → 400; [2] → ok; [3] → 400: only message 3 is bad.
-    emu.state.push_faults([bad(), pass(), bad(), pass(), bad()]);
-    let report = deliver(&client(&emu), &settings(json!({})), &tracks(4), 5.0).await;
     assert_eq!(
-        report.outcomes,
-        vec![
-            Outcome::Delivered,
-            Outcome::Delivered,
-            Outcome::Delivered,
-            rejected("Amplitude 400: Invalid event")
-        ]
+        split_down_to_message_3(bad).await,
+        rejected("Amplitude 400: Invalid event")
     );
-    assert_eq!(report.requests_sent(), 5);
-    assert_eq!(stored_ids(&emu), ["m0", "m1", "m2"]);
 }
 
 #[tokio::test]
 async fn row_400_listing_only_indices_past_the_request_isolates_and_keeps_a_lone_item() {
-    let emu = emulator().await;
-    // Amplitude lists events it received; a server listing none of the request's is
-    // misbehaving. Each answer lists an index past the request it answers.
-    let past = |index: usize| {
+    // Amplitude lists events it received; a server listing none of the request's (index 9
+    // of requests of four, two and one) is misbehaving, and its answer is about no item.
+    let past = || {
         fault(FaultAction::Status {
             status: 400,
             body: Some(json!({
                 "code": 400,
                 "error": "Invalid field values on some events",
-                "events_with_invalid_fields": {"time": [index]}
+                "events_with_invalid_fields": {"time": [9]}
             })),
         })
     };
-    let pass = || fault(FaultAction::Pass);
-    // [0,1,2,3] → lists 9; [0,1] → ok; [2,3] → lists 7; [2] → ok; [3] → lists 5: kept.
-    emu.state
-        .push_faults([past(9), pass(), past(7), pass(), past(5)]);
-    let report = deliver(&client(&emu), &settings(json!({})), &tracks(4), 5.0).await;
     assert_eq!(
-        report.outcomes,
-        vec![
-            Outcome::Delivered,
-            Outcome::Delivered,
-            Outcome::Delivered,
-            retryable(
-                "Amplitude 400 for one item, listing only indices past the request",
-                RetryCause::Transient
-            )
-        ]
+        split_down_to_message_3(past).await,
+        retryable(
+            "Amplitude 400 for one item, listing only indices past the request",
+            RetryCause::Transient
+        )
     );
-    assert_eq!(report.requests_sent(), 5);
-    assert_eq!(stored_ids(&emu), ["m0", "m1", "m2"]);
 }
 
 #[tokio::test]
