@@ -41,15 +41,21 @@ async fn post(f: &Function, body: &str) -> (u16, Value) {
     )
 }
 
+/// An emulator whose HTTP V2 endpoint answers 503 to the next 10,000 requests.
+async fn amplitude_down() -> Emulator {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emu.state
+        .push_faults((0..10_000).map(|_| Fault::status("/2/httpapi", 503)));
+    emu
+}
+
 fn track(i: usize) -> Value {
     json!({"type": "track", "event": "Played", "userId": format!("user-{i}"), "messageId": format!("q-{i}")})
 }
 
 #[tokio::test]
 async fn queued_while_amplitude_fails_then_redelivered_once_from_the_in_process_queue() {
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    emu.state
-        .push_faults((0..10_000).map(|_| Fault::status("/2/httpapi", 503)));
+    let emu = amplitude_down().await;
     let memory = Arc::new(MemoryQueues::new());
     let queues = Queues::Memory(memory.clone());
     let events = function(Kind::Ingest(Route::Events), &emu, queues.clone());
@@ -89,9 +95,7 @@ async fn queued_while_amplitude_fails_then_redelivered_once_from_the_in_process_
 #[tokio::test]
 async fn a_queue_that_refuses_the_write_leaves_the_events_retryable() {
     // Nothing is acknowledged that is not stored somewhere durable.
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    emu.state
-        .push_faults((0..10_000).map(|_| Fault::status("/2/httpapi", 503)));
+    let emu = amplitude_down().await;
     let aws = pipeline::AwsEnv::from_vars(|k| match k {
         "AWS_REGION" => Some("us-east-1".into()),
         "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("testing".into()),
@@ -122,9 +126,7 @@ async fn a_queue_that_refuses_the_write_leaves_the_events_retryable() {
 #[tokio::test]
 async fn an_item_too_large_for_a_queue_message_keeps_its_batch_retryable() {
     use rand::{Rng, SeedableRng};
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    emu.state
-        .push_faults((0..10_000).map(|_| Fault::status("/2/httpapi", 503)));
+    let emu = amplitude_down().await;
     let memory = Arc::new(MemoryQueues::new());
     let events = function(
         Kind::Ingest(Route::Events),
