@@ -340,7 +340,7 @@ impl Lane {
 
     /// A 400 listing indices: the listed items are rejected, throttled ones held, the rest
     /// resent at once. When every index listed is past the request (a misbehaving server),
-    /// the answer names none of its items: it is split, as a 400 naming no event is, so the
+    /// the answer names none of its items: the request is split, as a 400 naming no event is, so the
     /// items Amplitude takes are delivered, and an item left alone with such an answer is kept
     /// retryable, not rejected.
     fn drop_listed(
@@ -349,20 +349,18 @@ impl Lane {
         rejected: &[(usize, String)],
         throttled: &std::collections::HashSet<usize>,
     ) {
-        let in_request = |pos: usize| pos < batch.len();
-        if !rejected.iter().any(|(pos, _)| in_request(*pos))
-            && !throttled.iter().any(|pos| in_request(*pos))
-        {
-            return self.split(batch, |_| Lone::Keep(LONE_ITEM_UNLISTED_400));
-        }
-        self.triage(batch, |pos, _| {
-            let listed = rejected.binary_search_by_key(&pos, |(p, _)| *p).ok();
-            match listed.and_then(|k| rejected.get(k)) {
-                Some((_, why)) => Triage::Reject(why.clone()),
-                None if throttled.contains(&pos) => Triage::Hold,
-                None => Triage::Resend,
-            }
-        });
+        self.triage(
+            batch,
+            |pos, _| {
+                let listed = rejected.binary_search_by_key(&pos, |(p, _)| *p).ok();
+                match listed.and_then(|k| rejected.get(k)) {
+                    Some((_, why)) => Triage::Reject(why.clone()),
+                    None if throttled.contains(&pos) => Triage::Hold,
+                    None => Triage::Resend,
+                }
+            },
+            |lane, batch| lane.split(batch, |_| Lone::Keep(LONE_ITEM_UNLISTED_400)),
+        );
     }
 
     /// A 429: users or devices over their daily quota are rejected, throttled ones held for
@@ -387,14 +385,9 @@ impl Lane {
                 Triage::Resend
             }
         };
-        let names_none = batch
-            .iter()
-            .enumerate()
-            .all(|(pos, &i)| matches!(fate(pos, i), Triage::Resend));
-        if names_none {
-            return self.hold(&batch, THROTTLED, RetryCause::Throttled);
-        }
-        self.triage(batch, fate);
+        self.triage(batch, fate, |lane, batch| {
+            lane.hold(&batch, THROTTLED, RetryCause::Throttled)
+        });
     }
 
     /// A 413: halves are sent at once. One item alone is rejected only when it really is
@@ -424,26 +417,32 @@ impl Lane {
         self.queue.push_front(batch);
     }
 
-    /// Applies each item's fate (by its position in the request). The survivors are resent at
-    /// once. The callers split or hold whole a request whose answer names none of its items;
-    /// should one still come here, its items are kept retryable, not resent into the same
-    /// answer.
-    fn triage(&mut self, batch: Vec<usize>, triage: impl Fn(usize, usize) -> Triage) {
+    /// Applies each item's fate (`fate` of its position in the request and its index). The
+    /// survivors are resent at once. An answer that names none of the items (every fate a
+    /// resend) would get the same answer again: `unnamed` decides what becomes of the request.
+    fn triage(
+        &mut self,
+        batch: Vec<usize>,
+        fate: impl Fn(usize, usize) -> Triage,
+        unnamed: impl FnOnce(&mut Self, Vec<usize>),
+    ) {
+        let fates: Vec<Triage> = batch
+            .iter()
+            .enumerate()
+            .map(|(pos, &i)| fate(pos, i))
+            .collect();
+        if !fates.is_empty() && fates.iter().all(|f| matches!(f, Triage::Resend)) {
+            return unnamed(self, batch);
+        }
         let mut rest = Vec::new();
-        for (pos, &i) in batch.iter().enumerate() {
-            match triage(pos, i) {
+        for (fate, i) in fates.into_iter().zip(batch) {
+            match fate {
                 Triage::Reject(reason) => self.settle(&[i], ItemState::Rejected(reason)),
                 Triage::Hold => self.hold(&[i], THROTTLED, RetryCause::Throttled),
                 Triage::Resend => rest.push(i),
             }
         }
-        if rest.len() == batch.len() {
-            self.hold(
-                &rest,
-                "Amplitude refused the request without naming one of its events",
-                RetryCause::Transient,
-            );
-        } else if !rest.is_empty() {
+        if !rest.is_empty() {
             self.queue.push_front(rest);
         }
     }
