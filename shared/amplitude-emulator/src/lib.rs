@@ -332,24 +332,23 @@ fn targeted_answer(s: &AppState, target: Targeted, items: &[Value]) -> (u16, Val
                 .ingested
                 .named_invalid
                 .extend(named.map(|(_, item)| item.clone()));
-            events::answer(
-                400,
-                amplitude_wire::ErrorBody {
-                    events_with_invalid_fields: Some([(field, idx)].into()),
-                    ..amplitude_wire::ErrorBody::new(400, "Invalid field values on some events")
-                },
-            )
+            invalid_fields(field, idx)
         }
-        Targeted::PastTheEnd(field) => events::answer(
-            400,
-            amplitude_wire::ErrorBody {
-                events_with_invalid_fields: Some(
-                    [(field, vec![items.len(), items.len() + 70_000])].into(),
-                ),
-                ..amplitude_wire::ErrorBody::new(400, "Invalid field values on some events")
-            },
-        ),
+        Targeted::PastTheEnd(field) => {
+            invalid_fields(field, vec![items.len(), items.len() + 70_000])
+        }
     }
+}
+
+/// Amplitude's 400 listing `indices` under `events_with_invalid_fields.<field>`.
+fn invalid_fields(field: String, indices: Vec<usize>) -> (u16, Value) {
+    events::answer(
+        400,
+        amplitude_wire::ErrorBody {
+            events_with_invalid_fields: Some([(field, indices)].into()),
+            ..amplitude_wire::ErrorBody::new(400, "Invalid field values on some events")
+        },
+    )
 }
 
 async fn httpapi(State(s): State<AppState>, body: Bytes) -> Response {
