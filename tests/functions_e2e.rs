@@ -822,6 +822,63 @@ async fn a_huge_message_id_is_logged_cut_with_its_length() {
     assert!(longest < Some(2048), "a log line of {longest:?} bytes");
 }
 
+/// Issue "bounded" §1, a shape found later: a body of millions of one-byte items (`[1,1,…]`, 6 MB)
+/// held each message's id and outcome until the answer, 780 MB, and logged a WARN line for
+/// every one (3,000,000 lines). Now the first `MAX_MESSAGES` (250,000) are read and the rest
+/// rejected unread, counted in one group; at most 4,000 messages of a request are logged one
+/// by one, then one line counts the rest. The message before the junk is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_more_messages_than_are_read_is_answered_in_bounded_lines() {
+    let Some((moto, amp)) = env().await else {
+        return;
+    };
+    moto.put_secret(
+        "ingest/many",
+        &json!({"api_key": "key-1", "bearer_token": "token-1"}).to_string(),
+    )
+    .await;
+    let f = start_with("events", &moto, &amp, "ingest/many", json!({}), &[]).await;
+    let (limit, unread) = (pipeline::ingest::body::MAX_MESSAGES, 1_000);
+    let first = json!({"type": "track", "event": "e", "userId": "user-1", "messageId": "kept"});
+    let body = format!("[{first},{}]", vec!["1"; limit - 1 + unread].join(","));
+    let (status, answer) = f
+        .http(v2(&body, json!({"Authorization": "Bearer token-1"})))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["counts"],
+        json!({"received": limit + unread, "delivered": 1, "skipped": 0,
+            "rejected": limit - 1 + unread, "unsupported": 0, "retryable": 0, "queued": 0})
+    );
+    let groups = answer["omitted"]["by_reason"].as_array().unwrap();
+    assert_eq!(
+        groups
+            .iter()
+            .find(|g| g["reason"] == pipeline::ingest::body::UNREAD),
+        Some(
+            &json!({"outcome": "rejected", "reason": pipeline::ingest::body::UNREAD, "count": unread})
+        )
+    );
+    assert!(answer.to_string().len() <= 64 * 1024);
+    assert_eq!(amp.state.ingested().insert_ids["kept"].stored, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(f.logs_saying("message rejected").len(), 4_000);
+    let rest = f.logs_saying(
+        "more messages rejected or dead-lettered than are logged one by one (their outcomes are in the answer's counts and the metrics)",
+    );
+    assert_eq!(rest.len(), 1);
+    assert_eq!(
+        (
+            &rest[0]["fields"]["rejected"],
+            &rest[0]["fields"]["dead_lettered"]
+        ),
+        (&json!(limit - 1 - 4_000), &json!(0))
+    );
+    let unread_line = f.logs_saying("messages rejected unread");
+    assert_eq!(unread_line.len(), 1);
+    assert_eq!(unread_line[0]["fields"]["count"], json!(unread));
+}
+
 /// Issue "first deploy" §4: `segment-amplitude secret set` puts the Amplitude key into a
 /// created secret and keeps its generated bearer token (`put-secret-value` would replace it),
 /// reading the value from standard input and printing key names only.

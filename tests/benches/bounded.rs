@@ -185,6 +185,13 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
         })
         .collect();
     let repeated = format!("[{}]", repeated.join(","));
+    // The most messages a body can hold: one byte each (`[1,1,…]`, every one refused as not an
+    // object), and the smallest objects, in the `{"batch"}` shape.
+    let ones = array_of_about(5_990_000, |_| "1".to_string());
+    let empties = format!(
+        r#"{{"batch":{}}}"#,
+        array_of_about(5_990_000, |_| "{}".to_string())
+    );
     vec![
         ("4,000 corpus events", corpus, true),
         ("24 orders x 1,300 products, 16 KB traits", fan_out, true),
@@ -220,6 +227,8 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
             true,
         ),
         ("20,000 tracks each naming two keys twice", repeated, true),
+        ("2,995,000 one-byte messages", ones, true),
+        ("1,996,667 empty objects in a batch body", empties, true),
     ]
 }
 

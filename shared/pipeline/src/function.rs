@@ -419,6 +419,7 @@ impl Function {
                     route,
                     region: self.config.settings.region,
                     entries: delivered.entries,
+                    unread: messages.unread,
                     left: Vec::new(),
                     keep: Keep::Nothing,
                     deleted_users: route.is_privacy().then_some(delivered.user_ids),
@@ -429,7 +430,7 @@ impl Function {
             )
             .await;
         let jobs = route.is_privacy().then_some(delivered.deletion_jobs);
-        Ok(Reply::for_entries(settled.entries, jobs))
+        Ok(Reply::for_entries(settled.entries, messages.unread, jobs))
     }
 
     /// The ingest keys and the request's messages, once its credentials passed. A direct

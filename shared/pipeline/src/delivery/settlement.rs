@@ -8,7 +8,8 @@
 //! 1. what is left undelivered is stored as new jobs, if the caller keeps it ([`Keep`]); the
 //!    messages stored are `Queued`, and stay `Retryable` when the queue refuses the write;
 //! 2. each rejected or dead-lettered message gets a WARN line (messageId, route, endpoint,
-//!    reason), and messages kept because Amplitude refused the whole request one ERROR line;
+//!    reason), the first [`LOGGED_ONE_BY_ONE`] of them, and one line counts the rest; messages
+//!    kept because Amplitude refused the whole request get one ERROR line;
 //! 3. every message is counted by outcome;
 //! 4. deletions: one audit line per user id, with the day of the Amplitude job that lists it.
 
@@ -21,11 +22,17 @@ use super::outcome::{Entry, MessageOutcome, Tally};
 use crate::durable::{QueueError, QueueKind, job};
 use crate::function::Function;
 use crate::ingest::Route;
+use crate::ingest::body::UNREAD;
 use crate::ops::logging::Capped;
 use crate::ops::metrics::Invocation;
 
 /// How many messageIds a log line about a refused request names.
 const FIRST_IDS: usize = 5;
+/// How many rejected or dead-lettered messages of one request (or job) get a line each; one
+/// line counts the others. Segment's largest batch (Webhooks (Actions)) is 4,000 events, so
+/// every message Segment sends is logged on its own, and a sender's 250,000 refused messages
+/// take 4,000 lines (about 1 MB of logs), not 250,000.
+const LOGGED_ONE_BY_ONE: usize = 4_000;
 
 /// What becomes of the items a delivery left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +55,8 @@ pub(crate) struct Part<'a> {
     pub region: Region,
     /// Each message's outcome, in order.
     pub entries: Vec<Entry>,
+    /// Messages past the request's first `body::MAX_MESSAGES`, rejected unread.
+    pub unread: usize,
     /// The items not delivered yet; `item.message` is the message's place in `entries`.
     pub left: Vec<Undelivered>,
     pub keep: Keep,
@@ -107,6 +116,7 @@ impl Function {
             route,
             region,
             mut entries,
+            unread,
             left,
             keep,
             deleted_users,
@@ -126,8 +136,10 @@ impl Function {
                 }
             }
         }
-        log_outcomes(request_id, route, &entries);
-        measured.messages.merge(&Tally::of(&entries));
+        log_outcomes(request_id, route, &entries, unread);
+        let mut tally = Tally::of(&entries);
+        tally.add_unread(unread);
+        measured.messages.merge(&tally);
         if let Some(users) = deleted_users {
             audit(&users, &entries, deletion_jobs);
         }
@@ -208,11 +220,20 @@ impl Function {
 }
 
 /// What the operator must see: each rejected or dead-lettered message with its messageId and
-/// reason (WARN), and messages kept back because Amplitude refused the request or the
-/// configuration (ERROR, with their count and the first messageIds). Never keys or payloads.
-fn log_outcomes(request_id: &str, route: Route, entries: &[Entry]) {
+/// reason (WARN; past [`LOGGED_ONE_BY_ONE`] of them, one line with the count of the rest, and
+/// one for the messages rejected unread), and messages kept back because Amplitude refused the
+/// request or the configuration (ERROR, with their count and the first messageIds). Never keys
+/// or payloads.
+fn log_outcomes(request_id: &str, route: Route, entries: &[Entry], unread: usize) {
     let route = route.path();
-    for e in entries {
+    let is_logged = |e: &&Entry| {
+        matches!(
+            e.outcome,
+            MessageOutcome::Rejected { .. } | MessageOutcome::DeadLettered { .. }
+        )
+    };
+    let mut logged = entries.iter().filter(is_logged);
+    for e in logged.by_ref().take(LOGGED_ONE_BY_ONE) {
         let message_id = Capped::text(e.message_id.as_deref().unwrap_or("none"));
         match &e.outcome {
             MessageOutcome::Rejected {
@@ -238,6 +259,28 @@ fn log_outcomes(request_id: &str, route: Route, entries: &[Entry]) {
             ),
             _ => {}
         }
+    }
+    let (rejected, dead_lettered) = logged.fold((0, 0), |(r, d), e| match e.outcome {
+        MessageOutcome::Rejected { .. } => (r + 1, d),
+        _ => (r, d + 1),
+    });
+    if rejected + dead_lettered > 0 {
+        tracing::warn!(
+            request_id,
+            route,
+            rejected,
+            dead_lettered,
+            "more messages rejected or dead-lettered than are logged one by one (their outcomes are in the answer's counts and the metrics)"
+        );
+    }
+    if unread > 0 {
+        tracing::warn!(
+            request_id,
+            route,
+            count = unread,
+            reason = UNREAD,
+            "messages rejected unread"
+        );
     }
     let refused: Vec<&Entry> = entries
         .iter()

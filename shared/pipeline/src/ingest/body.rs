@@ -16,22 +16,37 @@ use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+/// The most messages of one request that are read. A body of API Gateway's 6 MiB holds at
+/// most about 203,000 messages Amplitude would take (the smallest, `{"type":"page","userId":12345}`,
+/// is 30 bytes and a comma), but 3,000,000 one-byte items (`[1,1,…]`): each message read keeps
+/// its id and outcome until the request is answered, a few hundred bytes, which for 3,000,000
+/// came to 780 MB. Items past this many are rejected unread, counted, with [`UNREAD`].
+pub const MAX_MESSAGES: usize = 250_000;
+
+/// Why a message past [`MAX_MESSAGES`] is rejected.
+pub const UNREAD: &str =
+    "the request holds more than 250,000 messages: those past the 250,000th are not read";
+
 /// The messages of one request, each its own JSON text in the body.
 #[derive(Debug, Clone)]
 pub struct Messages<'b> {
+    /// The first [`MAX_MESSAGES`].
     pub items: Vec<&'b RawValue>,
     /// The `{"batch"}` shape's shared `context`, as sent.
     pub context: Option<&'b RawValue>,
     /// The `{"batch"}` shape's shared `integrations`, as sent.
     pub integrations: Option<&'b RawValue>,
+    /// How many items followed the first [`MAX_MESSAGES`]: rejected unread.
+    pub unread: usize,
 }
 
 impl<'b> Messages<'b> {
-    fn of(items: Vec<&'b RawValue>) -> Self {
+    fn of(listed: Listed<'b>) -> Self {
         Messages {
-            items,
+            items: listed.kept,
             context: None,
             integrations: None,
+            unread: listed.unread,
         }
     }
 
@@ -62,7 +77,7 @@ pub enum BodyError {
 /// value, as in every object a message holds (`mapping::parse`): serde's derived reader would
 /// refuse the body instead.
 struct BatchBody<'a> {
-    batch: Vec<&'a RawValue>,
+    batch: Listed<'a>,
     context: Option<&'a RawValue>,
     integrations: Option<&'a RawValue>,
 }
@@ -182,6 +197,43 @@ fn unwrapped(item: &RawValue) -> &RawValue {
     }
 }
 
+/// An array's elements, borrowed: the first [`MAX_MESSAGES`] kept, the others only counted
+/// (skipped as they are read, so a body of millions of items takes no memory for them).
+struct Listed<'b> {
+    kept: Vec<&'b RawValue>,
+    unread: usize,
+}
+
+impl<'de: 'b, 'b> Deserialize<'de> for Listed<'b> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'b>(std::marker::PhantomData<&'b ()>);
+        impl<'de: 'b, 'b> Visitor<'de> for Visit<'b> {
+            type Value = Listed<'b>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of events")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut kept = Vec::new();
+                while kept.len() < MAX_MESSAGES {
+                    match seq.next_element::<&'de RawValue>()? {
+                        Some(item) => kept.push(item),
+                        None => return Ok(Listed { kept, unread: 0 }),
+                    }
+                }
+                let mut unread = 0;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    unread += 1;
+                }
+                Ok(Listed { kept, unread })
+            }
+        }
+        d.deserialize_seq(Visit(std::marker::PhantomData))
+    }
+}
+
 /// An array's first element, borrowed, and its length.
 struct FirstOfArray<'b> {
     first: Option<&'b RawValue>,
@@ -224,27 +276,33 @@ pub fn split_text(text: &str) -> Result<Messages<'_>, BodyError> {
     match trimmed.as_bytes().first() {
         None => Err(BodyError::Empty),
         Some(b'[') => {
-            let items: Vec<&RawValue> =
+            let mut listed: Listed<'_> =
                 serde_json::from_str(text).map_err(|e| BodyError::NotJson(e.to_string()))?;
-            if items.is_empty() {
+            if listed.kept.is_empty() {
                 return Err(BodyError::EmptyBatch);
             }
-            Ok(Messages::of(items.into_iter().map(unwrapped).collect()))
+            for item in &mut listed.kept {
+                *item = unwrapped(item);
+            }
+            Ok(Messages::of(listed))
         }
         Some(b'{') => {
             let value: &RawValue =
                 serde_json::from_str(text).map_err(|e| BodyError::NotJson(e.to_string()))?;
             if let Ok(batch) = serde_json::from_str::<BatchBody>(value.get()) {
-                if batch.batch.is_empty() {
+                if batch.batch.kept.is_empty() {
                     return Err(BodyError::EmptyBatch);
                 }
                 return Ok(Messages {
-                    items: batch.batch,
                     context: batch.context,
                     integrations: batch.integrations,
+                    ..Messages::of(batch.batch)
                 });
             }
-            Ok(Messages::of(vec![value]))
+            Ok(Messages::of(Listed {
+                kept: vec![value],
+                unread: 0,
+            }))
         }
         Some(_) => match serde_json::from_str::<Value>(text) {
             Ok(_) => Err(BodyError::WrongShape),
@@ -378,6 +436,28 @@ mod tests {
             signed_part(body).bytes,
             br#"{"type":"track","event":"last"}"#
         );
+    }
+
+    /// A body of more items than `MAX_MESSAGES` (`[1,1,…]` takes two bytes an item) keeps the
+    /// first `MAX_MESSAGES` and counts the rest, in both list shapes; the rest must still be
+    /// JSON.
+    #[test]
+    fn items_past_the_limit_are_counted_not_kept() {
+        let ones = |n: usize| format!("[{}]", vec!["1"; n].join(","));
+        let items = ones(MAX_MESSAGES + 3);
+        for body in [items.clone(), format!(r#"{{"batch":{items}}}"#)] {
+            let m = split(body.as_bytes()).unwrap();
+            assert_eq!((m.items.len(), m.unread), (MAX_MESSAGES, 3));
+            assert!(m.texts().all(|t| t == "1"));
+        }
+        let exactly = ones(MAX_MESSAGES);
+        let m = split(exactly.as_bytes()).unwrap();
+        assert_eq!((m.items.len(), m.unread), (MAX_MESSAGES, 0));
+        let broken = format!("{},x]", &items[..items.len() - 1]);
+        assert!(matches!(
+            split(broken.as_bytes()),
+            Err(BodyError::NotJson(_))
+        ));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_with::skip_serializing_none;
 
 use crate::delivery::{Counts, Entry, MessageOutcome, RejectedBy, Tally, json_prefix};
+use crate::ingest::body;
 use crate::ingest::inbound::Source;
 
 /// The largest answer, in bytes of JSON.
@@ -127,8 +128,17 @@ impl Reply {
     /// * every message unsupported here → 501 (Segment does not retry);
     /// * a request whose only message the mapping rejected → 400, naming the field;
     /// * otherwise 200 (delivered, queued for redelivery, skipped or rejected for good).
-    pub fn for_entries(entries: Vec<Entry>, jobs: Option<Vec<DeletionJob>>) -> Reply {
-        let c = Tally::of(&entries).counts();
+    ///
+    /// `unread` messages followed the request's first `body::MAX_MESSAGES`: rejected, counted,
+    /// and summarised with the omitted results (they have no messageIds to list).
+    pub fn for_entries(
+        entries: Vec<Entry>,
+        unread: usize,
+        jobs: Option<Vec<DeletionJob>>,
+    ) -> Reply {
+        let mut tally = Tally::of(&entries);
+        tally.add_unread(unread);
+        let c = tally.counts();
         let throttled = entries.iter().any(|e| {
             matches!(
                 e.outcome,
@@ -165,7 +175,7 @@ impl Reply {
             .then(|| entries.iter().find_map(|e| e.outcome.reason()))
             .flatten()
             .map(|r| cut(r).to_owned());
-        let (results, used, omitted) = results(entries);
+        let (results, used, omitted) = results(entries, unread);
         let (jobs, jobs_omitted) = match jobs {
             Some(jobs) => {
                 let room = MAX_REPLY_BYTES - ROOM_FOR_THE_REST - used;
@@ -250,8 +260,9 @@ impl Reply {
 }
 
 /// The results of an answer: the messages not delivered, in order, while they fit in
-/// [`RESULTS_BYTES`] (the bytes they take); the others counted by outcome and reason.
-fn results(mut entries: Vec<Entry>) -> (Vec<Entry>, usize, Option<Omitted>) {
+/// [`RESULTS_BYTES`] (the bytes they take); the others, and the `unread`, counted by outcome
+/// and reason.
+fn results(mut entries: Vec<Entry>, unread: usize) -> (Vec<Entry>, usize, Option<Omitted>) {
     entries.retain(|e| e.outcome != MessageOutcome::Delivered);
     let mut bytes = 0;
     let mut fit = entries.len();
@@ -264,16 +275,17 @@ fn results(mut entries: Vec<Entry>) -> (Vec<Entry>, usize, Option<Omitted>) {
         }
         bytes += size;
     }
-    let omitted = summary(&entries[fit..]);
+    let omitted = summary(&entries[fit..], unread);
     entries.truncate(fit);
     (entries, bytes, omitted)
 }
 
-/// `rest` counted by outcome and reason: the [`MAX_GROUPS`] largest groups (the first seen
-/// first among equals), the others as one. One pass, and only the groups shown are copied:
-/// 100,000 messages may each have a reason of their own.
-fn summary(rest: &[Entry]) -> Option<Omitted> {
-    if rest.is_empty() {
+/// `rest`, then the `unread` (rejected, [`body::UNREAD`]), counted by outcome and reason:
+/// the [`MAX_GROUPS`] largest groups (the first seen first among equals), the others as one.
+/// One pass, and only the groups shown are copied: 100,000 messages may each have a reason
+/// of their own.
+fn summary(rest: &[Entry], unread: usize) -> Option<Omitted> {
+    if rest.is_empty() && unread == 0 {
         return None;
     }
     let mut at: HashMap<(&str, Option<&str>), usize> = HashMap::new();
@@ -287,6 +299,9 @@ fn summary(rest: &[Entry]) -> Option<Omitted> {
                 groups.push((key, 1));
             }
         }
+    }
+    if unread > 0 {
+        groups.push((("rejected", Some(body::UNREAD)), unread));
     }
     groups.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
     let shown = if groups.len() > MAX_GROUPS {
@@ -311,7 +326,7 @@ fn summary(rest: &[Entry]) -> Option<Omitted> {
         });
     }
     Some(Omitted {
-        results: rest.len(),
+        results: rest.len() + unread,
         by_reason,
     })
 }
@@ -418,7 +433,7 @@ mod tests {
                 },
             })
             .collect();
-        let reply = Reply::for_entries(entries, None);
+        let reply = Reply::for_entries(entries, 0, None);
         assert_eq!(reply.status, StatusCode::NOT_IMPLEMENTED);
         let text = serde_json::to_string(&reply.body).unwrap();
         assert!(text.len() <= MAX_REPLY_BYTES, "{}", text.len());
@@ -448,6 +463,44 @@ mod tests {
         assert_eq!(groups, expected);
     }
 
+    /// Messages past a request's first `body::MAX_MESSAGES` are rejected unread: counted as
+    /// received and rejected, and summarised as one group (they have no messageIds to list);
+    /// the request is still answered by what became of the messages read.
+    #[test]
+    fn unread_messages_are_counted_and_summarised_as_one_group() {
+        let entries = vec![
+            Entry {
+                index: 0,
+                message_id: Some("m0".into()),
+                outcome: MessageOutcome::Delivered,
+            },
+            rejected(1, "no id".into()),
+        ];
+        let reply = Reply::for_entries(entries, 3_000_000, None);
+        assert_eq!(reply.status, StatusCode::OK);
+        let body = reply.body;
+        let c = body.counts.unwrap();
+        assert_eq!(
+            (c.received, c.delivered, c.rejected),
+            (3_000_002, 1, 3_000_001)
+        );
+        assert_eq!(body.results.unwrap(), vec![rejected(1, "no id".into())]);
+        assert_eq!(
+            body.omitted,
+            Some(Omitted {
+                results: 3_000_000,
+                by_reason: vec![ReasonCount {
+                    outcome: "rejected",
+                    reason: Some(
+                        "the request holds more than 250,000 messages: those past the 250,000th are not read"
+                            .into()
+                    ),
+                    count: 3_000_000
+                }]
+            })
+        );
+    }
+
     #[test]
     fn many_reasons_are_summarised_in_sixteen_groups_and_long_reasons_cut() {
         let long = "x".repeat(10_000);
@@ -460,7 +513,7 @@ mod tests {
             },
         ];
         entries.extend((2..20_000).map(|i| rejected(i, format!("reason {}", i % 40))));
-        let reply = Reply::for_entries(entries, None);
+        let reply = Reply::for_entries(entries, 0, None);
         let text = serde_json::to_string(&reply.body).unwrap();
         assert!(text.len() <= MAX_REPLY_BYTES, "{}", text.len());
         let results = reply.body.results.unwrap();
