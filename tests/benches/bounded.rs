@@ -258,8 +258,11 @@ async fn run() {
     })
     .await
     .unwrap();
-    // `BOUNDED_ONLY=cpu` measures the CPU only (for profiling).
-    let shapes_too = std::env::var("BOUNDED_ONLY").as_deref() != Ok("cpu");
+    // `BOUNDED_ONLY=cpu` measures the CPU only (for profiling); `BOUNDED_ONLY=<text>` runs
+    // only the inputs whose name holds the text, in both modes.
+    let only = std::env::var("BOUNDED_ONLY").ok();
+    let shapes_too = only.as_deref() != Some("cpu");
+    let chosen = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
     for durable in [false, true].into_iter().filter(|_| shapes_too) {
         println!(
             "{} mode:",
@@ -284,7 +287,7 @@ async fn run() {
         } else {
             None
         };
-        for (name, body, authorized) in shapes() {
+        for (name, body, authorized) in shapes().into_iter().filter(|s| chosen(s.0)) {
             amp.state.reset();
             let extra: Vec<(&str, &str)> = queue
                 .iter()
@@ -323,10 +326,12 @@ async fn run() {
             drop(child);
         }
     }
-    if shapes_too {
+    if only.is_none() {
         one_process(&moto, &amp).await;
     }
-    cpu_per_million(&moto, &amp).await;
+    if !shapes_too || only.is_none() {
+        cpu_per_million(&moto, &amp).await;
+    }
 }
 
 /// Every input, one after another in one process (direct mode): each one's status and the
