@@ -29,6 +29,7 @@ use serde_json::Value;
 use sessions::{DynamoStore, SessionStore, Sessionizer};
 use tokio::time::Instant;
 
+use crate::delivery::recent_deletions::RecentDeletions;
 use crate::delivery::settlement::{Keep, Part};
 use crate::durable::{Queues, SqsQueues};
 use crate::ingest::auth::{self, AuthConfig, AuthError, Presented};
@@ -95,6 +96,8 @@ pub struct Function {
     pub(crate) metrics: Sink,
     /// The sessions stage (spec §18): the events function with `sessionize` on.
     pub(crate) sessions: Option<Sessionizer>,
+    /// Deletions Amplitude accepted lately (the deletions function in direct mode).
+    pub(crate) recent_deletions: RecentDeletions,
 }
 
 /// Builds a [`Function`] from its environment variables (the names `template.yaml` sets) and
@@ -271,6 +274,7 @@ impl Function {
             mode,
             metrics,
             sessions,
+            recent_deletions: RecentDeletions::default(),
         })
     }
 

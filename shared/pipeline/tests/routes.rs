@@ -211,6 +211,55 @@ async fn deletion_429_is_retried_within_the_deadline() {
     assert_eq!(emu.state.ingested().requests["/api/2/deletions/users"], 3);
 }
 
+/// In direct mode one invocation sends what its budget allows (Amplitude takes one deletion
+/// request per second) and answers the rest retryable, and Segment sends the whole request
+/// again. A deletion Amplitude accepted is not sent again by those retries, so each moves on to
+/// ids not sent yet: every id is asked for once, and the request ends 200 (before, each retry
+/// sent the same first ids again and the request never ended).
+#[tokio::test]
+async fn retries_of_a_large_deletion_batch_move_on_to_ids_not_sent_yet() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    for i in 0..2_000 {
+        emu.state.add_known_user(&format!("user-{i}"));
+    }
+    let f = function(
+        Route::Deletions,
+        &emu,
+        json!({}),
+        Some(json!({"secret_key": "s"})),
+    )
+    .await;
+    let body = deletes(2_000);
+    let mut answers = Vec::new();
+    while answers.last() != Some(&200) && answers.len() < 40 {
+        let reply = f
+            .handle(
+                Inbound::from_payload(http("POST", &body, "")).unwrap(),
+                tokio::time::Instant::now() + Duration::from_millis(250),
+                "t",
+            )
+            .await;
+        answers.push(reply.status.as_u16());
+        if reply.status == 200 {
+            assert_eq!(reply.counts().delivered, 2_000);
+        }
+    }
+    assert_eq!(answers.last(), Some(&200), "{answers:?}");
+    assert!(answers.len() > 2, "{answers:?}");
+    assert!(
+        answers.iter().rev().skip(1).all(|s| *s == 503),
+        "{answers:?}"
+    );
+    let got = emu.state.ingested();
+    assert_eq!(got.requests["/api/2/deletions/users"], 20, "each id once");
+    let asked: std::collections::BTreeSet<String> = got
+        .deletion_jobs
+        .iter()
+        .flat_map(|j| j.amplitude_ids.iter().filter_map(|a| a.user_id.clone()))
+        .collect();
+    assert_eq!(asked.len(), 2_000);
+}
+
 fn engage_batch(n: usize) -> String {
     let items: Vec<Value> = (0..n)
         .map(|i| json!({"type": "identify", "userId": format!("user-{i}"), "messageId": format!("eng-{i}"),

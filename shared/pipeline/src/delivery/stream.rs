@@ -94,6 +94,9 @@ impl Function {
             .assign_sessions(route, messages, &shared, deadline, request_id)
             .await;
         let count = messages.items.len();
+        // Direct-mode deletions: what Amplitude accepted from an earlier attempt is not sent
+        // again (`recent_deletions`).
+        let remember = route == Route::Deletions && matches!(self.mode, Mode::Direct);
         let mut state = State {
             route,
             credentials,
@@ -131,6 +134,16 @@ impl Function {
                     continue;
                 }
             };
+            let accepted_lately = |id: &Option<String>| {
+                id.as_deref()
+                    .is_some_and(|id| self.recent_deletions.contains(id))
+            };
+            if remember && state.user_ids.last().is_some_and(accepted_lately) {
+                state
+                    .progress
+                    .push(Progress::Planned(MessageOutcome::Delivered));
+                continue;
+            }
             if let Some(id) = sessions.ids.get(&index) {
                 plan.set_session_id(*id);
                 measured.sessions.assigned += event_count(&plan);
@@ -175,8 +188,17 @@ impl Function {
             }
         }
         self.flush(&mut state, measured).await;
+        let entries = state.entries();
+        if remember {
+            let delivered = entries.iter().zip(&state.user_ids).filter_map(|(e, id)| {
+                (e.outcome == MessageOutcome::Delivered)
+                    .then_some(id.as_deref())
+                    .flatten()
+            });
+            self.recent_deletions.remember(delivered);
+        }
         Delivered {
-            entries: state.entries(),
+            entries,
             user_ids: state.user_ids,
             deletion_jobs: state.deletion_jobs,
         }
