@@ -17,10 +17,11 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 /// The most messages of one request that are read. A body of API Gateway's 6 MiB holds at
-/// most about 203,000 messages Amplitude would take (the smallest, `{"type":"page","userId":12345}`,
-/// is 30 bytes and a comma), but 3,000,000 one-byte items (`[1,1,…]`): each message read keeps
-/// its id and outcome until the request is answered, a few hundred bytes, which for 3,000,000
-/// came to 780 MB. Items past this many are rejected unread, counted, with [`UNREAD`].
+/// most about 203,000 messages Amplitude would take (the smallest,
+/// `{"type":"page","userId":12345}`, is 30 bytes and a comma), but 3,000,000 one-byte items
+/// (`[1,1,…]`): each message read keeps its id and outcome until the request is answered, a
+/// few hundred bytes, which for 3,000,000 came to 780 MB. Items past this many are rejected
+/// unread, counted, with [`UNREAD`] (which, like the README, names the number).
 pub const MAX_MESSAGES: usize = 250_000;
 
 /// Why a message past [`MAX_MESSAGES`] is rejected.
@@ -450,6 +451,10 @@ mod tests {
             assert_eq!((m.items.len(), m.unread), (MAX_MESSAGES, 3));
             assert!(m.texts().all(|t| t == "1"));
         }
+        assert_eq!(
+            MAX_MESSAGES, 250_000,
+            "UNREAD and the README name the limit"
+        );
         let exactly = ones(MAX_MESSAGES);
         let m = split(exactly.as_bytes()).unwrap();
         assert_eq!((m.items.len(), m.unread), (MAX_MESSAGES, 0));
