@@ -37,6 +37,13 @@ async fn start_with(
     function::start(name, moto, &amplitude.url(), ingest_id, settings, extra).await
 }
 
+/// The events function behind a secret of its own, whose bearer token is `token-1`.
+async fn events_with_token(moto: &Moto, amplitude: &Emulator, ingest_id: &str) -> Running {
+    let secret = json!({"api_key": "key-1", "bearer_token": "token-1"});
+    moto.put_secret(ingest_id, &secret.to_string()).await;
+    start("events", moto, amplitude, ingest_id, json!({})).await
+}
+
 fn v2(body: &str, headers: Value) -> Value {
     function::post(body, headers)
 }
@@ -790,12 +797,7 @@ async fn a_huge_message_id_is_logged_cut_with_its_length() {
     let Some((moto, amp)) = env().await else {
         return;
     };
-    moto.put_secret(
-        "ingest/huge-id",
-        &json!({"api_key": "key-1", "bearer_token": "token-1"}).to_string(),
-    )
-    .await;
-    let f = start_with("events", &moto, &amp, "ingest/huge-id", json!({}), &[]).await;
+    let f = events_with_token(&moto, &amp, "ingest/huge-id").await;
     let id = "m".repeat(300_000);
     let body = json!({"type": "track", "userId": "user-1", "messageId": id}).to_string();
     let request_id = "r".repeat(5_000);
@@ -832,12 +834,7 @@ async fn a_body_of_more_messages_than_are_read_is_answered_in_bounded_lines() {
     let Some((moto, amp)) = env().await else {
         return;
     };
-    moto.put_secret(
-        "ingest/many",
-        &json!({"api_key": "key-1", "bearer_token": "token-1"}).to_string(),
-    )
-    .await;
-    let f = start_with("events", &moto, &amp, "ingest/many", json!({}), &[]).await;
+    let f = events_with_token(&moto, &amp, "ingest/many").await;
     let (limit, unread) = (pipeline::ingest::body::MAX_MESSAGES, 1_000);
     let first = json!({"type": "track", "event": "e", "userId": "user-1", "messageId": "kept"});
     let body = format!("[{first},{}]", vec!["1"; limit - 1 + unread].join(","));

@@ -35,6 +35,11 @@ async fn function(
     builder.build().unwrap()
 }
 
+/// The deletions function with this privacy secret, and no settings.
+async fn deletions(emu: &Emulator, privacy: Value) -> Function {
+    function(Route::Deletions, emu, json!({}), Some(privacy)).await
+}
+
 fn http(method: &str, body: &str, query: &str) -> Value {
     http_api_event(method, "/deletions", query, [], body.as_bytes(), "r")
 }
@@ -152,13 +157,7 @@ async fn deletions_not_configured_501_not_set_up_yet_503_and_bad_requests_400() 
     );
     // A created privacy secret whose secret_key is still empty means "not set up yet":
     // retryable, so Segment keeps the deletions until someone sets it.
-    let empty = function(
-        Route::Deletions,
-        &emu,
-        json!({}),
-        Some(json!({"secret_key": ""})),
-    )
-    .await;
+    let empty = deletions(&emu, json!({"secret_key": ""})).await;
     let (status, body) = call(&empty, http("POST", &deletes(1), "")).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -170,13 +169,7 @@ async fn deletions_not_configured_501_not_set_up_yet_503_and_bad_requests_400() 
         )
     );
 
-    let f = function(
-        Route::Deletions,
-        &emu,
-        json!({}),
-        Some(json!({"secret_key": "s", "operator_token": OPERATOR})),
-    )
-    .await;
+    let f = deletions(&emu, json!({"secret_key": "s", "operator_token": OPERATOR})).await;
     let (status, body) = call(&f, http("POST", r#"{"type": "delete", "context": []}"#, "")).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -199,13 +192,7 @@ async fn deletion_429_is_retried_within_the_deadline() {
         Fault::status("/api/2/deletions/users", 429),
         Fault::status("/api/2/deletions/users", 503),
     ]);
-    let f = function(
-        Route::Deletions,
-        &emu,
-        json!({}),
-        Some(json!({"secret_key": "s"})),
-    )
-    .await;
+    let f = deletions(&emu, json!({"secret_key": "s"})).await;
     let (status, _) = call(&f, http("POST", &deletes(1), "")).await;
     assert_eq!(status, 200);
     assert_eq!(emu.state.ingested().requests["/api/2/deletions/users"], 3);
@@ -222,13 +209,7 @@ async fn retries_of_a_large_deletion_batch_move_on_to_ids_not_sent_yet() {
     for i in 0..2_000 {
         emu.state.add_known_user(&format!("user-{i}"));
     }
-    let f = function(
-        Route::Deletions,
-        &emu,
-        json!({}),
-        Some(json!({"secret_key": "s"})),
-    )
-    .await;
+    let f = deletions(&emu, json!({"secret_key": "s"})).await;
     let body = deletes(2_000);
     let mut answers = Vec::new();
     while answers.last() != Some(&200) && answers.len() < 40 {

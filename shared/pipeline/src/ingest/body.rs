@@ -42,7 +42,7 @@ pub struct Messages<'b> {
 }
 
 impl<'b> Messages<'b> {
-    fn of(listed: Listed<'b>) -> Self {
+    fn of(listed: Listing<'b>) -> Self {
         Messages {
             items: listed.kept,
             context: None,
@@ -78,7 +78,7 @@ pub enum BodyError {
 /// value, as in every object a message holds (`mapping::parse`): serde's derived reader would
 /// refuse the body instead.
 struct BatchBody<'a> {
-    batch: Listed<'a>,
+    batch: Listing<'a>,
     context: Option<&'a RawValue>,
     integrations: Option<&'a RawValue>,
 }
@@ -139,16 +139,16 @@ pub fn signed_part(body: &[u8]) -> SignedPart<'_> {
     if body.trim_ascii_start().first() != Some(&b'[') {
         return whole;
     }
-    match serde_json::from_slice::<FirstOfArray>(body) {
-        Ok(FirstOfArray {
-            first: Some(first),
-            events,
-        }) => SignedPart {
-            bytes: unwrapped(first).get().as_bytes(),
-            covers_body: false,
-            events,
+    match serde_json::from_slice::<Listed<1>>(body) {
+        Ok(Listed { kept, unread }) => match kept.first() {
+            Some(first) => SignedPart {
+                bytes: unwrapped(first).get().as_bytes(),
+                covers_body: false,
+                events: 1 + unread,
+            },
+            None => whole,
         },
-        _ => whole,
+        Err(_) => whole,
     }
 }
 
@@ -198,18 +198,21 @@ fn unwrapped(item: &RawValue) -> &RawValue {
     }
 }
 
-/// An array's elements, borrowed: the first [`MAX_MESSAGES`] kept, the others only counted
-/// (skipped as they are read, so a body of millions of items takes no memory for them).
-struct Listed<'b> {
+/// An array's elements, borrowed: the first `KEEP` kept, the others only counted (skipped as
+/// they are read, so a body of millions of items takes no memory for them).
+struct Listed<'b, const KEEP: usize> {
     kept: Vec<&'b RawValue>,
     unread: usize,
 }
 
-impl<'de: 'b, 'b> Deserialize<'de> for Listed<'b> {
+/// A body's messages: the first [`MAX_MESSAGES`].
+type Listing<'b> = Listed<'b, MAX_MESSAGES>;
+
+impl<'de: 'b, 'b, const KEEP: usize> Deserialize<'de> for Listed<'b, KEEP> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit<'b>(std::marker::PhantomData<&'b ()>);
-        impl<'de: 'b, 'b> Visitor<'de> for Visit<'b> {
-            type Value = Listed<'b>;
+        struct Visit<'b, const KEEP: usize>(std::marker::PhantomData<&'b ()>);
+        impl<'de: 'b, 'b, const KEEP: usize> Visitor<'de> for Visit<'b, KEEP> {
+            type Value = Listed<'b, KEEP>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an array of events")
             }
@@ -218,7 +221,7 @@ impl<'de: 'b, 'b> Deserialize<'de> for Listed<'b> {
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
                 let mut kept = Vec::new();
-                while kept.len() < MAX_MESSAGES {
+                while kept.len() < KEEP {
                     match seq.next_element::<&'de RawValue>()? {
                         Some(item) => kept.push(item),
                         None => return Ok(Listed { kept, unread: 0 }),
@@ -229,36 +232,6 @@ impl<'de: 'b, 'b> Deserialize<'de> for Listed<'b> {
                     unread += 1;
                 }
                 Ok(Listed { kept, unread })
-            }
-        }
-        d.deserialize_seq(Visit(std::marker::PhantomData))
-    }
-}
-
-/// An array's first element, borrowed, and its length.
-struct FirstOfArray<'b> {
-    first: Option<&'b RawValue>,
-    events: usize,
-}
-
-impl<'de: 'b, 'b> Deserialize<'de> for FirstOfArray<'b> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit<'b>(std::marker::PhantomData<&'b ()>);
-        impl<'de: 'b, 'b> serde::de::Visitor<'de> for Visit<'b> {
-            type Value = FirstOfArray<'b>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array of events")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let first: Option<&'de RawValue> = seq.next_element()?;
-                let mut events = usize::from(first.is_some());
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
-                    events += 1;
-                }
-                Ok(FirstOfArray { first, events })
             }
         }
         d.deserialize_seq(Visit(std::marker::PhantomData))
@@ -277,7 +250,7 @@ pub fn split_text(text: &str) -> Result<Messages<'_>, BodyError> {
     match trimmed.as_bytes().first() {
         None => Err(BodyError::Empty),
         Some(b'[') => {
-            let mut listed: Listed<'_> =
+            let mut listed: Listing<'_> =
                 serde_json::from_str(text).map_err(|e| BodyError::NotJson(e.to_string()))?;
             if listed.kept.is_empty() {
                 return Err(BodyError::EmptyBatch);
