@@ -7,7 +7,8 @@ mod common;
 use amplitude_client::{Outcome, RetryCause};
 use amplitude_emulator::{Fault, FaultAction};
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
+use std::time::Duration;
 
 fn fault(action: FaultAction) -> Fault {
     Fault {
@@ -415,6 +416,59 @@ async fn row_429_from_the_emulators_rate_model() {
         &[Outcome::Delivered, Outcome::Delivered]
     );
     assert_eq!(stored_ids(&emu), ["m1", "m2"]);
+}
+
+/// A burst of one user larger than Amplitude's allowance for it (here 300 events a 1-s window;
+/// Amplitude's is 900 a 30-s window): a request holding all of it was refused (429) however
+/// long the sender waited, so the events were held and resent as they were until they expired.
+/// Now a request holds at most 300 events of one user (`batch::MAX_PER_ID_AT_30_EPS`): each
+/// delivery gets what the window allows through, holds the rest as throttled, and the held
+/// events, sent again after the window (as the redeliver function does after Amplitude's
+/// delay), get through in turn. Every event is stored once.
+#[tokio::test]
+async fn row_429_a_burst_of_one_user_goes_through_a_window_at_a_time() {
+    let emu = emulator().await;
+    let mut config = emu.state.config();
+    (config.httpapi_eps, config.rate_window_secs) = (300, 1);
+    emu.state.set_config(config);
+    let burst: Vec<Value> = (0..1_000)
+        .map(|i| {
+            json!({"type": "track", "event": "Played", "userId": "busy-user",
+            "messageId": format!("b{i}"), "timestamp": "2024-01-01T00:00:00Z"})
+        })
+        .collect();
+    let client = client(&emu);
+    let mut left = burst.clone();
+    let mut rounds = 0;
+    while !left.is_empty() && rounds < 10 {
+        if rounds > 0 {
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+        }
+        let report = deliver(&client, &settings(json!({})), &left, 5.0).await;
+        let held = |o: &Outcome| {
+            *o == retryable(
+                "Amplitude throttled this user or device",
+                RetryCause::Throttled,
+            )
+        };
+        assert!(
+            report
+                .outcomes
+                .iter()
+                .all(|o| *o == Outcome::Delivered || held(o))
+        );
+        left = left
+            .into_iter()
+            .zip(&report.outcomes)
+            .filter_map(|(m, o)| held(o).then_some(m))
+            .collect();
+        rounds += 1;
+    }
+    assert!(left.is_empty(), "{} events still held", left.len());
+    assert_eq!(rounds, 4, "300 a window: 300, 300, 300, 100");
+    let ids = emu.state.ingested().insert_ids;
+    assert_eq!(ids.len(), 1_000);
+    assert!(ids.values().all(|c| c.stored == 1));
 }
 
 #[tokio::test]
