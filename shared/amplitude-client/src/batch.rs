@@ -19,7 +19,7 @@ pub struct Limits {
 
 /// The most events or identifications of one user or device in a request to an endpoint that
 /// throttles at 30 a second per user and per device, averaged over a window (amplitude-api
-/// §2.6: 30 seconds, so 900): a third of that allowance. Amplitude refuses a request whole
+/// §2.5; §3 gives the window as 30 seconds, so 900): a third of that allowance. Amplitude refuses a request whole
 /// (429) when it would take a user past the allowance, so a request holding more than the
 /// allowance for one user is refused however long the sender waits: a Segment batch of 1,000
 /// events of one user was held, queued and resent as it was until it was dead-lettered. Now
