@@ -229,7 +229,6 @@ impl Tally {
         }
     }
 
-    /// Adds another tally.
     /// Counts `n` messages rejected unread (past a request's `body::MAX_MESSAGES`).
     pub fn add_unread(&mut self, n: usize) {
         let n = n as u64;
@@ -237,6 +236,7 @@ impl Tally {
         self.rejected_mapping += n;
     }
 
+    /// Adds another tally.
     pub fn merge(&mut self, other: &Tally) {
         for ((_, _, mine), (_, _, theirs)) in self.named_mut().into_iter().zip(other.named()) {
             *mine += theirs;
