@@ -19,12 +19,12 @@ pub struct Limits {
 
 /// The most events or identifications of one user or device in a request to an endpoint that
 /// throttles at 30 a second per user and per device, averaged over a window (amplitude-api
-/// §2.5; §3 gives the window as 30 seconds, so 900): a third of that allowance. Amplitude refuses a request whole
-/// (429) when it would take a user past the allowance, so a request holding more than the
-/// allowance for one user is refused however long the sender waits: a Segment batch of 1,000
-/// events of one user was held, queued and resent as it was until it was dead-lettered. Now
-/// such a user's events go 300 a request; what Amplitude throttles is held and sent after its
-/// delay, and the next requests get through as the window moves.
+/// §2.5; §3 gives the window as 30 seconds, so 900): a third of that allowance. Amplitude
+/// refuses a request whole (429) when it would take a user past the allowance, so a request
+/// holding more than the allowance for one user is refused however long the sender waits: a
+/// Segment batch of 1,000 events of one user was held, queued and resent as it was until it
+/// was dead-lettered. Now such a user's events go 300 a request; what Amplitude throttles is
+/// held and sent after its delay, and the next requests get through as the window moves.
 pub const MAX_PER_ID_AT_30_EPS: usize = 300;
 
 impl Limits {
@@ -83,8 +83,10 @@ pub fn pack(items: &[Item], indices: &[usize], frame: &Frame, limits: Limits) ->
     let mut bytes = frame.prefix.len() + frame.suffix.len();
     let sep = frame.separator.len();
     let cost = |i: usize, first: bool| items[i].wire.len() + if first { 0 } else { sep };
-    // Items of each user and device in the current batch (users and devices apart).
+    // Items of each user and device in the current batch (users and devices apart), and in
+    // the message being placed (one map for all messages: most have a single item).
     let mut per_id: HashMap<(bool, &str), usize> = HashMap::new();
+    let mut group_ids: HashMap<(bool, &str), usize> = HashMap::new();
     let ids = |i: usize| {
         let item = &items[i];
         [
@@ -108,7 +110,7 @@ pub fn pack(items: &[Item], indices: &[usize], frame: &Frame, limits: Limits) ->
             .enumerate()
             .map(|(k, &i)| cost(i, current.is_empty() && k == 0))
             .sum();
-        let mut group_ids: HashMap<(bool, &str), usize> = HashMap::new();
+        group_ids.clear();
         for &i in group {
             for id in ids(i) {
                 *group_ids.entry(id).or_default() += 1;
