@@ -12,7 +12,7 @@
 //! forgotten id is only sent again, which Amplitude takes as another deletion of the same user.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long an accepted deletion is remembered: longer than a run of Segment's retries of one
@@ -32,9 +32,9 @@ pub struct RecentDeletions {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// When each id was accepted, oldest first.
-    order: VecDeque<(Instant, String)>,
-    ids: HashSet<String>,
+    /// When each id was accepted, oldest first (each id's text is held once, by both).
+    order: VecDeque<(Instant, Arc<str>)>,
+    ids: HashSet<Arc<str>>,
     bytes: usize,
 }
 
@@ -59,9 +59,10 @@ impl RecentDeletions {
             while inner.ids.len() >= MAX_IDS || inner.bytes + id.len() > MAX_BYTES {
                 inner.forget_oldest();
             }
+            let id: Arc<str> = Arc::from(id);
             inner.bytes += id.len();
-            inner.ids.insert(id.to_owned());
-            inner.order.push_back((now, id.to_owned()));
+            inner.ids.insert(Arc::clone(&id));
+            inner.order.push_back((now, id));
         }
     }
 
