@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use amplitude_emulator::{Emulator, EmulatorConfig, Fault};
 use pipeline::ingest::inbound::{Inbound, http_api_event};
+use pipeline::ingest::reply::Reply;
 use pipeline::{Function, Kind, Route};
 use serde_json::{Value, json};
 
@@ -44,14 +45,18 @@ fn http(method: &str, body: &str, query: &str) -> Value {
     http_api_event(method, "/deletions", query, [], body.as_bytes(), "r")
 }
 
+/// The function's reply to a Lambda payload, given `budget` to answer.
+async fn reply_within(f: &Function, payload: Value, budget: Duration) -> Reply {
+    f.handle(
+        Inbound::from_payload(payload).unwrap(),
+        tokio::time::Instant::now() + budget,
+        "t",
+    )
+    .await
+}
+
 async fn call(f: &Function, payload: Value) -> (u16, Value) {
-    let reply = f
-        .handle(
-            Inbound::from_payload(payload).unwrap(),
-            tokio::time::Instant::now() + Duration::from_secs(4),
-            "t",
-        )
-        .await;
+    let reply = reply_within(f, payload, Duration::from_secs(4)).await;
     (
         reply.status.as_u16(),
         serde_json::to_value(&reply.body).unwrap(),
@@ -213,13 +218,7 @@ async fn retries_of_a_large_deletion_batch_move_on_to_ids_not_sent_yet() {
     let body = deletes(2_000);
     let mut answers = Vec::new();
     while answers.last() != Some(&200) && answers.len() < 40 {
-        let reply = f
-            .handle(
-                Inbound::from_payload(http("POST", &body, "")).unwrap(),
-                tokio::time::Instant::now() + Duration::from_millis(250),
-                "t",
-            )
-            .await;
+        let reply = reply_within(&f, http("POST", &body, ""), Duration::from_millis(250)).await;
         answers.push(reply.status.as_u16());
         if reply.status == 200 {
             assert_eq!(reply.counts().delivered, 2_000);
