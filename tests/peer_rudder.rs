@@ -42,8 +42,8 @@ async fn every_request_made_of_rudderstacks_cases_is_one_amplitude_accepts() {
     for case in cases.iter().filter(|c| c["peer_only"].is_null()) {
         let settings = Settings::from_json(&case["settings"]).expect("case settings are valid");
         let text = case["segment_message"].to_string();
-        let mut rewritten = None;
-        let message = mapping::parse(&text, &mut rewritten).unwrap();
+        let mut scratch = mapping::Scratch::default();
+        let message = mapping::parse(&text, &mut scratch).unwrap();
         let Ok(plan) = mapping::plan(&message, &settings) else {
             continue; // rejected by the mapping, with a reason: nothing reaches Amplitude
         };

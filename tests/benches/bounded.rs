@@ -192,6 +192,21 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
         r#"{{"batch":{}}}"#,
         array_of_about(5_990_000, |_| "{}".to_string())
     );
+    // The smallest containers, as many as one message holds: a container of one item is
+    // where a tree costs most per byte of text.
+    let containers = |item: &str, n: usize| {
+        format!(
+            r#"{{"type":"track","event":"Tiny","userId":"user-1","messageId":"c1","properties":{{"x":[{}]}}}}"#,
+            vec![item; n].join(",")
+        )
+    };
+    let one_item_arrays = containers("[1]", 1_490_000);
+    let one_key_objects = containers(r#"{"a":1}"#, 740_000);
+    let empty_arrays = containers("[]", 1_990_000);
+    // Nested as deep as serde_json reads (128 levels, three of them the message's own).
+    let tower = format!("{}1{}", "[".repeat(120), "]".repeat(120));
+    let towers = containers(&tower, 24_600);
+    let escaped_strings = containers(r#""\n""#, 1_190_000);
     vec![
         ("4,000 corpus events", corpus, true),
         ("24 orders x 1,300 products, 16 KB traits", fan_out, true),
@@ -229,6 +244,23 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
         ("20,000 tracks each naming two keys twice", repeated, true),
         ("2,995,000 one-byte messages", ones, true),
         ("1,996,667 empty objects in a batch body", empties, true),
+        (
+            "one track of 1,490,000 one-item arrays",
+            one_item_arrays,
+            true,
+        ),
+        (
+            "one track of 740,000 one-key objects",
+            one_key_objects,
+            true,
+        ),
+        ("one track of 1,990,000 empty arrays", empty_arrays, true),
+        ("one track of 24,600 one-item arrays 120 deep", towers, true),
+        (
+            "one track of 1,190,000 escaped strings",
+            escaped_strings,
+            true,
+        ),
     ]
 }
 

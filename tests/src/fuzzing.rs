@@ -78,8 +78,8 @@ pub fn map_line(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let mut rewritten = None;
-    let parsed = mapping::parse(text, &mut rewritten);
+    let mut scratch = mapping::Scratch::default();
+    let parsed = mapping::parse(text, &mut scratch);
     check_read_as_segment_reads(text, parsed.as_ref().ok());
     let Ok(value) = parsed else {
         return;
@@ -231,11 +231,11 @@ pub fn inbound(data: &[u8]) {
     check_auth(&inbound);
     if let Ok(m) = body::split(inbound.body.as_bytes()) {
         // Each message as the functions plan it: under the batch's shared context.
-        let mut rewritten = planning::SharedRewritten::default();
-        let shared = planning::Shared::of(&m, &mut rewritten);
+        let mut shared_scratch = planning::SharedScratch::default();
+        let shared = planning::Shared::of(&m, &mut shared_scratch);
         for text in m.texts().take(64) {
-            let mut rewritten = None;
-            let Ok(value) = planning::parse(text, &mut rewritten) else {
+            let mut scratch = mapping::Scratch::default();
+            let Ok(value) = planning::parse(text, &mut scratch) else {
                 continue;
             };
             for route in [Route::Events, Route::Engage] {

@@ -66,8 +66,8 @@ fn with_record<T>(
     keys: &Keys,
     write: impl FnOnce(&Record<'_, '_>) -> T,
 ) -> T {
-    let mut rewritten = None;
-    let parsed = mapping::parse(line, &mut rewritten);
+    let mut scratch = mapping::Scratch::default();
+    let parsed = mapping::parse(line, &mut scratch);
     let result = match &parsed {
         Ok(message) => mapping::plan(message, settings).and_then(|plan| {
             let deletes = plan

@@ -10,7 +10,18 @@ use std::collections::{HashMap, HashSet};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json_borrow::Value;
 
+use crate::read;
+
 static NULL: Value<'static> = Value::Null;
+
+/// What a message read by [`parse`] borrows besides its text: the text written again (a
+/// repeated key, a lone surrogate) and the strings written with escapes, unescaped. One per
+/// message; it is dropped with the message's tree.
+#[derive(Default)]
+pub struct Scratch {
+    rewritten: Option<String>,
+    strings: bumpalo::Bump,
+}
 
 /// Reads one Segment JSON text as Segment reads it:
 ///
@@ -24,21 +35,22 @@ static NULL: Value<'static> = Value::Null;
 ///   U+FFFD, as Segment's tracking API (Go's `encoding/json`) reads it. serde_json refuses
 ///   such a text, so the message was rejected as not JSON.
 ///
-/// The text is read once. Only a text with a repeated key or a lone surrogate (Segment's own
-/// deliveries have neither) is written again without them, into `rewritten`, and read from
-/// there; the values are the same (`float_roundtrip` reads back every number as written).
-pub fn parse<'t>(
-    text: &'t str,
-    rewritten: &'t mut Option<String>,
-) -> Result<Value<'t>, serde_json::Error> {
-    let again = match serde_json::from_str::<Value<'t>>(text) {
+/// The text is read once, into a tree whose arrays and objects hold exactly their items
+/// ([`crate::read`]: a message's tree is bounded by its text). Only a text with a repeated
+/// key or a lone surrogate (Segment's own deliveries have neither) is written again without
+/// them, into `scratch`, and read from there; the values are the same (`float_roundtrip`
+/// reads back every number as written).
+pub fn parse<'t>(text: &'t str, scratch: &'t mut Scratch) -> Result<Value<'t>, serde_json::Error> {
+    let Scratch { rewritten, strings } = scratch;
+    let strings: &'t bumpalo::Bump = strings;
+    let again = match read::exact(text, strings) {
         Ok(value) if !repeats_a_key(&value) => return Ok(value),
         Ok(value) => serde_json::to_string(&LastWins(&value))?,
         Err(refused) => {
             let Some(mended) = without_lone_surrogates(text) else {
                 return Err(refused);
             };
-            let value: Value<'_> = serde_json::from_str(&mended)?;
+            let value = read::exact(&mended, strings)?;
             if repeats_a_key(&value) {
                 serde_json::to_string(&LastWins(&value))?
             } else {
@@ -48,7 +60,7 @@ pub fn parse<'t>(
         }
     };
     // One tree at a time: the first is gone, so the peak is a tree and a text, not two trees.
-    serde_json::from_str(Option::insert(rewritten, again))
+    read::exact(Option::insert(rewritten, again), strings)
 }
 
 /// `text` with every `\u` escape of a lone UTF-16 surrogate written `\ufffd`, or `None` if it
@@ -315,9 +327,10 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> (String, bool) {
-        let mut rewritten = None;
-        let value = parse(text, &mut rewritten).unwrap();
-        (serde_json::to_string(&value).unwrap(), rewritten.is_some())
+        let mut scratch = Scratch::default();
+        let value = parse(text, &mut scratch).unwrap();
+        let read = serde_json::to_string(&value).unwrap();
+        (read, scratch.rewritten.is_some())
     }
 
     /// A repeated key keeps its last value at its first place, at every depth and in arrays;
@@ -362,9 +375,9 @@ mod tests {
             read(r#"{"a":"\udc00","a":"\ud800x"}"#),
             ("{\"a\":\"\u{fffd}x\"}".to_string(), true)
         );
-        let mut rewritten = None;
-        assert!(parse(r#"{"a":"\ud800","b":1e400}"#, &mut rewritten).is_err());
-        assert!(parse(r#"{"a":"\ud800"#, &mut rewritten).is_err());
+        let mut scratch = Scratch::default();
+        assert!(parse(r#"{"a":"\ud800","b":1e400}"#, &mut scratch).is_err());
+        assert!(parse(r#"{"a":"\ud800"#, &mut scratch).is_err());
         assert_eq!(without_lone_surrogates(r#"{"a":"\\ud800\u00e9"}"#), None);
     }
 
@@ -388,9 +401,9 @@ mod tests {
             let inner = levels - 1;
             format!(r#"{{"p":{}{}}}"#, "[".repeat(inner), "]".repeat(inner))
         };
-        let mut rewritten = None;
-        assert!(parse(&nested(127), &mut rewritten).is_ok());
-        let refused = parse(&nested(128), &mut rewritten).unwrap_err().to_string();
+        let mut scratch = Scratch::default();
+        assert!(parse(&nested(127), &mut scratch).is_ok());
+        let refused = parse(&nested(128), &mut scratch).unwrap_err().to_string();
         assert!(refused.starts_with("recursion limit exceeded"), "{refused}");
     }
 

@@ -7,8 +7,8 @@
 //! ```
 //! let settings = mapping::Settings::default();
 //! let input = r#"{"type":"track","event":"Signed Up","userId":"user-1","messageId":"m1"}"#;
-//! let mut rewritten = None;
-//! let message = mapping::parse(input, &mut rewritten).unwrap();
+//! let mut scratch = mapping::Scratch::default();
+//! let message = mapping::parse(input, &mut scratch).unwrap();
 //! let plan = mapping::plan(&message, &settings).unwrap();
 //! assert_eq!(plan.requests[0].url, "https://api2.amplitude.com/2/httpapi");
 //! ```
@@ -24,12 +24,13 @@ mod locale;
 mod message;
 mod plan;
 mod props;
+mod read;
 mod rules;
 mod settings;
 mod time;
 mod user_agent;
 
-pub use json::{id, parse};
+pub use json::{Scratch, id, parse};
 pub use message::{Batch, Call, Message};
 pub use plan::{Body, Endpoint, Plan, Rejection, Request};
 pub use props::{Prop, PropMap};

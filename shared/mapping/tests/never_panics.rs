@@ -149,8 +149,8 @@ fn segment_event() -> impl Strategy<Value = Value> {
 fn check(message: &Value, settings: &[Settings]) {
     let line = message.to_string();
     for s in settings {
-        let mut rewritten = None;
-        let parsed = mapping::parse(&line, &mut rewritten).unwrap();
+        let mut scratch = mapping::Scratch::default();
+        let parsed = mapping::parse(&line, &mut scratch).unwrap();
         match mapping::plan(&parsed, s) {
             Ok(_) => {}
             Err(r) => assert!(["invalid", "unsupported", "configuration"].contains(&r.kind())),
@@ -179,8 +179,8 @@ proptest! {
 
     #[test]
     fn arbitrary_text_lines_never_panic(line in ".{0,64}") {
-        let mut rewritten = None;
-        if let Ok(parsed) = mapping::parse(&line, &mut rewritten) {
+        let mut scratch = mapping::Scratch::default();
+        if let Ok(parsed) = mapping::parse(&line, &mut scratch) {
             for s in settings_variants() {
                 let _ = mapping::plan(&parsed, &s);
             }

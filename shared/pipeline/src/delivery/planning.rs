@@ -23,17 +23,17 @@ pub struct Shared<'b> {
     integrations: Value<'b>,
 }
 
-/// Where [`Shared::of`] keeps a shared part it had to write again ([`mapping::parse`]).
-pub type SharedRewritten = [Option<String>; 2];
+/// What the shared parts read by [`Shared::of`] borrow besides the body ([`mapping::parse`]).
+pub type SharedScratch = [mapping::Scratch; 2];
 
 impl<'b> Shared<'b> {
     /// Reads what `messages` share; an unreadable part shares nothing (the mapping is lenient).
-    pub fn of(messages: &Messages<'b>, rewritten: &'b mut SharedRewritten) -> Self {
-        let parse = |raw: Option<&'b serde_json::value::RawValue>, rewritten| {
-            raw.and_then(|r| mapping::parse(r.get(), rewritten).ok())
+    pub fn of(messages: &Messages<'b>, scratch: &'b mut SharedScratch) -> Self {
+        let parse = |raw: Option<&'b serde_json::value::RawValue>, scratch| {
+            raw.and_then(|r| mapping::parse(r.get(), scratch).ok())
                 .unwrap_or(Value::Null)
         };
-        let [context, integrations] = rewritten;
+        let [context, integrations] = scratch;
         Shared {
             context: parse(messages.context, context),
             integrations: parse(messages.integrations, integrations),
@@ -58,13 +58,13 @@ pub struct Planned<'v> {
 }
 
 /// A message's text, parsed as Segment reads it ([`mapping::parse`]: a repeated key keeps its
-/// last value, a lone surrogate escape is U+FFFD; `rewritten` holds the text where it had to
-/// be written again); a text that cannot be read is rejected, saying why ([`unreadable`]).
+/// last value, a lone surrogate escape is U+FFFD; `scratch` holds what the tree borrows
+/// besides the text); a text that cannot be read is rejected, saying why ([`unreadable`]).
 pub fn parse<'t>(
     text: &'t str,
-    rewritten: &'t mut Option<String>,
+    scratch: &'t mut mapping::Scratch,
 ) -> Result<Value<'t>, MessageOutcome> {
-    mapping::parse(text, rewritten).map_err(|e| rejected(unreadable(&e)))
+    mapping::parse(text, scratch).map_err(|e| rejected(unreadable(&e)))
 }
 
 /// Why a message could not be read: serde_json's reason (a fixed phrase, never the sender's
@@ -150,8 +150,8 @@ pub fn guarded<T>(work: impl FnOnce() -> Result<T, MessageOutcome>) -> Result<T,
 /// outcome. For tools and tests that plan single lines; the functions plan in chunks
 /// (`stream`).
 pub fn decide(route: Route, settings: &Settings, text: &str) -> Decided {
-    let mut rewritten = None;
-    let value = match parse(text, &mut rewritten) {
+    let mut scratch = mapping::Scratch::default();
+    let value = match parse(text, &mut scratch) {
         Ok(value) => value,
         Err(outcome) => {
             return Decided {
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_message_is_rejected_saying_why_without_where() {
-        let reason = |text: &str| parse(text, &mut None).unwrap_err();
+        let reason = |text: &str| parse(text, &mut mapping::Scratch::default()).unwrap_err();
         let deep = format!(
             r#"{{"type":"track","properties":{}{}}}"#,
             "[".repeat(200),
@@ -293,8 +293,8 @@ mod tests {
             let text = format!(
                 r#"{{"type":"track","event":"e","userId":"user-1","properties":{{"x":{number}}}}}"#
             );
-            let mut rewritten = None;
-            let value = parse(&text, &mut rewritten).unwrap();
+            let mut scratch = mapping::Scratch::default();
+            let value = parse(&text, &mut scratch).unwrap();
             let plan = plan(Route::Events, &settings, &value, Batch::NONE)
                 .plan
                 .unwrap();
@@ -316,11 +316,11 @@ mod tests {
             "userId":"user-last","messageId":"m1","properties":{"a":1,"a":2}}],
             "context": {"ip": "192.0.2.1", "ip": "192.0.2.2"}}"#;
         let messages = crate::ingest::body::split(body).unwrap();
-        let mut shared_rewritten = SharedRewritten::default();
-        let shared = Shared::of(&messages, &mut shared_rewritten);
+        let mut shared_scratch = SharedScratch::default();
+        let shared = Shared::of(&messages, &mut shared_scratch);
         let text = messages.texts().next().unwrap();
-        let mut rewritten = None;
-        let value = parse(text, &mut rewritten).unwrap();
+        let mut scratch = mapping::Scratch::default();
+        let value = parse(text, &mut scratch).unwrap();
         let plan = plan(Route::Events, &Settings::default(), &value, shared.batch());
         assert_eq!(plan.user_id.as_deref(), Some("user-last"));
         assert_eq!(
@@ -337,14 +337,14 @@ mod tests {
             "context": {"ip": "9.9.9.9", "library": {"name": "http"}},
             "integrations": {"Amplitude": {"session_id": 5}}}"#;
         let messages = crate::ingest::body::split(body).unwrap();
-        let mut rewritten = SharedRewritten::default();
-        let shared = Shared::of(&messages, &mut rewritten);
+        let mut shared_scratch = SharedScratch::default();
+        let shared = Shared::of(&messages, &mut shared_scratch);
         let settings = Settings::default();
         let wires: Vec<serde_json::Value> = messages
             .texts()
             .map(|text| {
-                let mut rewritten = None;
-                let value = parse(text, &mut rewritten).unwrap();
+                let mut scratch = mapping::Scratch::default();
+                let value = parse(text, &mut scratch).unwrap();
                 let plan = plan(Route::Events, &settings, &value, shared.batch())
                     .plan
                     .unwrap();

@@ -33,8 +33,8 @@ impl Function {
             .texts()
             .enumerate()
             .filter_map(|(message, text)| {
-                let mut rewritten = None;
-                let value = planning::parse(text, &mut rewritten).ok()?;
+                let mut scratch = mapping::Scratch::default();
+                let value = planning::parse(text, &mut scratch).ok()?;
                 let need = mapping::session_need_in(&value, shared.batch(), &self.config.settings)?;
                 Some(Need {
                     message,

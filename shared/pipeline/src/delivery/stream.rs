@@ -88,8 +88,8 @@ impl Function {
         request_id: &str,
         measured: &mut Invocation,
     ) -> Delivered {
-        let mut rewritten = planning::SharedRewritten::default();
-        let shared = Shared::of(messages, &mut rewritten);
+        let mut shared_scratch = planning::SharedScratch::default();
+        let shared = Shared::of(messages, &mut shared_scratch);
         let sessions = self
             .assign_sessions(route, messages, &shared, deadline, request_id)
             .await;
@@ -114,8 +114,8 @@ impl Function {
         };
         for (index, text) in messages.texts().enumerate() {
             state.planned_bytes += text.len();
-            let mut rewritten = None;
-            let value = match planning::parse(text, &mut rewritten) {
+            let mut scratch = mapping::Scratch::default();
+            let value = match planning::parse(text, &mut scratch) {
                 Ok(value) => value,
                 Err(outcome) => {
                     state.message_ids.push(None);

@@ -1,0 +1,237 @@
+//! Reading JSON text into `serde_json_borrow`'s tree, every array and object at its exact size.
+//!
+//! serde_json tells a reader nothing of an array's or object's size before its items, so
+//! `serde_json_borrow`'s own reader grows each one as they arrive: a container of one item
+//! holds room for four. One 6 MB message of 1,490,000 one-item arrays (`[[1],[1],…]`) then took
+//! **275 MB** in the `events` function, past its 256 MB (the `bounded` bench, which has the
+//! shape). Here the items of each container are gathered in a buffer on the stack (on the heap
+//! past [`INLINE`] of them) and moved into a vector of exactly their number, and a string
+//! written with escapes is unescaped into the message's arena ([`Scratch`]) instead of a
+//! `String` of its own. The tree is the one `serde_json_borrow` builds, value for value
+//! (`tests::the_tree_is_serde_json_borrow_s`).
+//!
+//! [`Scratch`]: crate::json::Scratch
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bumpalo::Bump;
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json_borrow::{Map, Value};
+use smallvec::SmallVec;
+
+/// The items of a container gathered on the stack before it is built: most of a message's
+/// objects and arrays have fewer, so they are built with one allocation of their exact size.
+/// The buffers of the containers being read are on the stack at once, one per level of
+/// nesting (at most 128, serde_json's limit): 16 × 48 bytes a level.
+const INLINE: usize = 16;
+
+/// Reads one JSON text; strings with escapes are unescaped into `strings`.
+pub fn exact<'de>(text: &'de str, strings: &'de Bump) -> Result<Value<'de>, serde_json::Error> {
+    let mut reader = serde_json::Deserializer::from_str(text);
+    let value = Read(strings).deserialize(&mut reader)?;
+    reader.end()?;
+    Ok(value)
+}
+
+/// Reads a value (the seed and the visitor are one).
+#[derive(Clone, Copy)]
+struct Read<'de>(&'de Bump);
+
+/// Reads an object's key.
+#[derive(Clone, Copy)]
+struct Key<'de>(&'de Bump);
+
+impl<'de> DeserializeSeed<'de> for Read<'de> {
+    type Value = Value<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, reader: D) -> Result<Value<'de>, D::Error> {
+        reader.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Read<'de> {
+    type Value = Value<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value<'de>, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value<'de>, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value<'de>, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value<'de>, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Value<'de>, E> {
+        Ok(Value::Str(Cow::Borrowed(value)))
+    }
+
+    /// A string written with escapes (serde_json hands it over unescaped, in a scratch buffer).
+    fn visit_str<E>(self, value: &str) -> Result<Value<'de>, E> {
+        Ok(Value::Str(Cow::Borrowed(self.0.alloc_str(value))))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value<'de>, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value<'de>, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, reader: D) -> Result<Value<'de>, D::Error> {
+        self.deserialize(reader)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Value<'de>, A::Error> {
+        let mut gathered: SmallVec<[Value<'de>; INLINE]> = SmallVec::new();
+        while let Some(item) = items.next_element_seed(self)? {
+            gathered.push(item);
+        }
+        let array = if gathered.spilled() {
+            // Already on the heap: shrunk where it is (a large one is not copied, so its
+            // peak stays its size, not twice it).
+            let mut array = gathered.into_vec();
+            array.shrink_to_fit();
+            array
+        } else {
+            exactly(&mut gathered).collect()
+        };
+        Ok(Value::Array(array))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Value<'de>, A::Error> {
+        let mut gathered: SmallVec<[(&'de str, Value<'de>); INLINE]> = SmallVec::new();
+        while let Some(key) = entries.next_key_seed(Key(self.0))? {
+            gathered.push((key, entries.next_value_seed(self)?));
+        }
+        // `serde_json_borrow` builds an object only from borrowed keys, into a vector of its
+        // own: the entries are moved once more (a large object is briefly held twice).
+        Ok(Value::Object(exactly(&mut gathered).collect::<Map<'de>>()))
+    }
+}
+
+/// The items of `gathered`, moved out in order (the buffer itself is not moved: at 16 items
+/// it is most of a kilobyte), as an iterator the standard library knows the exact length of:
+/// collecting it allocates exactly that many. (Collecting a `SmallVec`'s own iterator gives a
+/// vector room for at least four, the minimum `Vec` grows to from an iterator of unknown
+/// length: the slack this module exists to avoid.)
+fn exactly<T: Default, const N: usize>(
+    gathered: &mut SmallVec<[T; N]>,
+) -> impl Iterator<Item = T> + '_
+where
+    [T; N]: smallvec::Array<Item = T>,
+{
+    let count = gathered.len();
+    let mut items = gathered.drain(..);
+    // `items` yields exactly `count` items, so the default is never taken.
+    (0..count).map(move |_| items.next().unwrap_or_default())
+}
+
+impl<'de> DeserializeSeed<'de> for Key<'de> {
+    type Value = &'de str;
+
+    fn deserialize<D: Deserializer<'de>>(self, reader: D) -> Result<&'de str, D::Error> {
+        reader.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'de> {
+    type Value = &'de str;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, key: &'de str) -> Result<&'de str, E> {
+        Ok(key)
+    }
+
+    /// A key written with escapes.
+    fn visit_str<E>(self, key: &str) -> Result<&'de str, E> {
+        Ok(self.0.alloc_str(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every vector of the tree holds exactly its items.
+    fn assert_exact(value: &Value<'_>) {
+        match value {
+            Value::Array(items) => {
+                assert_eq!(items.capacity(), items.len());
+                items.iter().for_each(assert_exact);
+            }
+            Value::Object(entries) => {
+                assert_eq!(entries.as_vec().capacity(), entries.len());
+                entries.values().for_each(assert_exact);
+            }
+            _ => {}
+        }
+    }
+
+    /// The reader builds `serde_json_borrow`'s tree, value for value, with every vector at
+    /// its exact size: corpus messages, and texts built to reach every path (escaped keys and
+    /// strings, every number form serde_json reads, empty and nested containers, containers
+    /// just under, at and over the inline buffer).
+    #[test]
+    fn the_tree_is_serde_json_borrow_s() {
+        let mut texts = corpus::lines(11, 500);
+        let sizes = [0, 1, INLINE - 1, INLINE, INLINE + 1, 3 * INLINE + 5];
+        for n in sizes {
+            let items: Vec<String> = (0..n).map(|i| format!("[{i},{{\"k{i}\":[]}}]")).collect();
+            let entries: Vec<String> = (0..n).map(|i| format!("\"k\\u00e9{i}\":{i}")).collect();
+            texts.push(format!("[{}]", items.join(",")));
+            texts.push(format!("{{{}}}", entries.join(",")));
+        }
+        texts.extend(
+            [
+                r#"{"a\"b":"x\ny","\\":"\ud83d\ude00","plain":"text","":""}"#,
+                r#"[0,-0,-0.0,1.5,-1e-400,1e21,18446744073709551615,-9223372036854775808,123456789012345678901234567890,0.1]"#,
+                r#"[true,false,null,{},[],[[]],{"a":{}},"\u0000\u001f"]"#,
+                r#"  {"nested":{"deeper":{"deepest":[1,{"k":[2,[3]]}]}}}  "#,
+            ]
+            .map(String::from),
+        );
+        for text in &texts {
+            let strings = Bump::new();
+            let ours = exact(text, &strings).unwrap();
+            let theirs: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(ours, theirs, "{text}");
+            assert_exact(&ours);
+        }
+    }
+
+    /// What serde_json refuses, the reader refuses with serde_json's reason: trailing text,
+    /// a lone surrogate, nesting past its limit.
+    #[test]
+    fn what_serde_json_refuses_is_refused_alike() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for text in [
+            "[1] x",
+            r#"["\ud800"]"#,
+            "{\"a\":1,}",
+            deep.as_str(),
+            "",
+            "[1,",
+        ] {
+            let strings = Bump::new();
+            let ours = exact(text, &strings).unwrap_err().to_string();
+            let theirs = serde_json::from_str::<Value>(text).unwrap_err().to_string();
+            assert_eq!(ours, theirs, "{text}");
+        }
+    }
+}
