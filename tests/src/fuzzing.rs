@@ -129,7 +129,7 @@ fn check_amplitude_accepts(items: &[amplitude_client::Item], settings: &Settings
 /// `mapping::parse` reads what serde_json reads (the same texts, the same values, a repeated
 /// key's last value; serde_json's own maps keep the last), and leaves no object naming a key
 /// twice, also where it wrote the text again. It also reads what serde_json refuses only for a
-/// lone surrogate (read as U+FFFD).
+/// lone surrogate (read as U+FFFD). Its tree is `serde_json_borrow`'s, at the exact size.
 fn check_read_as_segment_reads(text: &str, parsed: Option<&serde_json_borrow::Value<'_>>) {
     let reference = match (serde_json::from_str::<serde_json::Value>(text), parsed) {
         (Ok(reference), Some(parsed)) => {
@@ -165,6 +165,23 @@ fn check_read_as_segment_reads(text: &str, parsed: Option<&serde_json_borrow::Va
         }
     }
     assert!(each_key_once(parsed, &reference), "a key is named twice");
+    // Where `serde_json_borrow`'s own reader reads the text and no key is repeated, the
+    // exact-size reader built its tree, entry for entry and in order; and every array and
+    // object holds exactly its items.
+    if let Ok(theirs) = serde_json::from_str::<serde_json_borrow::Value>(text)
+        && each_key_once(&theirs, &reference)
+    {
+        assert!(*parsed == theirs, "the tree differs from serde_json_borrow's");
+    }
+    fn exact(v: &serde_json_borrow::Value<'_>) -> bool {
+        use serde_json_borrow::Value as V;
+        match v {
+            V::Array(a) => a.capacity() == a.len() && a.iter().all(exact),
+            V::Object(o) => o.as_vec().capacity() == o.len() && o.values().all(exact),
+            _ => true,
+        }
+    }
+    assert!(exact(parsed), "a container has room for more than its items");
 }
 
 /// `segment-amplitude map` writes its lines with sonic-rs, the functions their bodies with
