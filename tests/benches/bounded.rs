@@ -207,6 +207,30 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
     let tower = format!("{}1{}", "[".repeat(120), "]".repeat(120));
     let towers = containers(&tower, 24_600);
     let escaped_strings = containers(r#""\n""#, 1_190_000);
+    // The most properties a track can name: short keys (four characters), one-digit values.
+    let names: Vec<String> = (0..650_000u32)
+        .map(|i| {
+            let digits: String = [i / 46_656, i / 1_296 % 36, i / 36 % 36, i % 36]
+                .iter()
+                .filter_map(|d| char::from_digit(*d, 36))
+                .collect();
+            format!(r#""{digits}":1"#)
+        })
+        .collect();
+    let many_properties = format!(
+        r#"{{"type":"track","event":"Wide","userId":"user-1","messageId":"p1","properties":{{{}}}}}"#,
+        names.join(",")
+    );
+    let many_traits = format!(
+        r#"{{"type":"identify","userId":"user-1","messageId":"p2","traits":{{{}}}}}"#,
+        names.join(",")
+    );
+    // The same with operations the caller wrote and a trait the settings increment: the
+    // plain traits are moved under `$set`, and `logins` to `$add`.
+    let many_traits_and_operations = format!(
+        r#"{{"type":"identify","userId":"user-1","messageId":"p3","traits":{{"$set":{{"plan":"pro"}},"$setOnce":{{"first":1}},"logins":3,{}}}}}"#,
+        names[..640_000].join(",")
+    );
     vec![
         ("4,000 corpus events", corpus, true),
         ("24 orders x 1,300 products, 16 KB traits", fan_out, true),
@@ -259,6 +283,13 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
         (
             "one track of 1,190,000 escaped strings",
             escaped_strings,
+            true,
+        ),
+        ("one track of 650,000 properties", many_properties, true),
+        ("one identify of 650,000 traits", many_traits, true),
+        (
+            "one identify of 640,000 traits, operations and a trait to increment",
+            many_traits_and_operations,
             true,
         ),
     ]

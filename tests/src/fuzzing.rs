@@ -171,7 +171,10 @@ fn check_read_as_segment_reads(text: &str, parsed: Option<&serde_json_borrow::Va
     if let Ok(theirs) = serde_json::from_str::<serde_json_borrow::Value>(text)
         && each_key_once(&theirs, &reference)
     {
-        assert!(*parsed == theirs, "the tree differs from serde_json_borrow's");
+        assert!(
+            *parsed == theirs,
+            "the tree differs from serde_json_borrow's"
+        );
     }
     fn exact(v: &serde_json_borrow::Value<'_>) -> bool {
         use serde_json_borrow::Value as V;
@@ -181,7 +184,10 @@ fn check_read_as_segment_reads(text: &str, parsed: Option<&serde_json_borrow::Va
             _ => true,
         }
     }
-    assert!(exact(parsed), "a container has room for more than its items");
+    assert!(
+        exact(parsed),
+        "a container has room for more than its items"
+    );
 }
 
 /// `segment-amplitude map` writes its lines with sonic-rs, the functions their bodies with

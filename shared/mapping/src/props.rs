@@ -155,6 +155,8 @@ impl<'a> PropMap<'a> {
 
     /// The index as `entries` now stand: each key's first position, or none for a small map.
     fn reindex(&mut self) {
+        // The old index goes first: a wide map is never indexed twice at once.
+        self.index = None;
         self.index = (self.entries.len() >= INDEXED_FROM).then(|| {
             let mut index = HashMap::with_capacity(self.entries.len());
             for (i, (k, _)) in self.entries.iter().enumerate() {
@@ -197,6 +199,31 @@ impl<'a> PropMap<'a> {
         if self.entries.len() != before {
             self.reindex();
         }
+    }
+
+    /// Takes out, in order, the entries `take` chooses; the others stay where they are. A
+    /// wide map is not rebuilt to move a few of its keys (650,000 traits copied key by key into
+    /// a new map were held twice: the `bounded` bench).
+    pub fn take_out(
+        &mut self,
+        mut take: impl FnMut(&str, &Prop<'a>) -> bool,
+    ) -> Vec<(Cow<'a, str>, Prop<'a>)> {
+        let taken: Vec<_> = self.entries.extract_if(.., |(k, v)| take(k, v)).collect();
+        if !taken.is_empty() {
+            self.reindex();
+        }
+        taken
+    }
+
+    /// `first`'s entries, then those of this map whose keys `first` does not name: what
+    /// inserting this map's entries into `first` gives, without copying this map.
+    pub fn put_first(&mut self, first: PropMap<'a>) {
+        if first.is_empty() {
+            return;
+        }
+        self.entries.retain(|(k, _)| !first.contains_key(k));
+        self.entries.splice(0..0, first.entries);
+        self.reindex();
     }
 
     pub fn into_entries(self) -> impl Iterator<Item = (Cow<'a, str>, Prop<'a>)> {
@@ -300,6 +327,59 @@ mod tests {
             }
             assert_eq!(map.get("k5"), None);
             assert_eq!(map.get("k7"), None);
+        }
+    }
+
+    /// `take_out` and `put_first` give what rebuilding the map key by key gave (the way the
+    /// user-property rules moved keys before, holding a wide map twice), below and above
+    /// [`INDEXED_FROM`]: the same entries in the same order, and lookups through the index.
+    #[test]
+    fn moving_keys_in_place_gives_what_a_rebuild_gives() {
+        let text = |m: &PropMap<'_>| serde_json::to_string(m).unwrap();
+        let numbered = |keys: &mut dyn Iterator<Item = usize>| -> PropMap<'static> {
+            keys.map(|i| {
+                (
+                    Cow::Owned(format!("k{i}")),
+                    Prop::Owned(Value::from(i as i64)),
+                )
+            })
+            .collect()
+        };
+        for size in [10, INDEXED_FROM - 1, INDEXED_FROM, 500] {
+            // take_out: every third key out.
+            let mut map = numbered(&mut (0..size));
+            let taken =
+                map.take_out(|k, _| k.trim_start_matches('k').parse::<usize>().unwrap() % 3 == 0);
+            let mut kept = PropMap::new();
+            let mut out = Vec::new();
+            for (k, v) in numbered(&mut (0..size)).into_entries() {
+                if k.trim_start_matches('k').parse::<usize>().unwrap() % 3 == 0 {
+                    out.push(k.into_owned());
+                } else {
+                    kept.insert(k, v);
+                }
+            }
+            assert_eq!(text(&map), text(&kept), "size {size}");
+            let taken: Vec<String> = taken.into_iter().map(|(k, _)| k.into_owned()).collect();
+            assert_eq!(taken, out, "size {size}");
+            assert!(map.contains_key("k1") && !map.contains_key("k3"));
+            // put_first: a caller's map overlapping the plain one.
+            for first_size in [0, 3, INDEXED_FROM + 2] {
+                let first = || numbered(&mut (size / 2..size / 2 + first_size).rev());
+                let mut put = numbered(&mut (0..size));
+                put.put_first(first());
+                let mut rebuilt = first();
+                for (k, v) in numbered(&mut (0..size)).into_entries() {
+                    rebuilt.insert_missing(k, v);
+                }
+                assert_eq!(
+                    text(&put),
+                    text(&rebuilt),
+                    "size {size}, first {first_size}"
+                );
+                let last = format!("k{}", size - 1);
+                assert!(put.contains_key(&last) && put.contains_key("k0"));
+            }
         }
     }
 }

@@ -172,20 +172,18 @@ impl<'a> Assembled<'a> {
             caller_set: PropMap::new(),
             derived_set: PropMap::new(),
         };
-        // Every operation's name starts with `$`: without such a key (most traits) every key
-        // is plain, and the map is taken as it is instead of being copied key by key.
-        if !props.iter().any(|(key, _)| key.starts_with('$')) {
-            a.plain = props;
-            return a;
-        }
-        for (key, prop) in props.into_entries() {
-            match (a.operation(&key), &prop) {
-                (Some(target), Prop::Ref(v)) if v.is_object() => {
-                    for (k, inner) in PropMap::from_object(v).into_entries() {
-                        target.insert_missing(k, inner);
-                    }
+        // Only the operations are taken out; the plain keys (most traits have nothing else)
+        // keep their map, which is not copied.
+        let mut props = props;
+        let operations = props.take_out(|key, prop| {
+            OPERATIONS.contains(&key) && matches!(prop, Prop::Ref(v) if v.is_object())
+        });
+        a.plain = props;
+        for (key, prop) in operations {
+            if let (Some(target), Prop::Ref(v)) = (a.operation(&key), prop) {
+                for (k, inner) in PropMap::from_object(v).into_entries() {
+                    target.insert_missing(k, inner);
                 }
-                _ => a.plain.insert(key, prop),
             }
         }
         a
@@ -202,9 +200,10 @@ impl<'a> Assembled<'a> {
             .map(|(_, map)| map)
     }
 
-    /// §8.2.2: the first matching list decides each trait's operation.
+    /// §8.2.2: the first matching list decides each trait's operation. Only the traits that
+    /// move are taken out of the plain ones; the others keep their places.
     fn apply_trait_lists(&mut self, settings: &Settings) {
-        let lists: [(&[String], &str); 4] = [
+        let lists: TraitLists<'_> = [
             (&settings.traits_to_increment, "$add"),
             (&settings.traits_to_set_once, "$setOnce"),
             (&settings.traits_to_append, "$append"),
@@ -213,34 +212,14 @@ impl<'a> Assembled<'a> {
         if lists.iter().all(|(l, _)| l.is_empty()) {
             return;
         }
-        let plain = std::mem::take(&mut self.plain);
-        for (key, prop) in plain.into_entries() {
-            let listed = |l: &[String]| l.iter().any(|n| *n == key);
-            let mut chosen = None;
-            for (list, op) in lists {
-                if !listed(list) {
-                    continue;
-                }
-                if op == "$add" {
-                    // Only numeric traits can be incremented; otherwise try the next list.
-                    match prop.value().and_then(json::amount) {
-                        Some(n) => {
-                            let value = match prop.value() {
-                                Some(Value::Number(_)) => prop.clone(),
-                                _ => Prop::Owned(json::number(n)),
-                            };
-                            chosen = Some((op, value));
-                            break;
-                        }
-                        None => continue,
-                    }
-                }
-                chosen = Some((op, prop.clone()));
-                break;
-            }
-            match chosen.and_then(|(op, value)| Some((self.operation(op)?, value))) {
-                Some((target, value)) => target.insert_missing(key, value),
-                None => self.plain.insert(key, prop),
+        let moving = self
+            .plain
+            .take_out(|key, prop| listed_operation(&lists, key, prop).is_some());
+        for (key, prop) in moving {
+            if let Some((op, value)) = listed_operation(&lists, &key, &prop)
+                && let Some(target) = self.operation(op)
+            {
+                target.insert_missing(key, value);
             }
         }
     }
@@ -269,12 +248,11 @@ impl<'a> Assembled<'a> {
     fn with_unsets(mut self, msg: &Message<'a>, settings: &Settings) -> Self {
         let mut unset = PropMap::new();
         if settings.unset_null_traits {
-            let plain = std::mem::take(&mut self.plain);
-            for (key, prop) in plain.into_entries() {
-                match prop.value() {
-                    Some(Value::Null) => unset.insert_missing(key, Prop::Owned(UNSET_VALUE)),
-                    _ => self.plain.insert(key, prop),
-                }
+            let nulls = self
+                .plain
+                .take_out(|_, prop| prop.value() == Some(&Value::Null));
+            for (key, _) in nulls {
+                unset.insert_missing(key, Prop::Owned(UNSET_VALUE));
             }
         }
         if let Value::Array(names) = msg.any_option("fieldsToUnset") {
@@ -360,17 +338,11 @@ impl<'a> Assembled<'a> {
                 }
             }
         }
-        // `plain` is built by `insert`, so its keys are unique: without a caller `$set` it is
-        // already the set, and is not copied key by key (each copy searching the copied).
-        let mut set = if self.caller_set.is_empty() {
-            self.plain
-        } else {
-            let mut set = self.caller_set;
-            for (k, v) in self.plain.into_entries() {
-                set.insert_missing(k, v);
-            }
-            set
-        };
+        // The caller's `$set` first, then the plain keys it does not name. `plain` (unique
+        // keys, as every object of a parsed message has) is not copied key by key: a wide one
+        // would be held twice.
+        let mut set = self.plain;
+        set.put_first(self.caller_set);
         for (k, v) in self.derived_set.into_entries() {
             set.insert_missing(k, v);
         }
@@ -386,4 +358,33 @@ impl<'a> Assembled<'a> {
         }
         out
     }
+}
+
+/// The trait lists of the settings (§8.2.2), each with the operation it gives.
+type TraitLists<'s> = [(&'s [String], &'static str); 4];
+
+/// The operation the first list naming `key` gives the trait, with its value; `None` keeps it
+/// plain. Only a number (or numeric text, sent as a number) can be incremented: a trait
+/// listed to increment that is not one tries the next list.
+fn listed_operation<'a>(
+    lists: &TraitLists<'_>,
+    key: &str,
+    prop: &Prop<'a>,
+) -> Option<(&'static str, Prop<'a>)> {
+    for (list, op) in lists {
+        if !list.iter().any(|n| n == key) {
+            continue;
+        }
+        if *op != "$add" {
+            return Some((op, prop.clone()));
+        }
+        if let Some(n) = prop.value().and_then(json::amount) {
+            let value = match prop.value() {
+                Some(Value::Number(_)) => prop.clone(),
+                _ => Prop::Owned(json::number(n)),
+            };
+            return Some((op, value));
+        }
+    }
+    None
 }
