@@ -225,6 +225,14 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
         r#"{{"type":"identify","userId":"user-1","messageId":"p2","traits":{{{}}}}}"#,
         names.join(",")
     );
+    let many_context_traits = format!(
+        r#"{{"type":"track","event":"Wide","userId":"user-1","messageId":"p4","context":{{"traits":{{{}}}}}}}"#,
+        names.join(",")
+    );
+    let many_group_traits = format!(
+        r#"{{"type":"group","userId":"user-1","groupId":"g","messageId":"p5","traits":{{"plan_type":"team","name":"acme",{}}}}}"#,
+        names[..640_000].join(",")
+    );
     // The same with operations the caller wrote and a trait the settings increment: the
     // plain traits are moved under `$set`, and `logins` to `$add`.
     let many_traits_and_operations = format!(
@@ -287,6 +295,12 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
         ),
         ("one track of 650,000 properties", many_properties, true),
         ("one identify of 650,000 traits", many_traits, true),
+        (
+            "one track of 650,000 context traits",
+            many_context_traits,
+            true,
+        ),
+        ("one group of 640,000 traits", many_group_traits, true),
         (
             "one identify of 640,000 traits, operations and a trait to increment",
             many_traits_and_operations,
