@@ -335,10 +335,11 @@ async fn run() {
     })
     .await
     .unwrap();
-    // `BOUNDED_ONLY=cpu` measures the CPU only (for profiling); `BOUNDED_ONLY=<text>` runs
-    // only the inputs whose name holds the text, in both modes.
+    // `BOUNDED_ONLY=cpu` measures the CPU only (for profiling), `BOUNDED_ONLY=warm` the warm
+    // process only; `BOUNDED_ONLY=<text>` runs only the inputs whose name holds the text, in
+    // both modes.
     let only = std::env::var("BOUNDED_ONLY").ok();
-    let shapes_too = only.as_deref() != Some("cpu");
+    let shapes_too = !matches!(only.as_deref(), Some("cpu" | "warm"));
     let chosen = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
     for durable in [false, true].into_iter().filter(|_| shapes_too) {
         println!(
@@ -403,10 +404,10 @@ async fn run() {
             drop(child);
         }
     }
-    if only.is_none() {
+    if only.is_none() || only.as_deref() == Some("warm") {
         one_process(&moto, &amp).await;
     }
-    if !shapes_too || only.is_none() {
+    if only.is_none() || only.as_deref() == Some("cpu") {
         cpu_per_million(&moto, &amp).await;
     }
 }
@@ -417,8 +418,12 @@ async fn one_process(moto: &Moto, amp: &Emulator) {
     println!("every input above, one after another in one direct-mode process:");
     let (runtime, child) = spawn(moto, amp, &[]).await;
     let pid = child.id().unwrap();
+    let mut peak = 0;
     for (name, body, authorized) in shapes() {
         amp.state.reset();
+        // The peak is set back to what is resident (Linux: `clear_refs` 5), so each line
+        // shows the peak during its own request.
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
         let answer = runtime
             .invoke(v2(body, authorized), Duration::from_secs(10))
             .await;
@@ -426,14 +431,17 @@ async fn one_process(moto: &Moto, amp: &Emulator) {
             Invocation::Response(r) => r["statusCode"].to_string(),
             Invocation::Error(e) => format!("error {e}"),
         };
+        let during = status_kb(pid, "VmHWM:");
+        peak = peak.max(during);
         println!(
-            "  {name}: {status}; resident after it {:.1} MB",
+            "  {name}: {status}; peak during it {:.1} MB, resident after it {:.1} MB",
+            during as f64 / 1024.0,
             status_kb(pid, "VmRSS:") as f64 / 1024.0
         );
     }
     println!(
         "  peak RSS of the process: {:.1} MB",
-        status_kb(pid, "VmHWM:") as f64 / 1024.0
+        peak.max(status_kb(pid, "VmHWM:")) as f64 / 1024.0
     );
     drop(child);
 }

@@ -295,7 +295,15 @@ impl Function {
             .as_ref()
             .map_or(Source::HttpApi, LambdaRequest::source);
         let reply = match request.and_then(Inbound::try_from) {
-            Ok(inbound) => self.handle(inbound, deadline, &request_id).await,
+            Ok(inbound) => {
+                let large = inbound.body.len() >= crate::ops::memory::LARGE_BODY;
+                let reply = self.handle(inbound, deadline, &request_id).await;
+                if large {
+                    // The request's values are gone: their pages go back before the next.
+                    crate::ops::memory::give_back();
+                }
+                reply
+            }
             Err(e) => self.refuse(&e.into(), &request_id),
         };
         reply.into_response(source)

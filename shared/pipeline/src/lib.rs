@@ -30,6 +30,7 @@ pub use ops::config::{ConfigError, FunctionConfig, QueueConfig, VARIABLES};
 /// the template sets), configuration from the environment, then one invocation after another.
 /// A configuration error stops the cold start with a message naming what is wrong.
 pub async fn run(kind: Kind) -> Result<(), lambda_runtime::Error> {
+    ops::memory::configure();
     ops::logging::init();
     let function = match Function::from_env(kind).await {
         Ok(f) => f,

@@ -1,7 +1,8 @@
 //! **Operations: what a function runs on.** Its configuration from the environment, validated
 //! once at start-up ([`config`]), keys from Secrets Manager (**the secret cache**,
 //! [`secrets`]), metrics as CloudWatch EMF and the local `/_metrics` ([`metrics`]), logging
-//! ([`logging`]), and the AWS SDK clients built from Lambda's environment ([`aws`]).
+//! ([`logging`]), the AWS SDK clients built from Lambda's environment ([`aws`]), and giving a
+//! large request's freed memory back ([`memory`]).
 //!
 //! Nothing here knows Segment's messages or Amplitude's answers: it is what the pipeline uses,
 //! not the pipeline.
@@ -9,6 +10,7 @@
 pub mod aws;
 pub mod config;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod secrets;
 
