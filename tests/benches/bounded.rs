@@ -217,27 +217,35 @@ fn shapes() -> Vec<(&'static str, String, bool)> {
             format!(r#""{digits}":1"#)
         })
         .collect();
-    let many_properties = format!(
-        r#"{{"type":"track","event":"Wide","userId":"user-1","messageId":"p1","properties":{{{}}}}}"#,
-        names.join(",")
+    // Each wide message is its head, the names (joined once), and its closing braces.
+    let (all_names, fewer_names) = (names.join(","), names[..640_000].join(","));
+    let wide = |head: &str, names: &str, tail: &str| format!("{head}{names}{tail}");
+    let many_properties = wide(
+        r#"{"type":"track","event":"Wide","userId":"user-1","messageId":"p1","properties":{"#,
+        &all_names,
+        "}}",
     );
-    let many_traits = format!(
-        r#"{{"type":"identify","userId":"user-1","messageId":"p2","traits":{{{}}}}}"#,
-        names.join(",")
+    let many_traits = wide(
+        r#"{"type":"identify","userId":"user-1","messageId":"p2","traits":{"#,
+        &all_names,
+        "}}",
     );
-    let many_context_traits = format!(
-        r#"{{"type":"track","event":"Wide","userId":"user-1","messageId":"p4","context":{{"traits":{{{}}}}}}}"#,
-        names.join(",")
+    let many_context_traits = wide(
+        r#"{"type":"track","event":"Wide","userId":"user-1","messageId":"p4","context":{"traits":{"#,
+        &all_names,
+        "}}}",
     );
-    let many_group_traits = format!(
-        r#"{{"type":"group","userId":"user-1","groupId":"g","messageId":"p5","traits":{{"plan_type":"team","name":"acme",{}}}}}"#,
-        names[..640_000].join(",")
+    let many_group_traits = wide(
+        r#"{"type":"group","userId":"user-1","groupId":"g","messageId":"p5","traits":{"plan_type":"team","name":"acme","#,
+        &fewer_names,
+        "}}",
     );
     // The same with operations the caller wrote and a trait the settings increment: the
     // plain traits are moved under `$set`, and `logins` to `$add`.
-    let many_traits_and_operations = format!(
-        r#"{{"type":"identify","userId":"user-1","messageId":"p3","traits":{{"$set":{{"plan":"pro"}},"$setOnce":{{"first":1}},"logins":3,{}}}}}"#,
-        names[..640_000].join(",")
+    let many_traits_and_operations = wide(
+        r#"{"type":"identify","userId":"user-1","messageId":"p3","traits":{"$set":{"plan":"pro"},"$setOnce":{"first":1},"logins":3,"#,
+        &fewer_names,
+        "}}",
     );
     vec![
         ("4,000 corpus events", corpus, true),

@@ -347,13 +347,13 @@ mod tests {
         };
         for size in [10, INDEXED_FROM - 1, INDEXED_FROM, 500] {
             // take_out: every third key out.
+            let third = |k: &str| k.trim_start_matches('k').parse::<usize>().unwrap() % 3 == 0;
             let mut map = numbered(&mut (0..size));
-            let taken =
-                map.take_out(|k, _| k.trim_start_matches('k').parse::<usize>().unwrap() % 3 == 0);
+            let taken = map.take_out(|k, _| third(k));
             let mut kept = PropMap::new();
             let mut out = Vec::new();
             for (k, v) in numbered(&mut (0..size)).into_entries() {
-                if k.trim_start_matches('k').parse::<usize>().unwrap() % 3 == 0 {
+                if third(&k) {
                     out.push(k.into_owned());
                 } else {
                     kept.insert(k, v);

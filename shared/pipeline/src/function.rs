@@ -296,12 +296,10 @@ impl Function {
             .map_or(Source::HttpApi, LambdaRequest::source);
         let reply = match request.and_then(Inbound::try_from) {
             Ok(inbound) => {
-                let large = inbound.body.len() >= crate::ops::memory::LARGE_BODY;
+                let body_len = inbound.body.len();
                 let reply = self.handle(inbound, deadline, &request_id).await;
-                if large {
-                    // The request's values are gone: their pages go back before the next.
-                    crate::ops::memory::give_back();
-                }
+                // The request's values are gone: after a large one, their pages go back.
+                crate::ops::memory::after_request(body_len);
                 reply
             }
             Err(e) => self.refuse(&e.into(), &request_id),

@@ -14,10 +14,10 @@
 //!
 //! So the threshold is fixed at start ([`configure`]), and after a request of at least
 //! [`LARGE_BODY`] that leaves more than [`TRIM_ABOVE`] resident the free pages go back to the
-//! system ([`give_back`]): a walk over the heap's free chunks, small beside the request that
+//! system ([`after_request`]): a walk over the heap's free chunks, small beside the request that
 //! made them, and never paid by Segment's batches (at most 500 KB).
 
-/// The body size from which a request is followed by [`give_back`].
+/// The body size from which a request may be followed by a trim.
 pub const LARGE_BODY: usize = 1 << 20;
 
 /// What may stay resident after a large request without a trim: a warm instance holds about
@@ -28,18 +28,21 @@ pub const TRIM_ABOVE: u64 = 48 << 20;
 /// grows by remapping, and is returned to the system when freed. Call once, at start.
 pub fn configure() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `mallopt` only sets a parameter of the allocator; it is called before any
-    // thread the function starts.
+    // SAFETY: `mallopt` only sets a parameter of the allocator, under the allocator's own
+    // lock (the runtime's threads may already be running).
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
-/// After a large request: the heap's free pages go back to the system if more than
-/// [`TRIM_ABOVE`] is resident (Linux with glibc; elsewhere nothing).
-pub fn give_back() {
+/// After a request whose body was `body_len` bytes, its values freed: if the body was at
+/// least [`LARGE_BODY`] and more than [`TRIM_ABOVE`] is resident, the heap's free pages go
+/// back to the system (Linux with glibc; elsewhere nothing).
+pub fn after_request(body_len: usize) {
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = body_len;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if resident_bytes().is_some_and(|r| r > TRIM_ABOVE) {
+    if body_len >= LARGE_BODY && resident_bytes().is_some_and(|r| r > TRIM_ABOVE) {
         // SAFETY: `malloc_trim` has no preconditions; it only releases memory no one holds.
         unsafe {
             libc::malloc_trim(0);
@@ -60,8 +63,7 @@ mod tests {
     use super::*;
 
     /// The resident size is read, and a trim gives freed pages back: a million small blocks
-    /// freed in an order that leaves the heap fragmented, then `give_back` with the limit
-    /// passed.
+    /// freed in an order that leaves the heap fragmented, then the trim `after_request` makes.
     #[test]
     fn freed_pages_go_back() {
         let before = resident_bytes().unwrap();
@@ -74,7 +76,7 @@ mod tests {
             .collect();
         drop(blocks);
         let fragmented = resident_bytes().unwrap();
-        // SAFETY: as in `give_back`.
+        // SAFETY: as in `after_request`.
         unsafe {
             libc::malloc_trim(0);
         }
