@@ -7,7 +7,10 @@
 //! shape). Here the items of each container are gathered in a buffer on the stack (on the heap
 //! past [`INLINE`] of them) and moved into a vector of exactly their number, and a string
 //! written with escapes is unescaped into the message's arena ([`Scratch`]) instead of a
-//! `String` of its own. The tree is the one `serde_json_borrow` builds, value for value
+//! `String` of its own, so every key is borrowed (`&str`: the workspace builds
+//! `serde_json_borrow` without its `cowkeys` feature, which made each key a `Cow`, 8 bytes more
+//! an entry). A large array or object is handed over in the vector it was gathered in, shrunk
+//! where it is, not copied. The tree is the one `serde_json_borrow` builds, value for value
 //! (`tests::the_tree_is_serde_json_borrow_s`).
 //!
 //! [`Scratch`]: crate::json::Scratch
@@ -106,7 +109,7 @@ impl<'de> Visitor<'de> for Read<'de> {
             array.shrink_to_fit();
             array
         } else {
-            exactly(&mut gathered).collect()
+            exactly(&mut gathered)
         };
         Ok(Value::Array(array))
     }
@@ -116,27 +119,29 @@ impl<'de> Visitor<'de> for Read<'de> {
         while let Some(key) = entries.next_key_seed(Key(self.0))? {
             gathered.push((key, entries.next_value_seed(self)?));
         }
-        // `serde_json_borrow` builds an object only from borrowed keys, into a vector of its
-        // own: the entries are moved once more (a large object is briefly held twice).
-        Ok(Value::Object(exactly(&mut gathered).collect::<Map<'de>>()))
+        let object = if gathered.spilled() {
+            // As an array's: shrunk where it is. `serde_json_borrow` takes the vector as it
+            // is (its keys are `&str`: the workspace leaves out its `cowkeys` feature).
+            let mut entries = gathered.into_vec();
+            entries.shrink_to_fit();
+            Map::from(entries)
+        } else {
+            Map::from(exactly(&mut gathered))
+        };
+        Ok(Value::Object(object))
     }
 }
 
-/// The items of `gathered`, moved out in order (the buffer itself is not moved: at 16 items
-/// it is most of a kilobyte), as an iterator the standard library knows the exact length of:
-/// collecting it allocates exactly that many. (Collecting a `SmallVec`'s own iterator gives a
-/// vector room for at least four, the minimum `Vec` grows to from an iterator of unknown
-/// length: the slack this module exists to avoid.)
-fn exactly<T: Default, const N: usize>(
-    gathered: &mut SmallVec<[T; N]>,
-) -> impl Iterator<Item = T> + '_
-where
-    [T; N]: smallvec::Array<Item = T>,
-{
-    let count = gathered.len();
-    let mut items = gathered.drain(..);
-    // `items` yields exactly `count` items, so the default is never taken.
-    (0..count).map(move |_| items.next().unwrap_or_default())
+/// The items of `gathered` moved, in order, into a vector of exactly their number. (The
+/// buffer itself is not moved: at 16 items it is most of a kilobyte. Collecting a `SmallVec`'s
+/// own iterator gives a vector room for at least four, the minimum `Vec` grows to from an
+/// iterator of unknown length: the slack this module exists to avoid.)
+fn exactly<A: smallvec::Array>(gathered: &mut SmallVec<A>) -> Vec<A::Item> {
+    let mut items = Vec::with_capacity(gathered.len());
+    for item in gathered.drain(..) {
+        items.push(item);
+    }
+    items
 }
 
 impl<'de> DeserializeSeed<'de> for Key<'de> {
@@ -206,13 +211,41 @@ mod tests {
             ]
             .map(String::from),
         );
+        let mut escaped_keys = 0;
         for text in &texts {
             let strings = Bump::new();
             let ours = exact(text, &strings).unwrap();
-            let theirs: Value = serde_json::from_str(text).unwrap();
-            assert_eq!(ours, theirs, "{text}");
             assert_exact(&ours);
+            match serde_json::from_str::<Value>(text) {
+                Ok(theirs) => assert_eq!(ours, theirs, "{text}"),
+                // `serde_json_borrow`'s own reader (its keys are `&str`) refuses a key written
+                // with escapes: the tree is checked by what serde_json writes of it, in order.
+                Err(refused) => {
+                    assert!(refused.to_string().contains("borrowed"), "{refused}");
+                    let unescaped = text.replace(r"\u00e9", "é").replace(r"\ud83d\ude00", "😀");
+                    assert_eq!(serde_json::to_string(&ours).unwrap(), unescaped);
+                    escaped_keys += 1;
+                }
+            }
         }
+        // Every object of `k\u00e9` keys but the empty one, and the first of the texts above.
+        assert_eq!(escaped_keys, sizes.len());
+    }
+
+    /// An object's entry is a borrowed key and a value, 48 bytes: the workspace leaves out
+    /// `serde_json_borrow`'s `cowkeys` feature (a key would be a `Cow`, 56 bytes an entry, and
+    /// a large object copied once more when built). A dependency that turned it back on would
+    /// fail here.
+    #[test]
+    fn an_object_entry_is_a_borrowed_key_and_a_value() {
+        fn entry_size<K, V>(_: &[(K, V)]) -> usize {
+            std::mem::size_of::<(K, V)>()
+        }
+        let strings = Bump::new();
+        let Value::Object(object) = exact(r#"{"k":1}"#, &strings).unwrap() else {
+            panic!("an object");
+        };
+        assert_eq!(entry_size(object.as_vec()), 48);
     }
 
     /// What serde_json refuses, the reader refuses with serde_json's reason: trailing text,
