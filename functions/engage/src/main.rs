@@ -1,6 +1,10 @@
 //! The *engage* function: Engage audience and computed-trait syncs → Amplitude user
 //! properties (Identify API). All logic lives in `pipeline` and the mapping crate.
 
+/// Large blocks in mappings of their own: a warm instance holds what a fresh one would.
+#[global_allocator]
+static ALLOCATOR: pipeline::ops::memory::Allocator = pipeline::ops::memory::Allocator;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     pipeline::run(pipeline::Kind::Ingest(pipeline::Route::Engage)).await
