@@ -55,7 +55,6 @@ pub fn after_request(body_len: usize) {
     }
 }
 
-/// This process's resident memory (`/proc/self/statm`, in pages of 4 KiB on Lambda).
 /// The functions' global allocator (each function's `main.rs`): the system's `malloc` (glibc's,
 /// in Lambda) for blocks under [`MAPPED_FROM`], and for larger ones a mapping of their own
 /// (`mmap`, grown and shrunk by `mremap`), always. Only on Linux; elsewhere the system's.
@@ -121,9 +120,9 @@ mod mapped {
         }
     }
 
-    // SAFETY: every block is either glibc's (under `MAPPED_FROM`, or over-aligned) or a mapping
-    // of its own, and which one is told by the size and alignment of its layout, which Rust
-    // passes unchanged to `dealloc` and `realloc`.
+    // SAFETY: every block is either the system allocator's (under `MAPPED_FROM`, or
+    // over-aligned) or a mapping of its own, and which one is told by the size and alignment
+    // of its layout, which Rust passes unchanged to `dealloc` and `realloc`.
     unsafe impl GlobalAlloc for Allocator {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             if mapped(layout.size(), layout.align()) {
@@ -151,7 +150,7 @@ mod mapped {
                     libc::munmap(block.cast(), layout.size());
                 }
             } else {
-                // SAFETY: a block of glibc's, with its layout.
+                // SAFETY: a block of the system allocator's, with its layout.
                 unsafe { System.dealloc(block, layout) }
             }
         }
@@ -161,7 +160,7 @@ mod mapped {
                 mapped(layout.size(), layout.align()),
                 mapped(new_size, layout.align()),
             ) {
-                // SAFETY: a block of glibc's staying glibc's.
+                // SAFETY: a block of the system allocator's staying its.
                 (false, false) => unsafe { System.realloc(block, layout, new_size) },
                 (true, true) => {
                     // SAFETY: `block` is a mapping of `layout.size()` bytes; the kernel moves
@@ -175,7 +174,7 @@ mod mapped {
                         p.cast()
                     }
                 }
-                // From glibc's heap to a mapping or back: a new block, the bytes copied.
+                // From the system allocator to a mapping or back: a new block, the bytes copied.
                 _ => {
                     // SAFETY: `new_size` is non-zero and, rounded to the alignment, does not
                     // overflow (`GlobalAlloc::realloc`'s own requirements).
@@ -196,6 +195,7 @@ mod mapped {
     }
 }
 
+/// This process's resident memory (`/proc/self/statm`, in pages of 4 KiB on Lambda).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -209,9 +209,11 @@ mod allocator_tests {
 
     use super::{Allocator, MAPPED_FROM};
 
-    fn check(block: *const u8, len: usize) {
+    /// # Safety
+    /// `block` holds at least `len` bytes, written by `fill`.
+    unsafe fn check(block: *const u8, len: usize) {
         for i in (0..len).step_by(4093) {
-            // SAFETY: `i < len`, and `len` bytes of `block` were written by `fill`.
+            // SAFETY: `i < len` (the caller's promise).
             assert_eq!(
                 unsafe { *block.add(i) },
                 (i % 251) as u8,
@@ -220,9 +222,11 @@ mod allocator_tests {
         }
     }
 
-    fn fill(block: *mut u8, from: usize, to: usize) {
+    /// # Safety
+    /// `block` holds at least `to` bytes.
+    unsafe fn fill(block: *mut u8, from: usize, to: usize) {
         for i in from..to {
-            // SAFETY: the block holds at least `to` bytes.
+            // SAFETY: `i < to` (the caller's promise).
             unsafe { *block.add(i) = (i % 251) as u8 }
         }
     }
@@ -265,9 +269,9 @@ mod allocator_tests {
     }
 
     /// A large block is a mapping of its own, even where the heap has room for it (40,000
-    /// small blocks freed below one still in use, as a large request leaves it): freed, its addresses are
-    /// no longer mapped (`/proc/self/maps`), where glibc's `malloc` carves it from the heap, which
-    /// stays mapped.
+    /// small blocks freed below one still in use, as a large request leaves it): freed, its
+    /// addresses are no longer mapped (`/proc/self/maps`). glibc's `malloc` carves it from the
+    /// heap, which stays mapped (this fails with `std::alloc::System`).
     #[test]
     fn a_freed_large_block_leaves_the_address_space() {
         let mapped_at = |block: usize| {
