@@ -212,13 +212,19 @@ impl<'a> Assembled<'a> {
         if lists.iter().all(|(l, _)| l.is_empty()) {
             return;
         }
+        // Each trait's operation is decided once, as it is taken out (in order).
+        let mut chosen = Vec::new();
         let moving = self
             .plain
-            .take_out(|key, prop| listed_operation(&lists, key, prop).is_some());
-        for (key, prop) in moving {
-            if let Some((op, value)) = listed_operation(&lists, &key, &prop)
-                && let Some(target) = self.operation(op)
-            {
+            .take_out(|key, prop| match listed_operation(&lists, key, prop) {
+                Some(operation) => {
+                    chosen.push(operation);
+                    true
+                }
+                None => false,
+            });
+        for ((key, _), (op, value)) in moving.into_iter().zip(chosen) {
+            if let Some(target) = self.operation(op) {
                 target.insert_missing(key, value);
             }
         }
