@@ -4,6 +4,16 @@ use serde_json_borrow::Value;
 
 use crate::json;
 
+/// The names the classic integration used (`locale-string` 1.1.0, which reads them from the npm
+/// packages `langs` 1.x and `country-list` 0.0.3), generated from those packages.
+///
+/// Decision: these, not the ISO lists of today. Where the two differ, Amplitude charts kept
+/// the classic spelling for years: `el` is "Greek" (not "Modern Greek"), `sl` "Slovene", `NL`
+/// "Netherlands" (not "Netherlands (Kingdom of the)"), `KR` "Korea, Republic of", `CZ` "Czech
+/// Republic". The packages' own slips come with them: Divehi is listed as `iv` (not `dv`),
+/// `sh` (Serbo-Croatian) is missing, and `HM` is "Heard Island and McDonald Mcdonald Islands".
+mod names;
+
 /// The English names a locale such as `en-US` stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocaleNames {
@@ -25,7 +35,7 @@ pub fn names(locale: &Value<'_>) -> Option<LocaleNames> {
     if lang.len() != 2 {
         return None;
     }
-    let language = isolang::Language::from_639_1(&lang)?.to_name();
+    let language = name_of(&names::LANGUAGES, &lang)?;
     let country = match parts.next() {
         None => None,
         Some(code) => Some(country_name(&code.to_ascii_uppercase())?),
@@ -33,27 +43,15 @@ pub fn names(locale: &Value<'_>) -> Option<LocaleNames> {
     Some(LocaleNames { language, country })
 }
 
-/// ISO 3166-1 English short name of an alpha-2 code.
-///
-/// Decision: the classic integration printed the common short names of the npm `country-list`
-/// package of its time ("United States"); the ISO list carries the formal names ("United States
-/// of America"). Where the two differ for a commonly used locale, the classic name is kept so
-/// that Amplitude charts do not split one country across two spellings.
+/// The English name of an alpha-2 country code (upper case).
 fn country_name(code: &str) -> Option<&'static str> {
-    const CLASSIC_NAMES: [(&str, &str); 8] = [
-        ("US", "United States"),
-        ("GB", "United Kingdom"),
-        ("KR", "South Korea"),
-        ("KP", "North Korea"),
-        ("RU", "Russia"),
-        ("TW", "Taiwan"),
-        ("VN", "Vietnam"),
-        ("IR", "Iran"),
-    ];
-    if let Some((_, name)) = CLASSIC_NAMES.iter().find(|(c, _)| *c == code) {
-        return Some(name);
-    }
-    rust_iso3166::from_alpha2(code).map(|c| c.name)
+    name_of(&names::COUNTRIES, code)
+}
+
+/// The name of `code` in a table sorted by code.
+fn name_of(table: &[(&str, &'static str)], code: &str) -> Option<&'static str> {
+    let at = table.binary_search_by(|(c, _)| (*c).cmp(code)).ok()?;
+    table.get(at).map(|(_, name)| *name)
 }
 
 #[cfg(test)]
@@ -95,5 +93,44 @@ mod tests {
         assert_eq!(parse(r#""en-ZZ""#), None);
         assert_eq!(parse(r#""english""#), None);
         assert_eq!(parse("42"), None);
+    }
+
+    /// §3.10.4: the classic libraries' names, where today's ISO lists differ, and their slips.
+    #[test]
+    fn spec_3_10_4_names_are_the_classic_libraries() {
+        let names = |s: &str| parse(s).map(|n| (n.language, n.country));
+        assert_eq!(names(r#""el-GR""#), Some(("Greek", Some("Greece"))));
+        assert_eq!(names(r#""sl-SI""#), Some(("Slovene", Some("Slovenia"))));
+        assert_eq!(names(r#""nl-NL""#), Some(("Dutch", Some("Netherlands"))));
+        assert_eq!(
+            names(r#""ko-KR""#),
+            Some(("Korean", Some("Korea, Republic of")))
+        );
+        assert_eq!(names(r#""cs-CZ""#), Some(("Czech", Some("Czech Republic"))));
+        assert_eq!(
+            names(r#""en-GB""#),
+            Some(("English", Some("United Kingdom")))
+        );
+        assert_eq!(names(r#""iv""#), Some(("Divehi", None)));
+        assert_eq!(names(r#""dv""#), None);
+        assert_eq!(names(r#""sh""#), None);
+    }
+
+    /// The tables are searched by halves: each sorted by code, every code two letters of the
+    /// case the lookup uses, as many as the packages list.
+    #[test]
+    fn the_name_tables_are_sorted_by_code() {
+        let check = |table: &[(&str, &str)], upper: bool| {
+            assert!(table.windows(2).all(|w| w[0].0 < w[1].0));
+            assert!(table.iter().all(|(c, n)| {
+                c.len() == 2
+                    && c.bytes()
+                        .all(|b| b.is_ascii_alphabetic() && b.is_ascii_uppercase() == upper)
+                    && !n.is_empty()
+            }));
+        };
+        check(&names::LANGUAGES, false);
+        check(&names::COUNTRIES, true);
+        assert_eq!((names::LANGUAGES.len(), names::COUNTRIES.len()), (184, 249));
     }
 }
