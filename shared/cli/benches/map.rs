@@ -1,8 +1,10 @@
-//! `segment-amplitude map` as a whole process (reading standard input, writing standard
-//! output) against an in-memory `serde_json::Value` parse + print of the same events, side by
-//! side in one run: 20,000 generated corpus events (seed 42). Twice: on every core, and on one
+//! `segment-amplitude map` as a whole process (reading its input, writing standard output)
+//! against an in-memory `serde_json::Value` parse + print of the same events, side by side in
+//! one run: 20,000 generated corpus events (seed 42). Three times: on every core, and on one
 //! (`taskset -c 0` for the process; the in-memory loop with this thread held to core 0 too,
-//! while the harness's own piping runs elsewhere).
+//! while the harness's own piping runs elsewhere), once with the events on standard input and
+//! once in a file named as `INPUT`, as the README runs it. Each ratio is given twice: of the
+//! medians, and the median of each run's ratio to the loop run right after it.
 //!
 //! Run: `cargo bench -p segment-amplitude --bench map`. Figures go to BENCHMARKS.md.
 
@@ -31,33 +33,39 @@ fn main() {
     let settings = dir.join("settings.json");
     std::fs::write(&settings, corpus::settings().to_string()).unwrap();
     let taskset = Command::new("taskset").arg("--version").output().is_ok();
-    for one_core in [false, true] {
+    let input_file = dir.join("events.jsonl");
+    std::fs::write(&input_file, &input).unwrap();
+    for (one_core, from_file) in [(false, false), (true, false), (true, true)] {
         if one_core && !taskset {
             println!("map on one core: skipped (no taskset)");
             continue;
         }
-        let f = measure(&lines, &input, &settings, one_core);
+        let file = from_file.then_some(input_file.as_path());
+        let f = measure(&lines, &input, &settings, one_core, file);
         let rate = |d: Duration| EVENTS as f64 / d.as_secs_f64();
         let (p, m) = (f.process, f.in_memory);
         println!(
-            "map{}: {EVENTS} events ({:.1} MB in, {:.1} MB out), median of {RUNS}: the process {:.0} events/s ({:.3} s), \
-             in-memory serde_json parse + print {:.0} events/s ({:.3} s): {:.2}x",
+            "map{}{}: {EVENTS} events ({:.1} MB in, {:.1} MB out), median of {RUNS}: the process {:.0} events/s ({:.3} s), \
+             in-memory serde_json parse + print {:.0} events/s ({:.3} s): {:.2}x (run by run: {:.2}x)",
             if one_core { " on one core" } else { "" },
+            if from_file { ", INPUT a file" } else { "" },
             input.len() as f64 / 1e6,
             f.out_bytes as f64 / 1e6,
             rate(p),
             p.as_secs_f64(),
             rate(m),
             m.as_secs_f64(),
-            rate(p) / rate(m)
+            rate(p) / rate(m),
+            f.paired
         );
         if let (true, Some(cpu)) = (one_core, f.process_cpu) {
             println!(
-                "  its CPU time on that core: {:.3} s ({:.0} events per CPU-second): {:.2}x the in-memory loop; \
-                 the other {:.3} s it waited on its pipes",
+                "  its CPU time on that core: {:.3} s ({:.0} events per CPU-second): {:.2}x the in-memory loop \
+                 (run by run: {:.2}x); the other {:.3} s it waited on its pipes",
                 cpu.as_secs_f64(),
                 rate(cpu),
                 rate(cpu) / rate(m),
+                f.paired_cpu.unwrap_or(f64::NAN),
                 p.saturating_sub(cpu).as_secs_f64()
             );
         }
@@ -85,6 +93,13 @@ struct Figures {
     /// less the time it sat blocked on a pipe, waiting for the harness on the other core.
     process_cpu: Option<Duration>,
     in_memory: Duration,
+    /// The median of each run's ratio (the loop's time over the process's, each run's pair
+    /// measured back to back): this VM's speed drifts by a third from minute to minute, and
+    /// a pair shares the minute it ran in, so the ratio of pairs moves less than the ratio
+    /// of medians taken over all runs.
+    paired: f64,
+    /// The same with the process's CPU time.
+    paired_cpu: Option<f64>,
     out_bytes: usize,
 }
 
@@ -112,7 +127,13 @@ fn cpu_time_at_exit(pid: u32) -> Option<Duration> {
 }
 
 /// The process and the in-memory loop, run in turn `RUNS` times, and the output size.
-fn measure(lines: &[String], input: &str, settings: &std::path::Path, one_core: bool) -> Figures {
+fn measure(
+    lines: &[String],
+    input: &str,
+    settings: &std::path::Path,
+    one_core: bool,
+    file: Option<&std::path::Path>,
+) -> Figures {
     let mut process = Vec::new();
     let mut process_cpu = Vec::new();
     let mut in_memory = Vec::new();
@@ -134,24 +155,26 @@ fn measure(lines: &[String], input: &str, settings: &std::path::Path, one_core: 
         } else {
             Command::new(env!("CARGO_BIN_EXE_segment-amplitude"))
         };
-        let mut child = command
-            .args(["map", "--settings"])
-            .arg(settings)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        command.args(["map", "--settings"]).arg(settings);
+        if let Some(file) = file {
+            command.arg(file).stdin(Stdio::null());
+        } else {
+            command.stdin(Stdio::piped());
+        }
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
         // Like `cat INPUT | map | wc -lc`: the input fed from memory without a copy, the
         // output read a buffer at a time and counted, so the harness's own allocation and
         // copying are not charged to the process.
-        let mut stdin = child.stdin.take().unwrap();
+        let stdin = child.stdin.take();
         let mut stdout = child.stdout.take().unwrap();
         let (bytes, lines_out) = std::thread::scope(|scope| {
-            scope.spawn(move || {
-                for chunk in input.as_bytes().chunks(PIPE_CHUNK) {
-                    stdin.write_all(chunk).unwrap();
-                }
-            });
+            if let Some(mut stdin) = stdin {
+                scope.spawn(move || {
+                    for chunk in input.as_bytes().chunks(PIPE_CHUNK) {
+                        stdin.write_all(chunk).unwrap();
+                    }
+                });
+            }
             let mut buffer = vec![0u8; PIPE_CHUNK];
             let (mut bytes, mut lines_out) = (0, 0);
             loop {
@@ -189,7 +212,18 @@ fn measure(lines: &[String], input: &str, settings: &std::path::Path, one_core: 
             pin(&format!("0-{}", cores - 1));
         }
     }
+    let paired = |of: &[Duration]| {
+        let mut ratios: Vec<f64> = of
+            .iter()
+            .zip(&in_memory)
+            .map(|(p, m)| m.as_secs_f64() / p.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    };
     Figures {
+        paired: paired(&process),
+        paired_cpu: (process_cpu.len() == RUNS).then(|| paired(&process_cpu)),
         process: median(process),
         process_cpu: (process_cpu.len() == RUNS).then(|| median(process_cpu)),
         in_memory: median(in_memory),
