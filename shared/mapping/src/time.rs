@@ -22,9 +22,28 @@ pub fn epoch_millis(value: &Value<'_>) -> Option<i64> {
             };
             (ms.abs() < 8.0e15).then_some(ms as i64)
         }
-        Value::Str(s) => parse_str(s),
+        Value::Str(s) => epoch_digits(s).or_else(|| parse_str(s)),
         _ => None,
     }
+}
+
+/// A string of ten or more digits, read as the classic integration's date library (`new-date`)
+/// reads it: thirteen or more are epoch milliseconds, ten to twelve epoch seconds
+/// (`"1714557600"` is 2024-05-01T10:00:00Z). Decision: only a string that is all digits; the
+/// library also took the digits out of longer text, and gave anything else to JavaScript's
+/// `Date`, whose lenient forms are not followed here.
+fn epoch_digits(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s.len() < 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: i64 = s.parse().ok()?;
+    let ms = if s.len() >= 13 {
+        n
+    } else {
+        n.checked_mul(1000)?
+    };
+    (ms < 8_000_000_000_000_000).then_some(ms)
 }
 
 /// Parses ISO-8601 (with `Z`, an offset, or no zone = UTC; 0–9 fraction digits), the reduced
@@ -142,6 +161,20 @@ mod tests {
         assert_eq!(epoch_millis(&v), Some(1_577_836_800_000));
         let v: Value = serde_json::from_str("1577836800000").unwrap();
         assert_eq!(epoch_millis(&v), Some(1_577_836_800_000));
+    }
+
+    /// A timestamp written as a string of digits: ten to twelve are seconds, thirteen or more
+    /// milliseconds, as the classic integration's date library reads them; fewer is a year
+    /// (`"2014"`) or nothing.
+    #[test]
+    fn spec_3_3_digit_strings_are_seconds_or_millis() {
+        let at = |s: &str| epoch_millis(&Value::Str(s.into()));
+        assert_eq!(at("1714557600"), Some(1_714_557_600_000));
+        assert_eq!(at(" 1714557600123 "), Some(1_714_557_600_123));
+        assert_eq!(at("2014"), Some(1_388_534_400_000));
+        assert_eq!(at("171455760"), None);
+        assert_eq!(at("1714557600x"), None);
+        assert_eq!(at("99999999999999999999"), None);
     }
 
     #[test]
