@@ -261,7 +261,8 @@ mod tests {
         );
     }
 
-    /// Each rule compiles (they are compiled together, at the first agent).
+    /// Each rule compiles: its own pattern is compiled the first time it wins, the two sets of
+    /// all the patterns at the first agent, so a pattern that does not would fail late.
     #[test]
     fn every_rule_compiles() {
         for (pattern, ..) in rules::BROWSERS {
