@@ -33,8 +33,9 @@ const REMEMBERED_LEN: usize = 1024;
 
 thread_local! {
     /// Event streams repeat the same agents (a device's events, the popular browser versions),
-    /// and parsing one is a tenth of mapping an event: the last agents parsed are remembered,
-    /// the oldest forgotten first. Pure: the result depends only on the input.
+    /// and parsing a new one (2.6–4.7 µs, a release build) costs about as much as mapping an
+    /// event: the last agents parsed are remembered, the oldest forgotten first. Pure: the
+    /// result depends only on the input.
     static RECENT: RefCell<(Vec<(String, ParsedAgent)>, usize)> =
         const { RefCell::new((Vec::new(), 0)) };
 }
