@@ -7,6 +7,10 @@ use serde_json_borrow::Value;
 /// date library the classic integration used).
 const SECONDS_THRESHOLD: f64 = 31_557_600_000.0;
 
+/// Epoch milliseconds at or past this (about the year 255,000, inside JavaScript's `Date`
+/// range of ±8.64e15) are no time at all: numbers and digit strings alike are refused there.
+const MILLIS_LIMIT: i64 = 8_000_000_000_000_000;
+
 /// Epoch milliseconds of a Segment timestamp value, or `None` when it does not parse.
 pub fn epoch_millis(value: &Value<'_>) -> Option<i64> {
     match value {
@@ -20,7 +24,7 @@ pub fn epoch_millis(value: &Value<'_>) -> Option<i64> {
             } else {
                 f
             };
-            (ms.abs() < 8.0e15).then_some(ms as i64)
+            (ms.abs() < MILLIS_LIMIT as f64).then_some(ms as i64)
         }
         Value::Str(s) => epoch_digits(s).or_else(|| parse_str(s)),
         _ => None,
@@ -43,7 +47,7 @@ fn epoch_digits(s: &str) -> Option<i64> {
     } else {
         n.checked_mul(1000)?
     };
-    (ms < 8_000_000_000_000_000).then_some(ms)
+    (ms < MILLIS_LIMIT).then_some(ms)
 }
 
 /// Parses ISO-8601 (with `Z`, an offset, or no zone = UTC; 0–9 fraction digits), the reduced
