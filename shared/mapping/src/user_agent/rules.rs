@@ -5,8 +5,9 @@
 //!
 //! Each rule is one of the fork's regular expressions, in its order (the first that matches
 //! wins), with what the fork takes from it. The patterns are the fork's, written for the
-//! `regex` crate: ASCII classes, case-insensitive. The fork's lookaheads, which the crate does not
-//! have, are written without them where the rule's result is the same (each marked *rewritten*).
+//! `regex` crate's syntax (matched by its engine, `regex-automata`): ASCII classes,
+//! case-insensitive. The fork's lookaheads, which the crate does not have, are written without
+//! them where the rule's result is the same (each marked *rewritten*).
 
 /// Where a rule's name comes from.
 #[derive(Debug, Clone, Copy)]
