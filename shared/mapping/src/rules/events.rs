@@ -15,6 +15,7 @@ use crate::rules::{device, require_ids, user_properties};
 use crate::settings::Settings;
 
 /// The fields all events of one message have in common.
+#[derive(Clone)]
 pub struct EventBase<'a> {
     device: DeviceFields<'a>,
     message_id: Option<Cow<'a, str>>,
@@ -70,18 +71,30 @@ impl<'a> EventBase<'a> {
         event_properties: PropMap<'a>,
         revenue: Option<Revenue<'a>>,
     ) -> Event<'a> {
+        self.clone()
+            .into_event(position, event_type, event_properties, revenue)
+    }
+
+    /// [`EventBase::event`] for a message's last event: the shared fields moved, not copied.
+    pub fn into_event(
+        self,
+        position: usize,
+        event_type: Cow<'a, str>,
+        event_properties: PropMap<'a>,
+        revenue: Option<Revenue<'a>>,
+    ) -> Event<'a> {
         Event {
-            device: self.device.clone(),
+            device: self.device,
             event_type,
             insert_id: insert_id(self.message_id.as_ref(), position),
             session_id: self.session_id,
             event_id: self.event_id,
             event_properties: Some(event_properties),
-            user_properties: self.user_properties.clone(),
+            user_properties: self.user_properties,
             groups: self.groups.map(Prop::Ref),
             group_properties: None,
             revenue,
-            user_agent: self.user_agent.clone(),
+            user_agent: self.user_agent,
             skip_user_properties_sync: self.skip_user_properties_sync,
         }
     }

@@ -39,11 +39,14 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
     add_query_params(msg, settings, &mut props);
     remove_reserved(settings, &mut props);
 
-    let events_out = names
+    // `names` is not empty (above): the last event takes the shared fields and properties.
+    let last = names.pop().map(Cow::Owned).unwrap_or_default();
+    let mut events_out: Vec<_> = names
         .into_iter()
         .enumerate()
         .map(|(i, event_type)| base.event(i + 1, Cow::Owned(event_type), props.clone(), None))
         .collect();
+    events_out.push(base.into_event(events_out.len() + 1, last, props, None));
     Ok(Plan::sending(vec![events::request(settings, events_out)]))
 }
 

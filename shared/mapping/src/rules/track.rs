@@ -61,7 +61,7 @@ pub fn plan<'a>(msg: &Message<'a>, settings: &Settings) -> Result<Plan<'a>, Reje
         if revenue.is_some() {
             remove_promoted_revenue_keys(&mut main_props);
         }
-        events_out.push(base.event(1, event_type, main_props, revenue));
+        events_out.push(base.into_event(1, event_type, main_props, revenue));
     } else {
         let revenue = (!settings.track_revenue_per_product)
             .then(|| revenue::for_event(properties, true))
