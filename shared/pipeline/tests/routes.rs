@@ -206,8 +206,11 @@ async fn deletion_429_is_retried_within_the_deadline() {
 /// In direct mode one invocation sends what its budget allows (Amplitude takes one deletion
 /// request per second) and answers the rest retryable, and Segment sends the whole request
 /// again. A deletion Amplitude accepted is not sent again by those retries, so each moves on to
-/// ids not sent yet: every id is asked for once, and the request ends 200 (before, each retry
-/// sent the same first ids again and the request never ended).
+/// ids not sent yet: every id is asked for, and the request ends 200 (before, each retry
+/// sent the same first ids again and the request never ended). The only request sent twice
+/// is one still unanswered when its invocation had to answer (a busy machine: Amplitude may
+/// have taken it, so it is kept for the retry, and Amplitude takes the second as another
+/// deletion of the same users): at most one per retried invocation.
 #[tokio::test]
 async fn retries_of_a_large_deletion_batch_move_on_to_ids_not_sent_yet() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
@@ -231,7 +234,12 @@ async fn retries_of_a_large_deletion_batch_move_on_to_ids_not_sent_yet() {
         "{answers:?}"
     );
     let got = emu.state.ingested();
-    assert_eq!(got.requests["/api/2/deletions/users"], 20, "each id once");
+    let sent = got.requests["/api/2/deletions/users"];
+    let retried = answers.len() - 1;
+    assert!(
+        (20..=20 + retried).contains(&sent),
+        "{sent} deletion requests for 20 batches of ids over {retried} retries"
+    );
     let asked: std::collections::BTreeSet<String> = got
         .deletion_jobs
         .iter()
