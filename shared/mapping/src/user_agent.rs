@@ -126,17 +126,13 @@ struct Found<'t> {
 impl FirstMatch {
     fn new(patterns: impl Iterator<Item = &'static str>) -> Self {
         let patterns: Vec<_> = patterns.collect();
-        let any = meta::Builder::new()
-            .syntax(javascript_syntax())
-            .configure(
-                meta::Config::new()
-                    .match_kind(MatchKind::All)
-                    .utf8_empty(false)
-                    .which_captures(WhichCaptures::None)
-                    .auto_prefilter(false),
-            )
-            .build_many(&patterns)
-            .expect("the user-agent rules compile (test: every_rule_compiles)");
+        let any = builder(
+            engine_config()
+                .match_kind(MatchKind::All)
+                .which_captures(WhichCaptures::None),
+        )
+        .build_many(&patterns)
+        .expect("the user-agent rules compile (test: every_rule_compiles)");
         let each = patterns.iter().map(|_| OnceLock::new()).collect();
         FirstMatch {
             any,
@@ -171,11 +167,22 @@ fn javascript_syntax() -> syntax::Config {
         .crlf(true)
 }
 
+/// What the set and each rule's own regex share, so a rule the set finds is the rule its own
+/// regex reads: matches may be empty anywhere (the text is bytes), and no literal prefilter.
+fn engine_config() -> meta::Config {
+    meta::Config::new().utf8_empty(false).auto_prefilter(false)
+}
+
+/// A builder reading patterns as JavaScript does, with `config`.
+fn builder(config: meta::Config) -> meta::Builder {
+    let mut builder = meta::Builder::new();
+    builder.syntax(javascript_syntax()).configure(config);
+    builder
+}
+
 /// One rule's pattern, read as the set reads it (the first match wins, as in JavaScript).
 fn compile(pattern: &str) -> meta::Regex {
-    meta::Builder::new()
-        .syntax(javascript_syntax())
-        .configure(meta::Config::new().utf8_empty(false).auto_prefilter(false))
+    builder(engine_config())
         .build(pattern)
         .expect("the user-agent rules compile (test: every_rule_compiles)")
 }
