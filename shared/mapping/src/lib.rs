@@ -29,6 +29,7 @@ mod rules;
 mod settings;
 mod time;
 mod user_agent;
+pub mod write;
 
 pub use json::{Scratch, id, parse};
 pub use message::{Batch, Call, Message};
