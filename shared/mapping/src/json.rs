@@ -44,23 +44,23 @@ pub fn parse<'t>(text: &'t str, scratch: &'t mut Scratch) -> Result<Value<'t>, s
     let Scratch { rewritten, strings } = scratch;
     let strings: &'t bumpalo::Bump = strings;
     let again = match read::exact(text, strings) {
-        Ok(value) if !repeats_a_key(&value) => return Ok(value),
-        Ok(value) => serde_json::to_string(&LastWins(&value))?,
+        Ok(read) if !read.names_a_key_twice => return Ok(read.value),
+        Ok(read) => serde_json::to_string(&LastWins(&read.value))?,
         Err(refused) => {
             let Some(mended) = without_lone_surrogates(text) else {
                 return Err(refused);
             };
-            let value = read::exact(&mended, strings)?;
-            if repeats_a_key(&value) {
-                serde_json::to_string(&LastWins(&value))?
+            let read = read::exact(&mended, strings)?;
+            if read.names_a_key_twice {
+                serde_json::to_string(&LastWins(&read.value))?
             } else {
-                drop(value);
+                drop(read);
                 mended
             }
         }
     };
     // One tree at a time: the first is gone, so the peak is a tree and a text, not two trees.
-    read::exact(Option::insert(rewritten, again), strings)
+    read::exact(Option::insert(rewritten, again), strings).map(|read| read.value)
 }
 
 /// `text` with every `\u` escape of a lone UTF-16 surrogate written `\ufffd`, or `None` if it
@@ -102,42 +102,33 @@ fn without_lone_surrogates(text: &str) -> Option<String> {
     mended.then(|| String::from_utf8(out).ok()).flatten()
 }
 
-/// Objects up to this size are checked through a filter ([`repeats_a_key`]), without
+/// Objects up to this size are checked through a filter ([`names_a_key_twice`]), without
 /// allocating; most of a message's objects hold a few to a few dozen keys.
 const FILTERED_UP_TO: usize = 48;
 
-/// True if an object anywhere in `value` names a key twice. The depth is serde_json's
-/// (at most 128), so the recursion is bounded; it only descends into objects and arrays.
+/// True if the entries of one object name a key twice. The reader ([`read::exact`]) asks it of
+/// each object as the object's entries are gathered, while they are in cache, instead of a
+/// second walk over the whole tree (that walk was 4% of `map`'s instructions).
 ///
-/// Every message is checked, so this is one pass over each object: each key sets one bit of a
-/// 64-bit filter by a fingerprint of its length and end bytes, and only a key whose bit is
-/// already set is compared with the keys before it (comparing every pair instead cost 6% of
-/// `map`'s instructions). An object of more keys than the filter can tell apart (a hostile
-/// message can hold 300,000 traits) is checked with a set, in linear time.
-fn repeats_a_key(value: &Value<'_>) -> bool {
-    let nested = |v: &Value<'_>| matches!(v, Value::Object(_) | Value::Array(_));
-    match value {
-        Value::Object(o) if o.len() > FILTERED_UP_TO => {
-            let mut seen = HashSet::with_capacity(o.len());
-            !o.keys().all(|k| seen.insert(k)) || o.values().any(|v| nested(v) && repeats_a_key(v))
-        }
-        Value::Object(o) => {
-            let mut filter = 0u64;
-            for (i, (key, v)) in o.iter().enumerate() {
-                let bit = 1u64 << fingerprint(key.as_bytes());
-                if filter & bit != 0 && o.keys().take(i).any(|earlier| earlier == key) {
-                    return true;
-                }
-                filter |= bit;
-                if nested(v) && repeats_a_key(v) {
-                    return true;
-                }
-            }
-            false
-        }
-        Value::Array(a) => a.iter().any(|v| nested(v) && repeats_a_key(v)),
-        _ => false,
+/// Every object of every message is checked, so each key sets one bit of a 64-bit filter by a
+/// fingerprint of its length and end bytes, and only a key whose bit is already set is
+/// compared with the keys before it (comparing every pair instead cost 6% of `map`'s
+/// instructions). An object of more keys than the filter can tell apart (a hostile message can
+/// hold 300,000 traits) is checked with a set, in linear time.
+pub(crate) fn names_a_key_twice<V>(entries: &[(&str, V)]) -> bool {
+    if entries.len() > FILTERED_UP_TO {
+        let mut seen = HashSet::with_capacity(entries.len());
+        return !entries.iter().all(|(k, _)| seen.insert(*k));
     }
+    let mut filter = 0u64;
+    for (i, (key, _)) in entries.iter().enumerate() {
+        let bit = 1u64 << fingerprint(key.as_bytes());
+        if filter & bit != 0 && entries.iter().take(i).any(|(earlier, _)| earlier == key) {
+            return true;
+        }
+        filter |= bit;
+    }
+    false
 }
 
 /// A number in `0..64` from a key's length, first and last bytes (one multiplication).

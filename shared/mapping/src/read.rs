@@ -16,6 +16,7 @@
 //! [`Scratch`]: crate::json::Scratch
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
 use bumpalo::Bump;
@@ -29,23 +30,44 @@ use smallvec::SmallVec;
 /// nesting (at most 128, serde_json's limit): 16 × 48 bytes a level.
 const INLINE: usize = 16;
 
+/// A JSON text read into a tree.
+#[derive(Debug)]
+pub struct Tree<'de> {
+    pub value: Value<'de>,
+    /// Whether an object of the text names a key twice ([`crate::json::names_a_key_twice`]):
+    /// its lookups would find the first value, where Segment's readers take the last.
+    pub names_a_key_twice: bool,
+}
+
 /// Reads one JSON text; strings with escapes are unescaped into `strings`.
-pub fn exact<'de>(text: &'de str, strings: &'de Bump) -> Result<Value<'de>, serde_json::Error> {
+pub fn exact<'de>(text: &'de str, strings: &'de Bump) -> Result<Tree<'de>, serde_json::Error> {
     let mut reader = serde_json::Deserializer::from_str(text);
-    let value = Read(strings).deserialize(&mut reader)?;
+    let repeated = Cell::new(false);
+    let value = Read {
+        strings,
+        repeated: &repeated,
+    }
+    .deserialize(&mut reader)?;
     reader.end()?;
-    Ok(value)
+    Ok(Tree {
+        value,
+        names_a_key_twice: repeated.get(),
+    })
 }
 
 /// Reads a value (the seed and the visitor are one).
 #[derive(Clone, Copy)]
-struct Read<'de>(&'de Bump);
+struct Read<'de, 'r> {
+    strings: &'de Bump,
+    /// Set once an object names a key twice; no object is checked after that.
+    repeated: &'r Cell<bool>,
+}
 
 /// Reads an object's key.
 #[derive(Clone, Copy)]
 struct Key<'de>(&'de Bump);
 
-impl<'de> DeserializeSeed<'de> for Read<'de> {
+impl<'de> DeserializeSeed<'de> for Read<'de, '_> {
     type Value = Value<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, reader: D) -> Result<Value<'de>, D::Error> {
@@ -53,7 +75,7 @@ impl<'de> DeserializeSeed<'de> for Read<'de> {
     }
 }
 
-impl<'de> Visitor<'de> for Read<'de> {
+impl<'de> Visitor<'de> for Read<'de, '_> {
     type Value = Value<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -82,7 +104,7 @@ impl<'de> Visitor<'de> for Read<'de> {
 
     /// A string written with escapes (serde_json hands it over unescaped, in a scratch buffer).
     fn visit_str<E>(self, value: &str) -> Result<Value<'de>, E> {
-        Ok(Value::Str(Cow::Borrowed(self.0.alloc_str(value))))
+        Ok(Value::Str(Cow::Borrowed(self.strings.alloc_str(value))))
     }
 
     fn visit_unit<E>(self) -> Result<Value<'de>, E> {
@@ -116,8 +138,11 @@ impl<'de> Visitor<'de> for Read<'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Value<'de>, A::Error> {
         let mut gathered: SmallVec<[(&'de str, Value<'de>); INLINE]> = SmallVec::new();
-        while let Some(key) = entries.next_key_seed(Key(self.0))? {
+        while let Some(key) = entries.next_key_seed(Key(self.strings))? {
             gathered.push((key, entries.next_value_seed(self)?));
+        }
+        if !self.repeated.get() && crate::json::names_a_key_twice(&gathered) {
+            self.repeated.set(true);
         }
         let object = if gathered.spilled() {
             // As an array's: shrunk where it is. `serde_json_borrow` takes the vector as it
@@ -214,7 +239,7 @@ mod tests {
         let mut escaped_keys = 0;
         for text in &texts {
             let strings = Bump::new();
-            let ours = exact(text, &strings).unwrap();
+            let ours = exact(text, &strings).unwrap().value;
             assert_exact(&ours);
             match serde_json::from_str::<Value>(text) {
                 Ok(theirs) => assert_eq!(ours, theirs, "{text}"),
@@ -242,10 +267,40 @@ mod tests {
             std::mem::size_of::<(K, V)>()
         }
         let strings = Bump::new();
-        let Value::Object(object) = exact(r#"{"k":1}"#, &strings).unwrap() else {
+        let Value::Object(object) = exact(r#"{"k":1}"#, &strings).unwrap().value else {
             panic!("an object");
         };
         assert_eq!(entry_size(object.as_vec()), 48);
+    }
+
+    /// The reader tells whether any object names a key twice, at any depth and in objects
+    /// past the filter's size, and only then.
+    #[test]
+    fn a_key_named_twice_anywhere_is_told() {
+        let wide = |repeat: bool| {
+            let mut keys: Vec<String> = (0..60).map(|i| format!("\"k{i}\":{i}")).collect();
+            if repeat {
+                keys.push("\"k7\":0".into());
+            }
+            format!("{{\"a\":[1,{{{}}}]}}", keys.join(","))
+        };
+        for (text, twice) in [
+            (r#"{"a":1,"b":2}"#.to_string(), false),
+            (r#"{"a":1,"a":2}"#.into(), true),
+            (r#"{"a":{"b":[{"c":1,"d":{"e":1,"e":1}}]}}"#.into(), true),
+            (r#"[{"a":1},{"a":1}]"#.into(), false),
+            (r#"{"a":{"a":{"a":1}}}"#.into(), false),
+            (r#"{"\u0061":1,"a":2}"#.into(), true),
+            (wide(false), false),
+            (wide(true), true),
+        ] {
+            let strings = Bump::new();
+            assert_eq!(
+                exact(&text, &strings).unwrap().names_a_key_twice,
+                twice,
+                "{text}"
+            );
+        }
     }
 
     /// What serde_json refuses, the reader refuses with serde_json's reason: trailing text,
