@@ -60,7 +60,7 @@ impl<'a> EventBase<'a> {
     /// properties.
     pub fn shared_len(&self) -> usize {
         crate::json::serialized_len(&self.device)
-            + crate::json::serialized_len(self.user_properties.as_ref())
+            + crate::write::prop_map_len(&self.user_properties)
     }
 
     /// The event at 1-based `position` in this message's output, with its [`insert_id`].

@@ -17,6 +17,7 @@ use crate::props::{Prop, PropMap};
 use crate::rules::track::MAX_MESSAGE_OUTPUT_BYTES;
 use crate::rules::{device, drop_refused_ids, events, identify, missing, user_properties};
 use crate::settings::Settings;
+use crate::write;
 
 /// The legacy group type (§9.2.2).
 const LEGACY_TYPE: &str = "[Segment] Group";
@@ -200,8 +201,8 @@ fn check_fan_out(
     const OWN_FIELDS: usize = 128;
     let n = values.len();
     let name = settings.group_value_trait.as_deref().unwrap_or_default();
-    let each = json::serialized_len(traits) + OWN_FIELDS;
-    let estimate = n.saturating_mul(each) + values.iter().map(json::serialized_len).sum::<usize>();
+    let each = write::value_len(traits) + OWN_FIELDS;
+    let estimate = n.saturating_mul(each) + values.iter().map(write::prop_len).sum::<usize>();
     if estimate > MAX_MESSAGE_OUTPUT_BYTES {
         return Err(Rejection::Invalid(format!(
             "group: `traits.{name}` has {n} distinct values, which would become as many group identifications each repeating the group's {} KB of traits: about {} MB, over this destination's limit of {} MB for one message",

@@ -15,6 +15,7 @@ use crate::rules::events::{self, EventBase};
 use crate::rules::missing;
 use crate::rules::revenue;
 use crate::settings::Settings;
+use crate::write;
 
 /// The product keys kept by `trackProductsOnce` (§6.5.2); `productId` matches loosely.
 const PRODUCT_ONCE_KEYS: [&str; 5] = ["sku", "name", "price", "quantity", "category"];
@@ -105,8 +106,8 @@ fn check_fan_out<'a>(
         )));
     }
     let shared = base.shared_len() + OWN_FIELDS;
-    let own: usize = products.iter().map(|p| json::serialized_len(*p)).sum();
-    let estimate = (n + 1) * shared + own + json::serialized_len(properties);
+    let own: usize = products.iter().map(|p| write::value_len(p)).sum();
+    let estimate = (n + 1) * shared + own + write::value_len(properties);
     if estimate > MAX_MESSAGE_OUTPUT_BYTES {
         return Err(Rejection::Invalid(format!(
             "`properties.products`: {n} products would become as many Product Purchased events carrying about {} MB, each repeating the user's {} KB of properties (`context.traits`), over this destination's limit of {} MB for one message; send fewer products or traits, or turn on trackProductsOnce",
