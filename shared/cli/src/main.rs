@@ -272,7 +272,9 @@ fn map(settings_path: &std::path::Path, input: Option<&std::path::Path>) -> Exit
     };
     widen_pipes();
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let output = io::BufWriter::with_capacity(1 << 20, io::stdout());
+    // No buffer in between: `map` writes half a megabyte or more at a time (`mapper`), which
+    // a buffer of its own size would only copy once more.
+    let output = io::stdout();
     match mapper::run(&settings, &keys, reader, output, threads) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,

@@ -19,6 +19,13 @@ use crate::output::{self, Keys};
 /// Input is read in blocks of about this size, cut at a line end.
 const BLOCK: usize = 1 << 20;
 
+/// On one core, a block's output is written whenever this much of it is ready, not only at the
+/// block's end: half the 1 MB pipe `map` asks for (`main.rs`), so while whoever reads the
+/// output keeps up, each write finds room and returns at once. A block's whole output (a
+/// quarter larger than its input on corpus events) never fits: every block's write waited for
+/// the reader to drain the pipe, and the process sat idle (BENCHMARKS.md).
+const WRITE_AT: usize = BLOCK / 2;
+
 /// A block of whole input lines and where it starts.
 struct Block {
     seq: u64,
@@ -73,7 +80,13 @@ fn run_here(
 ) -> io::Result<()> {
     let mut block = Block::new();
     while blocks.fill(&mut block)? {
-        map_block(settings, keys, &mut block);
+        map_block(settings, keys, &mut block, |output| {
+            if output.len() >= WRITE_AT {
+                out.write_all(output)?;
+                output.clear();
+            }
+            Ok(())
+        })?;
         out.write_all(&block.output)?;
     }
     out.flush()
@@ -188,15 +201,21 @@ fn worker(
         let Ok(Ok(mut block)) = next else {
             return;
         };
-        map_block(settings, keys, &mut block);
-        if to_write.send(block).is_err() {
+        let mapped = map_block(settings, keys, &mut block, |_| Ok(()));
+        if mapped.is_err() || to_write.send(block).is_err() {
             return;
         }
     }
 }
 
-/// Maps a block's lines into its output.
-fn map_block(settings: &Settings, keys: &Keys, block: &mut Block) {
+/// Maps a block's lines into its output, handing the output to `after_line` after each line
+/// (which may write it out and clear it).
+fn map_block(
+    settings: &Settings,
+    keys: &Keys,
+    block: &mut Block,
+    mut after_line: impl FnMut(&mut Vec<u8>) -> io::Result<()>,
+) -> io::Result<()> {
     block.output.clear();
     let Block {
         first_line,
@@ -209,14 +228,15 @@ fn map_block(settings: &Settings, keys: &Keys, block: &mut Block) {
         if !line.trim().is_empty() {
             output::write_line(*first_line + k, line, settings, keys, output);
         }
+        after_line(output)
     };
     // The block checked as UTF-8 at once; only a block that is not is read line by line,
     // lossily.
     match std::str::from_utf8(input) {
         Ok(text) => line_ranges(input)
             .enumerate()
-            .for_each(|(k, line)| map(k, text.get(line).unwrap_or_default())),
-        Err(_) => line_ranges(input).enumerate().for_each(|(k, line)| {
+            .try_for_each(|(k, line)| map(k, text.get(line).unwrap_or_default())),
+        Err(_) => line_ranges(input).enumerate().try_for_each(|(k, line)| {
             map(
                 k,
                 &String::from_utf8_lossy(input.get(line).unwrap_or_default()),
@@ -287,6 +307,37 @@ mod tests {
         assert_eq!(one, out(4));
         assert_eq!(one.iter().filter(|b| **b == b'\n').count(), 30_001);
         assert!(one.ends_with(b"\"index\":30030,\"requests\":[],\"error\":{\"kind\":\"invalid\",\"message\":\"the line is not valid JSON (expected ident at line 1 column 2)\"}}\n"));
+    }
+
+    /// On one core the output leaves in writes of about half a block (`WRITE_AT`), each less
+    /// than the pipe's megabyte, never as a block's whole output, which is larger.
+    #[test]
+    fn one_core_writes_pieces_that_fit_the_pipe() {
+        struct Writes(Vec<usize>);
+        impl Write for Writes {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                self.0.push(bytes.len());
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let settings = Settings::from_json(&serde_json::json!({"apiKey": "K"})).unwrap();
+        let keys = Keys::from_settings(&serde_json::json!({"apiKey": "K"})).unwrap();
+        let input: String = (0..30_000)
+            .map(|i| format!("{{\"type\":\"track\",\"event\":\"e{i}\",\"userId\":\"u{i}\"}}\n"))
+            .collect();
+        let mut writes = Writes(Vec::new());
+        run(&settings, &keys, input.as_bytes(), &mut writes, 1).unwrap();
+        // A line's output is about 250 bytes here.
+        assert!(
+            writes.0.iter().all(|n| *n < WRITE_AT + 1_000),
+            "{:?}",
+            writes.0
+        );
+        assert!(writes.0.iter().sum::<usize>() > 6 * BLOCK);
+        assert!(writes.0.len() >= 12, "{:?}", writes.0);
     }
 
     /// Blocks are cut only at line ends, whatever the lines: a line longer than two blocks
