@@ -117,7 +117,7 @@ struct Record<'r, 'a> {
 
 impl Record<'_, '_> {
     /// The line's bytes: what serde_json writes of the record (its `Serialize` derives are
-    /// the reference), written by [`crate::writer`].
+    /// the reference), written by `mapping::write`.
     fn write(&self, out: &mut Vec<u8>) {
         let mut f = Fields::open(out);
         f.value(key!("index"), &self.index);
@@ -151,9 +151,7 @@ impl KeyedBody<'_, '_> {
         let mut f = Fields::open(out);
         let objects = match self.body {
             Body::Deletion(d) => {
-                write::list(f.key(key!("user_ids")), &d.user_ids, |out, id| {
-                    write::string(out, id);
-                });
+                write::deletion_fields(&mut f, d);
                 f.str(key!("requester"), amplitude_client::DEFAULT_REQUESTER);
                 None
             }

@@ -121,19 +121,27 @@ pub fn value(out: &mut Vec<u8>, v: &Value<'_>) {
             sonic_rs::to_writer(out, n).expect("writing JSON to a Vec cannot fail");
         }
         Value::Array(items) => list(out, items, value),
-        Value::Object(o) => {
-            out.push(b'{');
-            for (i, (k, v)) in o.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                string(out, k);
-                out.push(b':');
-                value(out, v);
-            }
-            out.push(b'}');
-        }
+        Value::Object(o) => object(out, o.iter(), value),
     }
+}
+
+/// A JSON object of `entries`, each value written by `write`: a message's objects and the
+/// maps the mapping builds alike.
+fn object<'e, V: ?Sized + 'e>(
+    out: &mut Vec<u8>,
+    entries: impl Iterator<Item = (&'e str, &'e V)>,
+    write: impl Fn(&mut Vec<u8>, &V),
+) {
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, k);
+        out.push(b':');
+        write(out, v);
+    }
+    out.push(b'}');
 }
 
 pub fn prop(out: &mut Vec<u8>, p: &Prop<'_>) {
@@ -145,16 +153,7 @@ pub fn prop(out: &mut Vec<u8>, p: &Prop<'_>) {
 }
 
 pub fn prop_map(out: &mut Vec<u8>, m: &PropMap<'_>) {
-    out.push(b'{');
-    for (i, (k, v)) in m.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, k);
-        out.push(b':');
-        prop(out, v);
-    }
-    out.push(b'}');
+    object(out, m.iter(), prop);
 }
 
 /// How many bytes [`value`] writes of `v`, counted without writing: the expansion limits
@@ -169,14 +168,19 @@ pub fn value_len(v: &Value<'_>) -> usize {
         Value::Array(items) => {
             2 + items.len().saturating_sub(1) + items.iter().map(value_len).sum::<usize>()
         }
-        Value::Object(o) => {
-            let entries: usize = o
-                .iter()
-                .map(|(k, v)| string_len(k) + 1 + value_len(v))
-                .sum();
-            2 + o.len().saturating_sub(1) + entries
-        }
+        Value::Object(o) => object_len(o.iter(), value_len),
     }
+}
+
+/// How many bytes [`object`] writes of `entries`, each value measured by `len`.
+fn object_len<'e, V: ?Sized + 'e>(
+    entries: impl Iterator<Item = (&'e str, &'e V)>,
+    len: impl Fn(&V) -> usize,
+) -> usize {
+    let (count, bytes) = entries.fold((0, 0), |(count, bytes), (k, v)| {
+        (count + 1, bytes + string_len(k) + 1 + len(v))
+    });
+    2 + usize::saturating_sub(count, 1) + bytes
 }
 
 /// How many bytes [`prop`] writes of `p`.
@@ -190,8 +194,7 @@ pub fn prop_len(p: &Prop<'_>) -> usize {
 
 /// How many bytes [`prop_map`] writes of `m`.
 pub fn prop_map_len(m: &PropMap<'_>) -> usize {
-    let entries: usize = m.iter().map(|(k, v)| string_len(k) + 1 + prop_len(v)).sum();
-    2 + m.len().saturating_sub(1) + entries
+    object_len(m.iter(), prop_len)
 }
 
 /// How many bytes [`string`] writes of `s`: its quotes, and each character to escape as
@@ -334,10 +337,15 @@ pub fn user_mapping(out: &mut Vec<u8>, m: &UserMapping<'_>) {
 /// A deletion's users: `{"user_ids":[…]}`.
 pub fn deletion(out: &mut Vec<u8>, d: &Deletion<'_>) {
     let mut f = Fields::open(out);
+    deletion_fields(&mut f, d);
+    f.close();
+}
+
+/// A deletion's fields, in the object being written (a delivery adds its own beside them).
+pub fn deletion_fields(f: &mut Fields<'_>, d: &Deletion<'_>) {
     list(f.key(key!("user_ids")), &d.user_ids, |out, id| {
         string(out, id)
     });
-    f.close();
 }
 
 /// A request's body as [`Body`] serialises: its objects, without any key.
